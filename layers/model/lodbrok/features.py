@@ -1,0 +1,162 @@
+"""The one featurizer: text or record -> fixed-length array of hashed token ids.
+
+Training and serving both call `Featurizer.transform`, so a model can never see features computed
+differently from the ones it learned on. Tokens are hashed into buckets rather than looked up in a
+vocabulary, so fine-tuning can learn words the base model never saw. Id 0 is padding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+FEATURIZER_VERSION = 1
+
+Record = Mapping[str, Any]
+ModelInput = str | Record
+
+_WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|co\.uk|biz|info|io)\b\S*")
+_DIGITS = re.compile(r"\d+")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class FeaturizerConfig:
+    """Everything that decides the features; stored in every bundle."""
+
+    version: int = FEATURIZER_VERSION
+    num_buckets: int = 2**17
+    max_tokens: int = 384
+    max_chars: int = 4000
+    char_ngram_min: int = 3
+    char_ngram_max: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FeaturizerConfig:
+        config = cls(**{key: int(raw[key]) for key in cls.__dataclass_fields__})
+        if config.version != FEATURIZER_VERSION:
+            raise ValueError(f"featurizer version {config.version} is not supported (expected {FEATURIZER_VERSION})")
+        return config
+
+
+def normalize_text(text: str) -> str:
+    """Unicode-normalize, case-fold and collapse whitespace: equal texts after this are duplicates."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def canonical_key(item: ModelInput) -> str:
+    """A stable string identity for an input, used for duplicate detection and cache keys."""
+    if isinstance(item, str):
+        return "t:" + normalize_text(item)
+    parts = [f"{name}={_canonical_value(item[name])}" for name in sorted(item)]
+    return "r:" + "\x1f".join(parts)
+
+
+def _canonical_value(value: Any) -> str:
+    if value is None:
+        return "\x00"
+    if isinstance(value, str):
+        return normalize_text(value)
+    return repr(value)
+
+
+class Featurizer:
+    """Turns texts and records into int32 id arrays of shape (n, max_tokens)."""
+
+    def __init__(self, config: FeaturizerConfig | None = None) -> None:
+        self.config = config or FeaturizerConfig()
+
+    def transform(self, items: Iterable[ModelInput]) -> np.ndarray:
+        rows = [self.token_ids(item) for item in items]
+        batch = np.zeros((len(rows), self.config.max_tokens), dtype=np.int32)
+        for index, ids in enumerate(rows):
+            batch[index, : len(ids)] = ids
+        return batch
+
+    def token_ids(self, item: ModelInput) -> list[int]:
+        buckets = self.config.num_buckets - 1
+        return [zlib.crc32(token.encode("utf-8", "surrogatepass")) % buckets + 1 for token in self.tokens(item)]
+
+    def tokens(self, item: ModelInput) -> list[str]:
+        """Tokens in priority order (words, then bigrams, then character n-grams), truncated."""
+        if isinstance(item, str):
+            words, bigrams, grams = self._text_tokens(item, prefix="")
+        else:
+            words, bigrams, grams = self._record_tokens(item)
+        return (words + bigrams + grams)[: self.config.max_tokens]
+
+    def _record_tokens(self, record: Record) -> tuple[list[str], list[str], list[str]]:
+        words: list[str] = []
+        bigrams: list[str] = []
+        grams: list[str] = []
+        for name in sorted(record):
+            field = str(name).casefold()
+            value = record[name]
+            if value is None or value == "":
+                words.append(f"{field}=<none>")
+            elif isinstance(value, bool):
+                words.append(f"{field}={value}")
+            elif isinstance(value, int | float):
+                words.append(f"{field}=<num{len(str(int(abs(value))))}>")
+            elif isinstance(value, str) and (date_tokens := _date_tokens(field, value)):
+                words.extend(date_tokens)
+            else:
+                text = value if isinstance(value, str) else str(value)
+                field_words, field_bigrams, field_grams = self._text_tokens(text, prefix=f"{field}:")
+                words.append(f"{field}=<present>")
+                words.extend(field_words)
+                bigrams.extend(field_bigrams)
+                grams.extend(field_grams)
+        return words, bigrams, grams
+
+    def _text_tokens(self, text: str, prefix: str) -> tuple[list[str], list[str], list[str]]:
+        text = normalize_text(text[: self.config.max_chars])
+        words: list[str] = []
+        for url in _URL.findall(text):
+            words.append(prefix + "<url>")
+            words.append(prefix + "url:" + url.split("/")[0].removeprefix("www."))
+        text = _URL.sub(" ", text)
+        raw_words = _WORD.findall(text)
+        for word in raw_words:
+            words.append(prefix + word)
+            if word.isdigit():
+                words.append(f"{prefix}<num{len(word)}>")
+        bigrams = [f"{prefix}{first} {second}" for first, second in itertools.pairwise(raw_words)]
+        grams = [gram for word in raw_words if len(word) > 2 for gram in self._char_ngrams(word)]
+        return words, bigrams, grams
+
+    def _char_ngrams(self, word: str) -> list[str]:
+        padded = f"<{_DIGITS.sub(lambda digits: '0' * len(digits.group()), word)}>"
+        return [
+            "#" + padded[start : start + size]
+            for size in range(self.config.char_ngram_min, self.config.char_ngram_max + 1)
+            for start in range(len(padded) - size + 1)
+        ]
+
+
+def _date_tokens(field: str, value: str) -> list[str]:
+    """ISO dates become coarse calendar tokens, so a date generalizes instead of being one rare word."""
+    candidate = value.strip()
+    if not _ISO_DATE.match(candidate):
+        return []
+    try:
+        moment = datetime.fromisoformat(candidate.replace("Z", "+00:00"))
+    except ValueError:
+        return []
+    return [
+        f"{field}:year={moment.year}",
+        f"{field}:month={moment.month}",
+        f"{field}:weekday={moment.weekday()}",
+    ]

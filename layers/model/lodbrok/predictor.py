@@ -1,0 +1,78 @@
+"""Serving: a bundle's `.tflite` run by the LiteRT interpreter. numpy + ai-edge-litert only.
+
+This module must never import TensorFlow or Keras (a test enforces it): the predict Lambda ships
+without them and cold-starts in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from lodbrok.bundle import Bundle, BundleError
+from lodbrok.features import Featurizer, ModelInput
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """Loads a bundle once and predicts batches; safe to share between threads."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.labels = list(bundle.labels)
+        self.featurizer = Featurizer(bundle.featurizer)
+        try:
+            self._interpreter = Interpreter(model_content=bundle.tflite_model, num_threads=1)
+            self._input_index = self._interpreter.get_input_details()[0]["index"]
+            self._output_index = self._interpreter.get_output_details()[0]["index"]
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise BundleError(f"the bundle's model.tflite cannot be loaded: {error}") from error
+        output_width = self._interpreter.get_output_details()[0]["shape"][-1]
+        if output_width != len(self.labels):
+            raise BundleError(f"model.tflite has {output_width} outputs but the bundle has {len(self.labels)} labels")
+        self._batch_size = int(self._interpreter.get_input_details()[0]["shape"][0])
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Predictor:
+        return cls(Bundle.from_bytes(data))
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    def predict_proba(self, items: Sequence[ModelInput]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.predict_ids(self.featurizer.transform(items))
+
+    def predict_ids(self, token_ids: np.ndarray) -> np.ndarray:
+        """Probabilities for already featurized rows (shape: n x max_tokens)."""
+        with self._lock:
+            if token_ids.shape[0] != self._batch_size:
+                self._interpreter.resize_tensor_input(self._input_index, list(token_ids.shape))
+                self._interpreter.allocate_tensors()
+                self._batch_size = token_ids.shape[0]
+            self._interpreter.set_tensor(self._input_index, token_ids)
+            self._interpreter.invoke()
+            return np.array(self._interpreter.get_tensor(self._output_index))
+
+    def predict(self, items: Sequence[ModelInput]) -> list[Prediction]:
+        probabilities = self.predict_proba(items)
+        return [
+            Prediction(
+                label=self.labels[int(row.argmax())],
+                probabilities={label: float(value) for label, value in zip(self.labels, row, strict=True)},
+            )
+            for row in probabilities
+        ]

@@ -1,0 +1,49 @@
+"""Runtime configuration of both functions, read from the environment once per process.
+
+Domain code receives a `Settings` object; only `get_settings` reads `os.environ`. The names are the
+environment variables that template.yaml sets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    model_bucket: str = Field("", alias="MODEL_BUCKET")
+    model_name: str = Field("default", alias="MODEL_NAME")
+    pinned_model_version: str = Field("", alias="MODEL_VERSION")
+    model_refresh_seconds: float = Field(60.0, ge=0, alias="MODEL_REFRESH_SECONDS")
+
+    cache_table: str = Field("", alias="CACHE_TABLE")
+    cache_ttl_seconds: int = Field(86_400, ge=60, alias="CACHE_TTL_SECONDS")
+
+    max_items: int = Field(100, ge=1, le=1000, alias="MAX_ITEMS")
+    max_text_chars: int = Field(5_000, ge=1, alias="MAX_TEXT_CHARS")
+    max_body_bytes: int = Field(1_000_000, ge=1024, alias="MAX_BODY_BYTES")
+
+    call_log_enabled: bool = Field(False, alias="CALL_LOG_ENABLED")
+    call_log_table: str = Field("", alias="CALL_LOG_TABLE")
+    call_log_ttl_seconds: int = Field(7 * 86_400, ge=60, alias="CALL_LOG_TTL_SECONDS")
+
+    verdict_queue_url: str = Field("", alias="VERDICT_QUEUE_URL")
+    idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
+    verdict_archive_prefix: str = Field("verdicts/", alias="VERDICT_ARCHIVE_PREFIX")
+    min_verdicts_to_train: int = Field(1, ge=1, alias="MIN_VERDICTS_TO_TRAIN")
+    gate_tolerance: float = Field(0.01, ge=0, le=1, alias="GATE_TOLERANCE")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        names = {field.alias for field in cls.model_fields.values() if field.alias}
+        return cls.model_validate({name: value for name, value in environ.items() if name in names})
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env(os.environ)

@@ -1,0 +1,320 @@
+"""The model registry: bundles in a versioned S3 bucket.
+
+One object key holds the active model; every write to it (publish, promotion, rollback) is a new S3
+version, so the history is S3's version list and a rollback copies an earlier version's bytes back
+on top (history kept). Writes are conditional on the ETag the writer last read (`If-Match`), so two
+writers racing cannot silently overwrite each other's promotion. A summary of each bundle's
+metadata rides along as S3 user metadata, so listing versions needs no bundle downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from lodbrok.bundle import Bundle, utc_now_iso
+
+
+class ModelStoreError(Exception):
+    """Base class of every model store failure that a caller can explain to a user."""
+
+
+class BucketNotFound(ModelStoreError):
+    pass
+
+
+class VersioningDisabled(ModelStoreError):
+    pass
+
+
+class NoActiveModel(ModelStoreError):
+    pass
+
+
+class UnknownVersion(ModelStoreError):
+    pass
+
+
+class ConcurrentUpdate(ModelStoreError):
+    """The active model changed since it was read; re-read and retry."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One S3 version of the active key."""
+
+    version_id: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    ref: ModelRef
+    data: bytes
+
+    def bundle(self) -> Bundle:
+        return Bundle.from_bytes(self.data)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version_id: str
+    label: str
+    created_at: str
+    stored_at: str
+    parent: str
+    action: str
+    restored_from: str
+    verdict_count: int
+    metrics: dict[str, Any]
+    size: int
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    key: str
+    label: str
+    stored_at: str
+    reason: str
+    metrics: dict[str, Any]
+
+
+class ModelStore:
+    def __init__(self, bucket: str, model_name: str = "default", s3: Any = None) -> None:
+        if not bucket:
+            raise BucketNotFound("no model bucket given (flag --bucket, env MODEL_BUCKET, or a deployed stack)")
+        self.bucket = bucket
+        self.model_name = model_name
+        self.active_key = f"models/{model_name}/active.lbk"
+        self.candidate_prefix = f"models/{model_name}/candidates/"
+        self.s3 = s3 or boto3.client("s3")
+        self._versioning_checked = False
+
+    def head(self) -> ModelRef | None:
+        """The current active version, with one cheap HEAD request; None if nothing was published."""
+        try:
+            response = self.s3.head_object(Bucket=self.bucket, Key=self.active_key)
+        except ClientError as error:
+            if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+                self._raise_if_bucket_missing()
+                return None
+            raise self._translate(error) from error
+        return ModelRef(response.get("VersionId") or "null", response["ETag"])
+
+    def load(self, version_id: str | None = None) -> StoredModel:
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": self.active_key}
+        if version_id:
+            arguments["VersionId"] = version_id
+        try:
+            response = self.s3.get_object(**arguments)
+        except ClientError as error:
+            code = _error_code(error)
+            if version_id and code in {"NoSuchVersion", "InvalidArgument", "404", "400"}:
+                raise UnknownVersion(f"model version {version_id!r} does not exist in s3://{self.bucket}") from error
+            if code in {"NoSuchKey", "404"}:
+                self._raise_if_bucket_missing()
+                raise NoActiveModel(self._no_model_message()) from error
+            raise self._translate(error) from error
+        data = response["Body"].read()
+        return StoredModel(ModelRef(response.get("VersionId") or "null", response["ETag"]), data)
+
+    def publish(
+        self, bundle: Bundle, *, expected: ModelRef | None, action: str = "publish", verdict_count: int = 0
+    ) -> ModelRef:
+        """Make `bundle` the active model as a new S3 version, only if `expected` is still the active one.
+
+        `expected=None` means "only if no model was published yet". A lost race raises ConcurrentUpdate.
+        """
+        return self._put_active(bundle, expected=expected, action=action, verdict_count=verdict_count)
+
+    def rollback(self, version_id: str) -> ModelRef:
+        """Restore an earlier version as the active model; the restore is itself a new version."""
+        current = self.head()
+        if current and current.version_id == version_id:
+            raise ModelStoreError(f"version {version_id} is already the active model")
+        earlier = self.load(version_id)
+        return self._put_active(
+            earlier.bundle(), expected=current, action="rollback", restored_from=version_id, data=earlier.data
+        )
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version of the active key, newest first."""
+        self.ensure_versioning()
+        entries: list[dict[str, Any]] = []
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.active_key):
+            entries.extend(entry for entry in page.get("Versions", []) if entry["Key"] == self.active_key)
+        entries.sort(key=lambda entry: entry["LastModified"], reverse=True)
+        infos = []
+        for entry in entries:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.active_key, VersionId=entry["VersionId"])
+            infos.append(_version_info(entry, head.get("Metadata", {})))
+        return infos
+
+    def next_label(self) -> str:
+        """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks."""
+        numbers = [int(match.group(1)) for info in self.versions() if (match := re.fullmatch(r"v(\d+)", info.label))]
+        return f"v{max(numbers, default=0) + 1}"
+
+    def save_candidate(self, bundle: Bundle, reason: str) -> str:
+        """Keep a candidate that was not promoted, with why, for inspection or a manual promotion."""
+        key = f"{self.candidate_prefix}{_timestamp_for_key()}-{bundle.version}.lbk"
+        metadata = {**_summary_metadata(bundle), "reason": _ascii(reason)[:512]}
+        self._call("put_object", Bucket=self.bucket, Key=key, Body=bundle.to_bytes(), Metadata=metadata)
+        return key
+
+    def candidates(self) -> list[CandidateInfo]:
+        found: list[CandidateInfo] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.candidate_prefix):
+            for entry in page.get("Contents", []):
+                metadata = self.s3.head_object(Bucket=self.bucket, Key=entry["Key"]).get("Metadata", {})
+                found.append(
+                    CandidateInfo(
+                        key=entry["Key"],
+                        label=metadata.get("version", ""),
+                        stored_at=entry["LastModified"].isoformat(),
+                        reason=metadata.get("reason", ""),
+                        metrics=_json_or_empty(metadata.get("metrics")),
+                    )
+                )
+        return sorted(found, key=lambda candidate: candidate.stored_at, reverse=True)
+
+    def promote_candidate(self, key: str) -> ModelRef:
+        """Promote a stored candidate by hand (an operator overriding the gate)."""
+        if not key.startswith(self.candidate_prefix):
+            key = self.candidate_prefix + key
+        try:
+            data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _error_code(error) in {"NoSuchKey", "404"}:
+                raise UnknownVersion(f"no candidate {key!r} in s3://{self.bucket}") from error
+            raise self._translate(error) from error
+        bundle = Bundle.from_bytes(data)
+        return self._put_active(bundle, expected=self.head(), action="manual-promote", data=data)
+
+    def ensure_versioning(self) -> None:
+        if self._versioning_checked:
+            return
+        status = self._call("get_bucket_versioning", Bucket=self.bucket).get("Status")
+        if status != "Enabled":
+            raise VersioningDisabled(
+                f"bucket {self.bucket} does not have versioning enabled, so model history and rollback would be "
+                f"lost; enable it: aws s3api put-bucket-versioning --bucket {self.bucket} "
+                "--versioning-configuration Status=Enabled"
+            )
+        self._versioning_checked = True
+
+    def _put_active(
+        self,
+        bundle: Bundle,
+        *,
+        expected: ModelRef | None,
+        action: str,
+        restored_from: str = "",
+        verdict_count: int = 0,
+        data: bytes | None = None,
+    ) -> ModelRef:
+        self.ensure_versioning()
+        metadata = {
+            **_summary_metadata(bundle),
+            "action": action,
+            "stored-at": utc_now_iso(),
+            "restored-from": restored_from,
+            "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
+        }
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.active_key,
+            "Body": data if data is not None else bundle.to_bytes(),
+            "Metadata": metadata,
+        }
+        if expected is None:
+            arguments["IfNoneMatch"] = "*"
+        else:
+            arguments["IfMatch"] = expected.etag
+        try:
+            response = self.s3.put_object(**arguments)
+        except ClientError as error:
+            if _error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+                raise ConcurrentUpdate(
+                    "the active model changed while this update was prepared; reload it and retry"
+                ) from error
+            raise self._translate(error) from error
+        return ModelRef(response.get("VersionId") or "null", response["ETag"])
+
+    def _call(self, operation: str, **arguments: Any) -> Any:
+        try:
+            return getattr(self.s3, operation)(**arguments)
+        except ClientError as error:
+            raise self._translate(error) from error
+
+    def _raise_if_bucket_missing(self) -> None:
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            raise self._translate(error) from error
+
+    def _translate(self, error: ClientError) -> Exception:
+        if _error_code(error) in {"NoSuchBucket", "404"} and "Key" not in error.operation_name:
+            return BucketNotFound(f"model bucket {self.bucket!r} does not exist or is not reachable")
+        return error
+
+    def _no_model_message(self) -> str:
+        return (
+            f"no model has been published to s3://{self.bucket}/{self.active_key} yet; train one with "
+            f"`lodbrok train --out model.lbk` and publish it with `lodbrok publish model.lbk --bucket {self.bucket}`"
+        )
+
+
+def _summary_metadata(bundle: Bundle) -> dict[str, str]:
+    metadata = bundle.metadata
+    return {
+        "version": _ascii(bundle.version),
+        "created-at": _ascii(str(metadata.get("created_at", ""))),
+        "parent": _ascii(str(metadata.get("parent_version") or "")),
+        "metrics": json.dumps(metadata.get("metrics", {}).get("gate", {}), separators=(",", ":"))[:1500],
+    }
+
+
+def _version_info(entry: dict[str, Any], metadata: dict[str, str]) -> VersionInfo:
+    return VersionInfo(
+        version_id=entry["VersionId"],
+        label=metadata.get("version", ""),
+        created_at=metadata.get("created-at", ""),
+        stored_at=entry["LastModified"].isoformat(),
+        parent=metadata.get("parent", ""),
+        action=metadata.get("action", ""),
+        restored_from=metadata.get("restored-from", ""),
+        verdict_count=int(metadata.get("verdict-count") or 0),
+        metrics=_json_or_empty(metadata.get("metrics")),
+        size=int(entry.get("Size", 0)),
+        is_active=bool(entry.get("IsLatest")),
+    )
+
+
+def _json_or_empty(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _ascii(value: str) -> str:
+    return value.encode("ascii", "replace").decode()
+
+
+def _timestamp_for_key() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

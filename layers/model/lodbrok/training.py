@@ -1,0 +1,312 @@
+"""Training, fine-tuning and export. The only module that imports TensorFlow, and only when called.
+
+`train_bundle` builds a base model from a labelled dataset; `finetune_bundle` continues training an
+existing bundle on verdicts while rehearsing the data it was trained on (so it does not forget);
+both export through `export_bundle`, which converts to LiteRT and refuses an export whose served
+probabilities differ from Keras by more than `PARITY_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok.data import (
+    DedupReport,
+    LabelledItem,
+    dataset_fingerprint,
+    deduplicate,
+    items_from_jsonl,
+    items_to_jsonl,
+    stratified_split,
+)
+from lodbrok.evaluation import Metrics, compute_metrics
+from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
+from lodbrok.network import NetworkConfig, architecture_summary, build_network
+from lodbrok.predictor import Predictor
+
+if TYPE_CHECKING:
+    import keras
+
+PARITY_TOLERANCE = 1e-5
+PARITY_ROWS = 256
+
+Progress = Callable[[str, int, int], None]
+
+
+class TrainingError(RuntimeError):
+    """Training or export could not produce a valid bundle."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 0.005
+    test_fraction: float = 0.2
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Low learning rate, few epochs, and rehearsal of earlier data against forgetting."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    learning_rate: float = 0.002
+    verdict_repeats: int = 3
+    rehearsal_per_verdict: int = 10
+    min_rehearsal: int = 500
+    rehearsal_limit: int = 50_000
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle: Bundle
+    metrics: Metrics
+    dedup: DedupReport
+    train_size: int
+    test_size: int
+
+
+def train_bundle(
+    items: Sequence[LabelledItem],
+    config: TrainingConfig | None = None,
+    *,
+    version: str = "v1",
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Deduplicate, split (stratified, held-out test = gate set), train and export a base model."""
+    config = config or TrainingConfig()
+    unique, dedup = deduplicate(items)
+    labels = sorted({item.label for item in unique})
+    if len(labels) < 2:
+        raise TrainingError(f"training needs at least two labels, the data has {labels}")
+    train_items, gate_items = stratified_split(unique, config.test_fraction)
+    _seed_everything(config.seed)
+    model = build_network(config.featurizer, labels, config.network)
+    _fit(
+        model,
+        config.featurizer,
+        labels,
+        train_items,
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        progress,
+    )
+    metadata = {
+        "version": version,
+        "parent_version": None,
+        "created_at": utc_now_iso(),
+        "training": {
+            "kind": "base",
+            "data_fingerprint": dataset_fingerprint(unique),
+            "data_size": len(unique),
+            "train_size": len(train_items),
+            "gate_size": len(gate_items),
+            "duplicates_removed": dedup.duplicates_removed,
+            "label_conflicts": dedup.conflicts,
+            "epochs": config.epochs,
+            "learning_rate": config.learning_rate,
+            "seed": config.seed,
+            "rehearsal_base_size": len(train_items),
+        },
+        "network": config.network.to_dict(),
+    }
+    bundle, metrics = export_bundle(model, config.featurizer, labels, train_items, gate_items, metadata)
+    return TrainResult(bundle, metrics, dedup, len(train_items), len(gate_items))
+
+
+def finetune_bundle(
+    parent: Bundle,
+    verdicts: Sequence[LabelledItem],
+    config: FinetuneConfig | None = None,
+    *,
+    version: str | None = None,
+    parent_version: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Bundle, Metrics]:
+    """Continue training `parent` on `verdicts`, rehearsing a sample of its stored training data."""
+    config = config or FinetuneConfig()
+    verdicts, _ = deduplicate(reversed(verdicts))
+    if not verdicts:
+        raise TrainingError("fine-tuning needs at least one verdict")
+    unknown = sorted({item.label for item in verdicts} - set(parent.labels))
+    if unknown:
+        raise TrainingError(f"verdict labels {unknown} are not labels of the model ({parent.labels})")
+    verdict_keys = {canonical_key(item.input) for item in verdicts}
+    rehearsal = [item for item in items_from_jsonl(parent.rehearsal) if canonical_key(item.input) not in verdict_keys]
+    rng = random.Random(config.seed)
+    sample_size = min(len(rehearsal), max(config.min_rehearsal, config.rehearsal_per_verdict * len(verdicts)))
+    mixture = list(verdicts) * config.verdict_repeats + rng.sample(rehearsal, sample_size)
+
+    _seed_everything(config.seed)
+    model = load_keras_model(parent)
+    _fit(
+        model,
+        parent.featurizer,
+        parent.labels,
+        mixture,
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        progress,
+    )
+    base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(rehearsal)))
+    kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), base_size, config.rehearsal_limit)
+    metadata = {
+        "version": version or next_version_label(parent.version),
+        "parent_version": parent_version or parent.version,
+        "created_at": utc_now_iso(),
+        "training": {
+            "kind": "finetune",
+            "data_fingerprint": dataset_fingerprint(verdicts),
+            "verdict_count": len(verdicts),
+            "rehearsal_sampled": sample_size,
+            "epochs": config.epochs,
+            "learning_rate": config.learning_rate,
+            "seed": config.seed,
+            "rehearsal_base_size": min(base_size, len(kept_rehearsal)),
+        },
+        "network": parent.metadata.get("network", {}),
+    }
+    gate_items = items_from_jsonl(parent.gate)
+    return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+
+
+def export_bundle(
+    model: keras.Model,
+    featurizer: FeaturizerConfig,
+    labels: list[str],
+    rehearsal: Sequence[LabelledItem],
+    gate: Sequence[LabelledItem],
+    metadata: dict[str, Any],
+) -> tuple[Bundle, Metrics]:
+    """Convert to LiteRT, check parity with Keras, evaluate on the gate set through the served path."""
+    import keras
+    import tensorflow as tf
+
+    # A fresh clone carries the weights without the optimizer state, which fine-tuning recreates.
+    weights_only = keras.models.clone_model(model)
+    weights_only.set_weights(model.get_weights())
+    with tempfile.TemporaryDirectory() as workdir:
+        keras_path = os.path.join(workdir, "model.keras")
+        weights_only.save(keras_path)
+        with open(keras_path, "rb") as handle:
+            keras_bytes = handle.read()
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its traced signature
+        tflite_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    draft = Bundle(
+        keras_model=keras_bytes,
+        tflite_model=tflite_bytes,
+        featurizer=featurizer,
+        labels=labels,
+        rehearsal=items_to_jsonl(rehearsal),
+        gate=items_to_jsonl(gate),
+        metadata=metadata,
+    )
+    predictor = Predictor(draft)
+    parity_inputs = [item.input for item in (list(gate) or list(rehearsal))[:PARITY_ROWS]]
+    parity = check_parity(model, predictor, parity_inputs)
+    metrics = evaluate(predictor, gate)
+    bundle = draft.with_metadata(
+        metrics={"gate": metrics.summary()},
+        parity_max_abs_diff=parity,
+        architecture=architecture_summary(model),
+        tflite_bytes=len(tflite_bytes),
+    )
+    return bundle, metrics
+
+
+def check_parity(model: keras.Model, predictor: Predictor, inputs: Sequence[Any]) -> float:
+    token_ids = predictor.featurizer.transform(inputs)
+    keras_probabilities = np.asarray(model(token_ids, training=False))
+    served_probabilities = predictor.predict_ids(token_ids)
+    difference = float(np.max(np.abs(keras_probabilities - served_probabilities))) if len(inputs) else 0.0
+    if difference > PARITY_TOLERANCE:
+        raise TrainingError(f"LiteRT export differs from Keras by {difference:.2e} (> {PARITY_TOLERANCE:.0e})")
+    return difference
+
+
+def evaluate(predictor: Predictor, items: Sequence[LabelledItem]) -> Metrics:
+    predictions = predictor.predict([item.input for item in items]) if items else []
+    unknown = sorted({item.label for item in items} - set(predictor.labels))
+    if unknown:
+        raise TrainingError(f"labels {unknown} in the data are not labels of the model ({predictor.labels})")
+    return compute_metrics(predictor.labels, [item.label for item in items], [p.label for p in predictions])
+
+
+def load_keras_model(bundle: Bundle) -> keras.Model:
+    """Rebuild the trainable Keras model from a bundle, in Keras safe mode (no arbitrary code)."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as workdir:
+        keras_path = os.path.join(workdir, "model.keras")
+        with open(keras_path, "wb") as handle:
+            handle.write(bundle.keras_model)
+        return keras.saving.load_model(keras_path, compile=False, safe_mode=True)
+
+
+def next_version_label(version: str) -> str:
+    match = re.fullmatch(r"v(\d+)", version)
+    return f"v{int(match.group(1)) + 1}" if match else f"{version}+1"
+
+
+def _bounded_rehearsal(items: list[LabelledItem], base_size: int, limit: int) -> list[LabelledItem]:
+    """Keep the base sample and the newest verdicts within `limit` rows."""
+    if len(items) <= limit:
+        return items
+    base = items[: min(base_size, limit)]
+    return base + items[len(items) - (limit - len(base)) :] if limit > len(base) else base
+
+
+def _fit(
+    model: keras.Model,
+    featurizer: FeaturizerConfig,
+    labels: list[str],
+    items: Sequence[LabelledItem],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    progress: Progress | None,
+) -> None:
+    import keras
+
+    label_index = {label: position for position, label in enumerate(labels)}
+    features = Featurizer(featurizer).transform([item.input for item in items])
+    targets = np.array([label_index[item.label] for item in items], dtype=np.int32)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    callbacks = [_progress_callback(progress, epochs)] if progress else []
+    model.fit(features, targets, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+
+
+def _seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _progress_callback(progress: Progress, epochs: int) -> Any:
+    import keras
+
+    class ProgressCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            progress("epoch", epoch + 1, epochs)
+
+    return ProgressCallback()

@@ -1,0 +1,68 @@
+"""Fixtures shared by the whole suite: a tiny trained model and moto-backed AWS."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lodbrok.bundle import Bundle
+from lodbrok.features import FeaturizerConfig
+from lodbrok.training import TrainingConfig, train_bundle
+from support import make_tiny_dataset
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle() -> Bundle:
+    """A real model trained in a few seconds on the synthetic dataset."""
+    return train_bundle(make_tiny_dataset(), TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8)).bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_bytes(tiny_bundle: Bundle) -> bytes:
+    return tiny_bundle.to_bytes()
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws(aws_credentials: None) -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "lodbrok-test"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lodbrok-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()

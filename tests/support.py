@@ -1,0 +1,51 @@
+"""Test data made on the fly (never copied from a dataset) and small shared helpers."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from lodbrok.data import LabelledItem
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+
+_SPAM_TEMPLATES = [
+    "WINNER!! You have won a {prize}. Call {number} now to claim, T&C apply",
+    "FREE {prize} for you! Text CLAIM to {short} before midnight. Cost 150p/msg",
+    "Urgent: your mobile number won {money} in our draw. Call {number} to collect",
+    "Congratulations! Claim your {prize} today, reply YES to {short}. Stop? txt STOP",
+]
+_HAM_TEMPLATES = [
+    "Are we still meeting for {meal} at {time}? I'll bring the {thing}",
+    "Sorry I missed your call, I was at {place}. Talk later?",
+    "Can you pick up some {thing} on the way home from {place}",
+    "Mum says {meal} is at {time}, don't be late again",
+]
+_SLOTS = {
+    "prize": ["holiday", "camera phone", "ipod", "voucher", "car"],
+    "money": ["£1000", "£2000 cash", "$500", "£250"],
+    "meal": ["lunch", "dinner", "breakfast", "coffee"],
+    "time": ["noon", "7pm", "half six", "eight"],
+    "thing": ["milk", "bread", "charger", "umbrella", "tickets"],
+    "place": ["the gym", "work", "uni", "the station", "grandma's"],
+}
+
+
+def make_tiny_dataset(size: int = 240, seed: int = 3) -> list[LabelledItem]:
+    """A small, clearly separable spam/ham dataset with varied wording."""
+    rng = random.Random(seed)
+    items = []
+    for index in range(size):
+        label = "spam" if index % 3 == 0 else "ham"
+        template = rng.choice(_SPAM_TEMPLATES if label == "spam" else _HAM_TEMPLATES)
+        values = {name: rng.choice(choices) for name, choices in _SLOTS.items()}
+        values["number"] = "09" + "".join(rng.choice("0123456789") for _ in range(9))
+        values["short"] = str(rng.randint(80000, 89999))
+        items.append(LabelledItem(f"{template.format(**values)} #{index}", label))
+    return items
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
