@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -142,7 +143,7 @@ def _read_members(data: bytes) -> dict[str, bytes]:
             if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
                 raise BundleError("bundle unpacks to more than 1 GiB")
             return {info.filename: archive.read(info) for info in infos}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as error:
         raise BundleError(f"not a readable bundle archive: {error}") from error
 
 

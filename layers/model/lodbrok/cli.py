@@ -12,6 +12,7 @@ from typing import Any
 
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
+from lodbrok.store import ModelStoreError
 
 DESCRIPTION = """\
 Lodbrok: a text classifier that learns from its users' verdicts.
@@ -24,6 +25,11 @@ Typical first steps:
   lodbrok evaluate --model model.lbk             metrics on the held-out gate set
   lodbrok predict --model model.lbk "WIN a prize now!"
   lodbrok finetune --model model.lbk --data verdicts.jsonl --out model-v2.lbk
+
+Against a deployed (or `make local`) stack:
+  lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
+  lodbrok versions --bucket BUCKET               every stored version, * = active
+  lodbrok rollback --to VERSION_ID --bucket BUCKET
 
 Datasets are CSV, TSV or JSONL files with a `label` column/key and either a `text` column/key or
 named record fields (see README.md).
@@ -40,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(arguments.handler(arguments) or 0)
-    except (CliError, BundleError, DataError, FileNotFoundError) as error:
+    except (CliError, BundleError, DataError, ModelStoreError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -83,7 +89,109 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("bundle", help="bundle file")
     inspect.add_argument("--json", action="store_true", help="print the whole metadata.json")
     inspect.set_defaults(handler=_inspect)
+
+    publish = commands.add_parser("publish", help="upload a bundle to the model bucket as the new active version")
+    _add_store_arguments(publish)
+    publish.add_argument("bundle", help="bundle file to publish (e.g. from `lodbrok train`)")
+    publish.set_defaults(handler=_publish)
+
+    versions = commands.add_parser("versions", help="list every stored version of the model")
+    _add_store_arguments(versions)
+    versions.add_argument("--json", action="store_true", help="print the versions as JSON")
+    versions.set_defaults(handler=_versions)
+
+    rollback = commands.add_parser("rollback", help="make an earlier version active again (history is kept)")
+    _add_store_arguments(rollback)
+    rollback.add_argument("--to", required=True, metavar="VERSION_ID", help="S3 version id (see `lodbrok versions`)")
+    rollback.set_defaults(handler=_rollback)
+
+    candidates = commands.add_parser("candidates", help="list fine-tuned candidates that the gate did not promote")
+    _add_store_arguments(candidates)
+    candidates.set_defaults(handler=_candidates)
+
+    promote = commands.add_parser("promote", help="promote a stored candidate by hand, overriding the gate")
+    _add_store_arguments(promote)
+    promote.add_argument("candidate", help="candidate key or file name (see `lodbrok candidates`)")
+    promote.set_defaults(handler=_promote)
     return parser
+
+
+def _add_store_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--bucket", help="model bucket (default: $MODEL_BUCKET, or the output of --stack)")
+    command.add_argument("--stack", help="deployed CloudFormation stack whose ModelBucketName output to use")
+    command.add_argument(
+        "--model-name", default=None, help="model name inside the bucket (default: $MODEL_NAME or default)"
+    )
+
+
+def _store(arguments: argparse.Namespace) -> Any:
+    from lodbrok.settings import get_settings
+    from lodbrok.store import ModelStore
+
+    settings = get_settings()
+    bucket = arguments.bucket or (_stack_bucket(arguments.stack) if arguments.stack else settings.model_bucket)
+    if not bucket:
+        raise CliError("no model bucket: pass --bucket NAME or --stack STACK, or set MODEL_BUCKET")
+    return ModelStore(bucket, arguments.model_name or settings.model_name)
+
+
+def _stack_bucket(stack: str) -> str:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    except ClientError as error:
+        raise CliError(f"cannot read stack {stack!r}: {error}") from error
+    for output in outputs:
+        if output["OutputKey"] == "ModelBucketName":
+            return str(output["OutputValue"])
+    raise CliError(f"stack {stack!r} has no ModelBucketName output")
+
+
+def _publish(arguments: argparse.Namespace) -> int:
+    store = _store(arguments)
+    bundle = Bundle.read(arguments.bundle)
+    ref = store.publish(bundle.with_metadata(version=store.next_label()), expected=store.head())
+    print(f"published {arguments.bundle} as the active model: version {ref.version_id}")
+    return 0
+
+
+def _versions(arguments: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    versions = _store(arguments).versions()
+    if arguments.json:
+        print(json.dumps([asdict(version) for version in versions], indent=2))
+        return 0
+    print(f"{'':2}{'version id':<34}{'label':<8}{'action':<15}{'stored':<27}{'parent':<8}{'verdicts':>9}  gate")
+    for version in versions:
+        marker = "* " if version.is_active else "  "
+        action = version.action + (f" of {version.restored_from[:8]}" if version.restored_from else "")
+        gate = version.metrics.get("accuracy", "")
+        print(
+            f"{marker}{version.version_id:<34}{version.label:<8}{action:<15}{version.stored_at:<27}"
+            f"{version.parent:<8}{version.verdict_count:>9}  {gate}"
+        )
+    return 0
+
+
+def _rollback(arguments: argparse.Namespace) -> int:
+    ref = _store(arguments).rollback(arguments.to)
+    print(f"restored version {arguments.to} as the active model (new version {ref.version_id})")
+    return 0
+
+
+def _candidates(arguments: argparse.Namespace) -> int:
+    for candidate in _store(arguments).candidates():
+        print(f"{candidate.key}\t{candidate.label}\t{candidate.stored_at}\t{candidate.reason}")
+    return 0
+
+
+def _promote(arguments: argparse.Namespace) -> int:
+    ref = _store(arguments).promote_candidate(arguments.candidate)
+    print(f"promoted {arguments.candidate} to the active model (version {ref.version_id})")
+    return 0
 
 
 def _train(arguments: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 FEATURIZER_VERSION = 1
+DOCUMENT_TOKEN = "<doc>"
 
 Record = Mapping[str, Any]
 ModelInput = str | Record
@@ -90,12 +91,16 @@ class Featurizer:
         return [zlib.crc32(token.encode("utf-8", "surrogatepass")) % buckets + 1 for token in self.tokens(item)]
 
     def tokens(self, item: ModelInput) -> list[str]:
-        """Tokens in priority order (words, then bigrams, then character n-grams), truncated."""
+        """Tokens in priority order (words, then bigrams, then character n-grams), truncated.
+
+        Every item starts with a document token, so no row is all padding (an empty input would
+        otherwise make the masked mean divide by zero).
+        """
         if isinstance(item, str):
             words, bigrams, grams = self._text_tokens(item, prefix="")
         else:
             words, bigrams, grams = self._record_tokens(item)
-        return (words + bigrams + grams)[: self.config.max_tokens]
+        return ([DOCUMENT_TOKEN, *words, *bigrams, *grams])[: self.config.max_tokens]
 
     def _record_tokens(self, record: Record) -> tuple[list[str], list[str], list[str]]:
         words: list[str] = []

@@ -237,7 +237,7 @@ def check_parity(model: keras.Model, predictor: Predictor, inputs: Sequence[Any]
     keras_probabilities = np.asarray(model(token_ids, training=False))
     served_probabilities = predictor.predict_ids(token_ids)
     difference = float(np.max(np.abs(keras_probabilities - served_probabilities))) if len(inputs) else 0.0
-    if difference > PARITY_TOLERANCE:
+    if not difference <= PARITY_TOLERANCE:  # also catches NaN
         raise TrainingError(f"LiteRT export differs from Keras by {difference:.2e} (> {PARITY_TOLERANCE:.0e})")
     return difference
 

@@ -1,0 +1,107 @@
+"""Train -> export -> serve -> fine-tune on real (small) models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lodbrok.bundle import Bundle
+from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
+from lodbrok.features import canonical_key
+from lodbrok.predictor import Predictor
+from lodbrok.training import (
+    PARITY_TOLERANCE,
+    FinetuneConfig,
+    TrainingError,
+    check_parity,
+    evaluate,
+    finetune_bundle,
+    load_keras_model,
+    train_bundle,
+)
+from support import make_tiny_dataset
+
+NEW_CAMPAIGN = [
+    "zorblax crypto airdrop: connect your wallet at zorblax to receive 500 tokens",
+    "last chance for the zorblax airdrop, wallet verification closes tonight",
+    "your zorblax wallet qualifies for a bonus airdrop, verify now",
+    "zorblax airdrop round two is live, claim tokens with your wallet",
+]
+
+
+def test_train_bundle_tiny_dataset_serves_with_parity(tiny_bundle: Bundle) -> None:
+    # Given a model trained on the synthetic dataset
+    predictor = Predictor(Bundle.from_bytes(tiny_bundle.to_bytes()))
+    # When it serves the held-out gate set through LiteRT
+    metrics = evaluate(predictor, items_from_jsonl(tiny_bundle.gate))
+    # Then it separates the classes, and the export matched Keras within the tolerance
+    assert metrics.accuracy >= 0.95
+    assert tiny_bundle.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
+    assert predictor.predict(["WINNER!! claim your free holiday, call 09012345678"])[0].label == "spam"
+    assert predictor.predict(["are we still on for dinner at 7pm?"])[0].label == "ham"
+
+
+def test_train_bundle_gate_and_rehearsal_never_share_a_text(tiny_bundle: Bundle) -> None:
+    # Given the stored training sample and gate set
+    rehearsal = {canonical_key(item.input) for item in items_from_jsonl(tiny_bundle.rehearsal)}
+    gate = {canonical_key(item.input) for item in items_from_jsonl(tiny_bundle.gate)}
+    # Then they are disjoint and non-empty
+    assert rehearsal and gate and not rehearsal & gate
+
+
+def test_check_parity_keras_and_litert_agree_on_records(tiny_bundle: Bundle) -> None:
+    # Given the Keras model reloaded in safe mode and the served predictor
+    model = load_keras_model(tiny_bundle)
+    predictor = Predictor(tiny_bundle)
+    inputs = [{"name": "Bob", "bio": "free prize call now", "area": None, "member_since": "2024-05-01T10:00:00Z"}]
+    # When both score texts and records
+    difference = check_parity(model, predictor, [*inputs, "hello there", ""])
+    # Then the served probabilities match Keras
+    assert difference <= PARITY_TOLERANCE
+
+
+def test_train_bundle_same_data_and_seed_is_reproducible(tiny_bundle: Bundle) -> None:
+    # Given the same data, config and seed as the session model
+    from conftest import TINY_FEATURIZER
+
+    from lodbrok.training import TrainingConfig
+
+    again = train_bundle(make_tiny_dataset(), TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8)).bundle
+    # Then the served model produces the same probabilities
+    texts = [item.input for item in items_from_jsonl(tiny_bundle.gate)]
+    assert np.allclose(Predictor(again).predict_proba(texts), Predictor(tiny_bundle).predict_proba(texts), atol=1e-6)
+
+
+def test_finetune_bundle_learns_unseen_tokens_without_forgetting(tiny_bundle: Bundle) -> None:
+    # Given verdicts about a campaign whose words the base model never saw, labelled spam
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    probe = "zorblax airdrop: verify your wallet for free tokens"
+    before = Predictor(tiny_bundle).predict([probe])[0].probabilities["spam"]
+    # When the model is fine-tuned on them
+    candidate, metrics = finetune_bundle(tiny_bundle, verdicts, FinetuneConfig(epochs=6))
+    # Then the new vocabulary is learned, the gate set still passes, and lineage is recorded
+    after = Predictor(candidate).predict([probe])[0].probabilities["spam"]
+    assert after > 0.5 > before or after > before + 0.3
+    assert metrics.accuracy >= 0.95
+    assert candidate.metadata["parent_version"] == tiny_bundle.version
+    assert candidate.metadata["version"] == "v2"
+    assert candidate.metadata["training"]["verdict_count"] == len(NEW_CAMPAIGN)
+    rehearsal = {canonical_key(item.input) for item in items_from_jsonl(candidate.rehearsal)}
+    assert all(canonical_key(text) in rehearsal for text in NEW_CAMPAIGN)
+
+
+def test_finetune_bundle_rejects_unknown_label(tiny_bundle: Bundle) -> None:
+    # Given a verdict with a label the model does not have
+    # Then fine-tuning refuses it with the label named
+    with pytest.raises(TrainingError, match="phishing"):
+        finetune_bundle(tiny_bundle, [LabelledItem("some text", "phishing")])
+
+
+@pytest.mark.slow
+def test_train_bundle_demo_data_meets_quality_bar() -> None:
+    # Given the deduplicated SMS spam demo data with a stratified 20% held-out split
+    result = train_bundle(load_demo_dataset())
+    # Then spam F1 and accuracy on the held-out split meet the product bar
+    assert result.dedup.kept == result.train_size + result.test_size
+    assert result.metrics.f1("spam") >= 0.95
+    assert result.metrics.accuracy >= 0.985

@@ -1,0 +1,114 @@
+"""The `lodbrok` command line, driven as a user would (in-process through `main`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lodbrok.bundle import Bundle
+from lodbrok.cli import main
+from lodbrok.data import items_to_jsonl
+from support import make_tiny_dataset
+
+
+@pytest.fixture
+def bundle_path(tmp_path: Path, tiny_bundle: Bundle) -> Path:
+    path = tmp_path / "model.lbk"
+    tiny_bundle.write(str(path))
+    return path
+
+
+def test_cli_train_on_jsonl_writes_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a labelled JSONL file
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(items_to_jsonl(make_tiny_dataset(120)))
+    out = tmp_path / "trained.lbk"
+    # When training from it
+    status = main(["train", "--data", str(data), "--out", str(out), "--epochs", "3"])
+    # Then a valid bundle is written and the metrics table printed
+    assert status == 0
+    assert Bundle.read(str(out)).labels == ["ham", "spam"]
+    assert "spam" in capsys.readouterr().out
+
+
+def test_cli_evaluate_json_has_per_label_scores(bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # When evaluating on the bundle's gate set with --json and a report file
+    report = bundle_path.parent / "report.json"
+    status = main(["evaluate", "--model", str(bundle_path), "--json", "--report", str(report)])
+    # Then per-label precision/recall/f1 and accuracy are printed, and the report has the confusion matrix
+    printed = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert set(printed["spam"]) >= {"precision", "recall", "f1"}
+    assert 0.9 <= printed["accuracy"] <= 1.0
+    assert len(json.loads(report.read_text())["confusion_matrix"]) == 2
+
+
+def test_cli_predict_texts_and_records(bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # When predicting a text and a record as JSON
+    record = json.dumps({"name": "Ann", "bio": "call 09012345678 to claim your prize", "area": None})
+    status = main(
+        ["predict", "--model", str(bundle_path), "--json", "WINNER! free holiday, call now", "--record", record]
+    )
+    # Then one JSON line per input, with probabilities that sum to 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0 and len(lines) == 2
+    assert lines[0]["label"] == "spam"
+    assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
+
+
+def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["inspect", str(bundle_path), "--json"])
+    metadata = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert metadata["version"] == "v1" and metadata["parent_version"] is None
+    assert set(metadata["members"]) >= {"model.keras", "model.tflite"}
+
+
+def test_cli_finetune_writes_child_bundle(bundle_path: Path, tmp_path: Path) -> None:
+    # Given verdicts in CSV
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text("label,text\nspam,zorblax airdrop claim your tokens\nham,see you at the zorblax cafe\n")
+    out = tmp_path / "child.lbk"
+    # When fine-tuning
+    status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out)])
+    # Then the child records its parent
+    assert status == 0
+    assert Bundle.read(str(out)).metadata["parent_version"] == "v1"
+
+
+def test_cli_bad_dataset_reports_line_numbers(
+    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given verdicts with an unknown label on line 3 and an empty text on line 4
+    verdicts = tmp_path / "bad.csv"
+    verdicts.write_text("label,text\nspam,ok text\nphishing,bad label\nham,\n")
+    # When fine-tuning
+    status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(tmp_path / "x.lbk")])
+    # Then it fails with both lines named and no traceback
+    error = capsys.readouterr().err
+    assert status == 2
+    assert ":3:" in error and ":4:" in error
+
+
+def test_cli_corrupt_bundle_is_refused(tmp_path: Path, bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a bundle with flipped bytes in the middle
+    data = bytearray(bundle_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt = tmp_path / "corrupt.lbk"
+    corrupt.write_bytes(bytes(data))
+    # Then predicting with it fails cleanly
+    assert main(["predict", "--model", str(corrupt), "hello"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_versions_without_bucket_explains(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MODEL_BUCKET", raising=False)
+    from lodbrok.settings import get_settings
+
+    get_settings.cache_clear()
+    assert main(["versions"]) == 2
+    assert "--bucket" in capsys.readouterr().err
