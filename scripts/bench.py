@@ -27,8 +27,10 @@ import numpy as np
 from lodbrok.bundle import Bundle
 from lodbrok.data import items_from_jsonl, load_demo_dataset
 from lodbrok.evaluation import compute_metrics
+from lodbrok.features import FeaturizerConfig
+from lodbrok.network import NetworkConfig
 from lodbrok.predictor import Predictor
-from lodbrok.training import load_keras_model, train_bundle
+from lodbrok.training import TrainingConfig, load_keras_model, train_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -77,6 +79,32 @@ def bench_quality(report: dict[str, Any], bundle_path: Path) -> Bundle:
     print("\n== quality (held-out demo split) ==")
     print(result.metrics.table())
     return result.bundle
+
+
+ARCHITECTURE_VARIANTS = {
+    "2^16 buckets x 16": (FeaturizerConfig(num_buckets=2**16), NetworkConfig(embedding_dim=16)),
+    "2^18 buckets x 32": (FeaturizerConfig(num_buckets=2**18), NetworkConfig(embedding_dim=32)),
+    "2^17 buckets x 16, hidden Dense(32)": (FeaturizerConfig(), NetworkConfig(embedding_dim=16, hidden_units=32)),
+}
+
+
+def bench_architectures(report: dict[str, Any]) -> None:
+    """The alternatives the chosen network was compared with, trained on the same split."""
+    rows = {"2^17 buckets x 16 (chosen)": {k: report["quality"][k] for k in ("accuracy", "spam_f1", "parameters")}}
+    rows["2^17 buckets x 16 (chosen)"]["train_seconds"] = report["quality"]["train_seconds_2_cores"]
+    for name, (featurizer, network) in ARCHITECTURE_VARIANTS.items():
+        started = time.perf_counter()
+        result = train_bundle(load_demo_dataset(), TrainingConfig(featurizer=featurizer, network=network))
+        rows[name] = {
+            "accuracy": round(result.metrics.accuracy, 4),
+            "spam_f1": round(result.metrics.f1("spam"), 4),
+            "parameters": result.bundle.metadata["architecture"]["parameters"],
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+    report["architectures"] = rows
+    print("\n== architecture alternatives (same split) ==")
+    for name, row in rows.items():
+        print(f"{name:<40} {json.dumps(row)}")
 
 
 def bench_quantization(report: dict[str, Any], bundle: Bundle) -> None:
@@ -197,6 +225,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         bundle_path = Path(workdir) / "bench-model.lbk"
         bundle = bench_quality(report, bundle_path)
+        bench_architectures(report)
         bench_quantization(report, bundle)
         bench_serving_speed(report, bundle)
         bench_cold_start(report, bundle_path)

@@ -95,7 +95,9 @@ class Bundle:
     def from_bytes(cls, data: bytes) -> Bundle:
         members = _read_members(data)
         metadata = _parse_json(members[METADATA_MEMBER], METADATA_MEMBER)
-        if not isinstance(metadata, dict) or metadata.get("format") != BUNDLE_FORMAT:
+        if not isinstance(metadata, dict):
+            raise BundleError("metadata.json is not a JSON object")
+        if metadata.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"not a {BUNDLE_FORMAT} bundle (metadata.format is {metadata.get('format')!r})")
         manifest = metadata.get("members")
         if not isinstance(manifest, dict) or set(manifest) != set(CONTENT_MEMBERS):
@@ -109,8 +111,13 @@ class Bundle:
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"invalid featurizer config: {error}") from error
         labels = _parse_json(members[LABELS_MEMBER], LABELS_MEMBER)
-        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(label, str) for label in labels):
-            raise BundleError("labels.json must be a list of at least two label names")
+        if (
+            not isinstance(labels, list)
+            or len(labels) < 2
+            or not all(isinstance(label, str) for label in labels)
+            or len(set(labels)) != len(labels)
+        ):
+            raise BundleError("labels.json must be a list of at least two distinct label names")
         return cls(
             keras_model=members[KERAS_MEMBER],
             tflite_model=members[TFLITE_MEMBER],
@@ -143,7 +150,18 @@ def _read_members(data: bytes) -> dict[str, bytes]:
             if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
                 raise BundleError("bundle unpacks to more than 1 GiB")
             return {info.filename: archive.read(info) for info in infos}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as error:
+    except BundleError:
+        raise
+    # A damaged central directory surfaces as any of these from zipfile/zlib.
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        ValueError,
+    ) as error:
         raise BundleError(f"not a readable bundle archive: {error}") from error
 
 

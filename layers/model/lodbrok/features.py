@@ -8,6 +8,7 @@ vocabulary, so fine-tuning can learn words the base model never saw. Id 0 is pad
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import unicodedata
 import zlib
@@ -25,7 +26,10 @@ Record = Mapping[str, Any]
 ModelInput = str | Record
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
-_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|co\.uk|biz|info|io)\b\S*")
+# Bare domains may only start where a run of word characters starts; with `\b` every position in a
+# long hyphenated run was a new match attempt and matching went quadratic.
+_URL = re.compile(r"(?:https?://|www\.)\S+|(?<![\w-])[\w-]+\.(?:com|net|org|co\.uk|biz|info|io)\b\S*")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 _DIGITS = re.compile(r"\d+")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
@@ -61,7 +65,7 @@ def canonical_key(item: ModelInput) -> str:
     """A stable string identity for an input, used for duplicate detection and cache keys."""
     if isinstance(item, str):
         return "t:" + normalize_text(item)
-    parts = [f"{name}={_canonical_value(item[name])}" for name in sorted(item)]
+    parts = sorted(f"{str(name).casefold()}={_canonical_value(value)}" for name, value in item.items())
     return "r:" + "\x1f".join(parts)
 
 
@@ -69,8 +73,8 @@ def _canonical_value(value: Any) -> str:
     if value is None:
         return "\x00"
     if isinstance(value, str):
-        return normalize_text(value)
-    return repr(value)
+        return "s:" + normalize_text(value)
+    return f"{type(value).__name__}:{value!r}"
 
 
 class Featurizer:
@@ -114,7 +118,7 @@ class Featurizer:
             elif isinstance(value, bool):
                 words.append(f"{field}={value}")
             elif isinstance(value, int | float):
-                words.append(f"{field}=<num{len(str(int(abs(value))))}>")
+                words.append(_number_token(field, value))
             elif isinstance(value, str) and (date_tokens := _date_tokens(field, value)):
                 words.extend(date_tokens)
             else:
@@ -131,7 +135,7 @@ class Featurizer:
         words: list[str] = []
         for url in _URL.findall(text):
             words.append(prefix + "<url>")
-            words.append(prefix + "url:" + url.split("/")[0].removeprefix("www."))
+            words.append(prefix + "url:" + _SCHEME.sub("", url).split("/")[0].removeprefix("www."))
         text = _URL.sub(" ", text)
         raw_words = _WORD.findall(text)
         for word in raw_words:
@@ -149,6 +153,13 @@ class Featurizer:
             for size in range(self.config.char_ngram_min, self.config.char_ngram_max + 1)
             for start in range(len(padded) - size + 1)
         ]
+
+
+def _number_token(field: str, value: float) -> str:
+    """Numbers generalize by magnitude (digit count); NaN and infinities get their own token."""
+    if not math.isfinite(value):
+        return f"{field}=<{'nan' if math.isnan(value) else 'inf'}>"
+    return f"{field}=<num{len(str(int(abs(value))))}>"
 
 
 def _date_tokens(field: str, value: str) -> list[str]:

@@ -21,6 +21,7 @@ from lodbrok.features import FeaturizerConfig
 @dataclass(frozen=True)
 class NetworkConfig:
     embedding_dim: int = 16
+    hidden_units: int = 0
     dropout: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,6 +42,8 @@ def build_network(featurizer: FeaturizerConfig, labels: list[str], config: Netwo
     pooled = keras.layers.GlobalAveragePooling1D(name="mean_of_tokens")(embedded)
     if config.dropout:
         pooled = keras.layers.Dropout(config.dropout, name="dropout")(pooled)
+    if config.hidden_units:
+        pooled = keras.layers.Dense(config.hidden_units, activation="relu", name="hidden")(pooled)
     probabilities = keras.layers.Dense(len(labels), activation="softmax", name="label_probabilities")(pooled)
     return keras.Model(token_ids, probabilities, name="lodbrok_hashed_bag")
 
