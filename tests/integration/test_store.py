@@ -1,0 +1,141 @@
+"""The S3 model registry and the CLI commands on top of it, against moto."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from lodbrok.bundle import Bundle
+from lodbrok.cli import main
+from lodbrok.settings import get_settings
+from lodbrok.store import (
+    BucketNotFound,
+    ConcurrentUpdate,
+    ModelStore,
+    ModelStoreError,
+    NoActiveModel,
+    UnknownVersion,
+    VersioningDisabled,
+)
+
+BUCKET = "lodbrok-models-test"
+
+
+@pytest.fixture
+def store(aws: None) -> ModelStore:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return ModelStore(BUCKET, s3=s3)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_store_publish_first_model_then_head_and_load(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given an empty bucket
+    assert store.head() is None
+    # When the first model is published
+    ref = store.publish(tiny_bundle, expected=None)
+    # Then it is the active version and loads back intact
+    assert store.head() == ref
+    loaded = store.load()
+    assert loaded.ref == ref
+    assert loaded.bundle().metadata["version"] == tiny_bundle.version
+
+
+def test_store_publish_with_stale_expectation_is_a_concurrent_update(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given a writer that read version 1 while another writer published version 2
+    first = store.publish(tiny_bundle, expected=None)
+    store.publish(tiny_bundle.with_metadata(version="v2"), expected=first)
+    # When the first writer publishes based on what it read
+    # Then the write is refused, and so is a second "first publish"
+    with pytest.raises(ConcurrentUpdate):
+        store.publish(tiny_bundle.with_metadata(version="v3"), expected=first)
+    with pytest.raises(ConcurrentUpdate):
+        store.publish(tiny_bundle, expected=None)
+    assert [info.label for info in store.versions()] == ["v2", "v1"]
+
+
+def test_store_rollback_restores_exact_bytes_and_keeps_history(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given v1 and then v2 published
+    v1 = store.publish(tiny_bundle, expected=None)
+    v2 = store.publish(tiny_bundle.with_metadata(version="v2", parent_version="v1"), expected=v1)
+    original = store.load(v1.version_id).data
+    # When rolling back to v1
+    restored = store.rollback(v1.version_id)
+    # Then the active bytes are v1's, history has all three, and the restore is recorded
+    assert sha(store.load().data) == sha(original)
+    versions = store.versions()
+    assert [info.version_id for info in versions] == [restored.version_id, v2.version_id, v1.version_id]
+    assert versions[0].is_active and versions[0].action == "rollback"
+    assert versions[0].restored_from == v1.version_id and versions[0].label == "v1"
+    assert store.next_label() == "v3"
+
+
+def test_store_errors_are_explained(aws: None, tiny_bundle: Bundle) -> None:
+    s3 = boto3.client("s3")
+    # Given a bucket without versioning, and a bucket that does not exist
+    s3.create_bucket(Bucket="plain-bucket")
+    # Then each failure says what is wrong
+    with pytest.raises(VersioningDisabled, match="put-bucket-versioning"):
+        ModelStore("plain-bucket", s3=s3).publish(tiny_bundle, expected=None)
+    with pytest.raises(BucketNotFound):
+        ModelStore("no-such-bucket", s3=s3).head()
+    with pytest.raises(NoActiveModel, match="lodbrok publish"):
+        ModelStore("plain-bucket", s3=s3).load()
+
+
+def test_store_unknown_version_and_rollback_to_active(store: ModelStore, tiny_bundle: Bundle) -> None:
+    ref = store.publish(tiny_bundle, expected=None)
+    with pytest.raises(UnknownVersion):
+        store.load("not-a-version")
+    with pytest.raises(ModelStoreError, match="already the active"):
+        store.rollback(ref.version_id)
+
+
+def test_store_candidate_can_be_promoted_by_hand(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given an active model and a rejected candidate
+    store.publish(tiny_bundle, expected=None)
+    key = store.save_candidate(tiny_bundle.with_metadata(version="v2"), "gate: accuracy dropped 0.05")
+    # When an operator lists and promotes it
+    candidates = store.candidates()
+    ref = store.promote_candidate(key.rsplit("/", 1)[-1])
+    # Then it is the active model, recorded as a manual promotion
+    assert candidates[0].reason == "gate: accuracy dropped 0.05" and candidates[0].label == "v2"
+    assert store.head() == ref
+    assert store.versions()[0].action == "manual-promote"
+    with pytest.raises(UnknownVersion):
+        store.promote_candidate("missing.lbk")
+
+
+def test_cli_publish_versions_rollback(
+    store: ModelStore,
+    tiny_bundle: Bundle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a bundle file and the bucket in the environment
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    get_settings.cache_clear()
+    path = tmp_path / "model.lbk"
+    tiny_bundle.write(str(path))
+    # When publishing twice, listing, and rolling back to the first
+    assert main(["publish", str(path)]) == 0
+    assert main(["publish", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["versions", "--json"]) == 0
+    versions = json.loads(capsys.readouterr().out)
+    assert main(["rollback", "--to", versions[-1]["version_id"]]) == 0
+    # Then labels were assigned in order and the rollback is the active version
+    assert [version["label"] for version in versions] == ["v2", "v1"]
+    latest = store.versions()[0]
+    assert latest.is_active and latest.restored_from == versions[-1]["version_id"]
+    assert main(["rollback", "--to", "nope"]) == 2
+    get_settings.cache_clear()
