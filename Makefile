@@ -20,6 +20,7 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(SAM_ENV) $(BIN)/sam validate --lint
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -27,6 +28,19 @@ format: install
 
 test: lint
 	$(BIN)/pytest
+
+# sam and cfn-lint run offline: no telemetry, and a region for the linter (no credentials needed).
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
+
+.PHONY: build check-artifacts
+
+# The zip parts only (ModelLayer + PredictFunction: makefile builds that cross-install cp313 wheels).
+# The retrain container image needs Docker with registry access; a plain `sam build` builds it too.
+build: install
+	PIP="$(CURDIR)/$(BIN)/python -m pip" $(SAM_ENV) $(BIN)/sam build PredictFunction
+
+check-artifacts: build
+	$(BIN)/python scripts/check_artifacts.py --zipped
 
 bench: install
 	$(BIN)/python scripts/bench.py
