@@ -9,13 +9,10 @@ from dataclasses import dataclass
 import pytest
 
 from lodbrok.bundle import Bundle
-from lodbrok.features import FeaturizerConfig
 from lodbrok.training import TrainingConfig, train_bundle
-from support import make_tiny_dataset
+from support import TINY_FEATURIZER, make_tiny_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
 
 
 @pytest.fixture(scope="session")

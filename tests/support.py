@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from lodbrok.data import LabelledItem
+from lodbrok.features import FeaturizerConfig
 
+TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
 _SPAM_TEMPLATES = [

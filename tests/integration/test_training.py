@@ -12,6 +12,7 @@ from lodbrok.predictor import Predictor
 from lodbrok.training import (
     PARITY_TOLERANCE,
     FinetuneConfig,
+    TrainingConfig,
     TrainingError,
     check_parity,
     evaluate,
@@ -19,7 +20,7 @@ from lodbrok.training import (
     load_keras_model,
     train_bundle,
 )
-from support import make_tiny_dataset
+from support import TINY_FEATURIZER, make_tiny_dataset
 
 NEW_CAMPAIGN = [
     "zorblax crypto airdrop: connect your wallet at zorblax to receive 500 tokens",
@@ -62,10 +63,6 @@ def test_check_parity_keras_and_litert_agree_on_records(tiny_bundle: Bundle) -> 
 
 def test_train_bundle_same_data_and_seed_is_reproducible(tiny_bundle: Bundle) -> None:
     # Given the same data, config and seed as the session model
-    from conftest import TINY_FEATURIZER
-
-    from lodbrok.training import TrainingConfig
-
     again = train_bundle(make_tiny_dataset(), TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8)).bundle
     # Then the served model produces the same probabilities
     texts = [item.input for item in items_from_jsonl(tiny_bundle.gate)]

@@ -37,6 +37,11 @@ class Settings(BaseModel):
     verdict_archive_prefix: str = Field("verdicts/", alias="VERDICT_ARCHIVE_PREFIX")
     min_verdicts_to_train: int = Field(1, ge=1, alias="MIN_VERDICTS_TO_TRAIN")
     gate_tolerance: float = Field(0.01, ge=0, le=1, alias="GATE_TOLERANCE")
+    idempotency_ttl_seconds: int = Field(30 * 86_400, ge=60, alias="IDEMPOTENCY_TTL_SECONDS")
+    archive_settle_seconds: float = Field(300.0, ge=0, alias="ARCHIVE_SETTLE_SECONDS")
+    max_verdicts_per_retrain: int = Field(5_000, ge=1, alias="MAX_VERDICTS_PER_RETRAIN")
+    retrain_max_attempts: int = Field(3, ge=1, le=10, alias="RETRAIN_MAX_ATTEMPTS")
+    finetune_epochs: int = Field(4, ge=1, le=50, alias="FINETUNE_EPOCHS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

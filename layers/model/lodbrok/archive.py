@@ -1,0 +1,193 @@
+"""The verdict archive in S3: the append-only dataset the model learns from, and a quarantine for rejects.
+
+Layout under the archive prefix (`VERDICT_ARCHIVE_PREFIX`, default `verdicts/`):
+
+    verdicts/archive/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>-<nnn>.jsonl   one accepted verdict
+    verdicts/quarantine/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>.json        one rejected message
+
+The timestamp is the UTC time of archiving with a fixed width, so lexicographic key order is time order
+and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
+once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
+`label`) plus provenance (`source`, `received_at`, `message_id`, `sent_at`, `archived_at`,
+`fingerprint`), so `lodbrok.data.items_from_jsonl` and `lodbrok finetune --data` read it as is.
+
+An `ArchiveCursor` says which archived verdicts were already consumed: every key up to its watermark,
+plus the keys listed in `consumed` (keys newer than the watermark that a training run already used).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from pydantic import BaseModel, ConfigDict
+
+from lodbrok.observability import logger
+from lodbrok.verdicts import Verdict
+
+TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at")
+READ_WORKERS = 16
+_UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class ArchiveCursor(BaseModel):
+    """Which archive keys are consumed: all keys <= `watermark`, and every key in `consumed`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    watermark: str = ""
+    consumed: tuple[str, ...] = ()
+
+    def is_pending(self, key: str) -> bool:
+        return key > self.watermark and key not in self.consumed
+
+    @classmethod
+    def merge(cls, *cursors: ArchiveCursor) -> ArchiveCursor:
+        """A cursor whose pending keys are exactly the keys pending under every one of `cursors`."""
+        watermark = max((cursor.watermark for cursor in cursors), default="")
+        consumed = {key for cursor in cursors for key in cursor.consumed if key > watermark}
+        return cls(watermark=watermark, consumed=tuple(sorted(consumed)))
+
+    def advance(self, keys: Iterable[str], settled: str) -> ArchiveCursor:
+        """Mark `keys` consumed and move the watermark up to `settled`.
+
+        The caller guarantees that every key pending under this cursor and not after `settled` is in `keys`
+        (it listed them all), so only newer keys need to be remembered one by one.
+        """
+        watermark = max(self.watermark, settled)
+        consumed = {key for key in (*self.consumed, *keys) if key > watermark}
+        return ArchiveCursor(watermark=watermark, consumed=tuple(sorted(consumed)))
+
+
+@dataclass(frozen=True)
+class ArchivedVerdict:
+    key: str
+    verdict: Verdict
+    fingerprint: str
+    message_id: str
+    sent_at: str | None
+    archived_at: str
+
+
+@dataclass(frozen=True)
+class PendingKeys:
+    keys: list[str]
+    truncated: bool
+
+
+class VerdictArchive:
+    """Writes, lists and reads archived verdicts and quarantined messages in one S3 bucket."""
+
+    def __init__(self, bucket: str, prefix: str = "verdicts/", s3: Any = None) -> None:
+        self.bucket = bucket
+        prefix = prefix.strip("/")
+        self.archive_prefix = f"{prefix}/archive/" if prefix else "archive/"
+        self.quarantine_prefix = f"{prefix}/quarantine/" if prefix else "quarantine/"
+        self.s3 = s3 or boto3.client("s3")
+
+    def position(self, moment: datetime) -> str:
+        """The archive position of an instant: every key archived before it sorts before this string."""
+        moment = moment.astimezone(UTC)
+        return f"{self.archive_prefix}{moment:%Y/%m/%d}/{moment.strftime(TIMESTAMP_FORMAT)}"
+
+    def write(self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0) -> str:
+        """Archive one verdict as a new object; returns its key."""
+        now = datetime.now(UTC)
+        key = f"{self.position(now)}-{_safe(message_id)}-{index:03d}.jsonl"
+        row = {
+            **verdict.model_dump(mode="json", exclude_none=True),
+            "received_at": verdict.received_at or sent_at,
+            "fingerprint": verdict.fingerprint(),
+            "message_id": message_id,
+            "sent_at": sent_at,
+            "archived_at": _iso(now),
+        }
+        body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        return key
+
+    def quarantine(self, body: str, problems: Sequence[dict[str, Any]], *, message_id: str, sent_at: str | None) -> str:
+        """Keep a message that will never be valid, with why, for inspection and a manual redrive."""
+        now = datetime.now(UTC)
+        key = f"{self.quarantine_prefix}{now:%Y/%m/%d}/{now.strftime(TIMESTAMP_FORMAT)}-{_safe(message_id)}.json"
+        record = {
+            "message_id": message_id,
+            "sent_at": sent_at,
+            "quarantined_at": _iso(now),
+            "reason": "; ".join(str(problem.get("error")) for problem in problems),
+            "problems": list(problems),
+            "body": body,
+        }
+        data = json.dumps(record, ensure_ascii=False, indent=2, default=str).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+        return key
+
+    def pending(self, cursor: ArchiveCursor, limit: int | None = None) -> PendingKeys:
+        """Keys not consumed by `cursor`, oldest first, at most `limit` of them."""
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.archive_prefix}
+        if cursor.watermark:
+            arguments["StartAfter"] = cursor.watermark
+        keys: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(**arguments):
+            for entry in page.get("Contents", []):
+                if not cursor.is_pending(entry["Key"]):
+                    continue
+                if limit is not None and len(keys) >= limit:
+                    return PendingKeys(keys, truncated=True)
+                keys.append(entry["Key"])
+        return PendingKeys(keys, truncated=False)
+
+    def read(self, keys: Sequence[str]) -> list[ArchivedVerdict]:
+        """The archived verdicts under `keys`, in the order given (parallel GETs)."""
+        with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+            bodies = list(pool.map(self._get, keys))
+        verdicts = []
+        for key, body in zip(keys, bodies, strict=True):
+            for line in filter(str.strip, body.splitlines()):
+                try:
+                    verdicts.append(_parse_row(key, line))
+                except (ValueError, TypeError, AttributeError) as error:  # one bad row must not block learning
+                    logger.warning("skipping an unreadable archive row", extra={"key": key, "error": str(error)})
+        return verdicts
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantined message record, oldest first (for operators and tests)."""
+        records = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.quarantine_prefix
+        ):
+            for entry in page.get("Contents", []):
+                records.append({"key": entry["Key"], **json.loads(self._get(entry["Key"]))})
+        return records
+
+    def _get(self, key: str) -> str:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
+
+
+def _parse_row(key: str, line: str) -> ArchivedVerdict:
+    row = json.loads(line)
+    provenance = {name: row.pop(name, None) for name in PROVENANCE_FIELDS}
+    verdict = Verdict.model_validate(row)
+    return ArchivedVerdict(
+        key=key,
+        verdict=verdict,
+        fingerprint=provenance["fingerprint"] or verdict.fingerprint(),
+        message_id=provenance["message_id"] or "",
+        sent_at=provenance["sent_at"],
+        archived_at=provenance["archived_at"] or "",
+    )
+
+
+def _safe(value: str) -> str:
+    return _UNSAFE_KEY_CHARACTERS.sub("_", value)[:128] or "unknown"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,531 @@
+"""The learning loop end to end: SQS verdicts -> archive -> fine-tune -> gate -> promote, against moto.
+
+Every test drives `retrain.app.lambda_handler` with events from `events/`; extra batches are sent through
+a real (moto) SQS queue and received the way Lambda's event source mapping would deliver them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from lodbrok.bundle import Bundle
+from lodbrok.data import LabelledItem
+from lodbrok.predictor import Predictor
+from lodbrok.retraining import LearningLoop, RetrainState
+from lodbrok.settings import get_settings
+from lodbrok.store import ModelRef, ModelStore
+from lodbrok.verdicts import Verdict
+from retrain import app
+from support import load_event, make_tiny_dataset
+
+BUCKET = "lodbrok-retrain-test"
+IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
+QUEUE = "lodbrok-verdicts-retrain-test"
+PROBE = "zorblax crypto airdrop for everyone who replies today"  # in no verdict and no training text
+VALID_IDS = {"sms-1001", "sms-1002", "sms-1003", "sms-1004", "ticket-88"}
+INVALID_MESSAGES = {  # message id suffix -> what the quarantine reason must mention
+    "a05": "not JSON",
+    "a06": "unknown label 'phishing'",
+    "a07": "exactly one of `text` or `fields`",
+}
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def verdict_queue(aws: None) -> str:
+    """The verdict queue with its dead-letter queue, as template.yaml declares them."""
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{QUEUE}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+    return sqs.create_queue(QueueName=QUEUE, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "5400"})[
+        "QueueUrl"
+    ]
+
+
+@pytest.fixture
+def retrain_env(aws: None, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Versioned model bucket, idempotency table (key `id`, TTL `expiration`) and the function's environment."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=IDEMPOTENCY_TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    for name, value in {
+        "MODEL_BUCKET": BUCKET,
+        "MODEL_NAME": "default",
+        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "VERDICT_QUEUE_URL": verdict_queue,
+        "MIN_VERDICTS_TO_TRAIN": "1",
+        "GATE_TOLERANCE": "0.01",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("VERDICT_ARCHIVE_PREFIX", "MODEL_VERSION", "POWERTOOLS_IDEMPOTENCY_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    _fresh_container()
+    yield
+    _fresh_container()
+
+
+@pytest.fixture
+def store(retrain_env: None) -> ModelStore:
+    return ModelStore(BUCKET, "default", s3=boto3.client("s3"))
+
+
+@pytest.fixture
+def base_ref(store: ModelStore, tiny_bundle: Bundle) -> ModelRef:
+    """The tiny model, published as the active model `v1`."""
+    return store.publish(tiny_bundle, expected=None)
+
+
+@pytest.fixture
+def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda event: app.lambda_handler(event, lambda_context)
+
+
+@pytest.fixture
+def send(verdict_queue: str) -> Callable[..., dict[str, Any]]:
+    """Send message bodies to the queue, receive them, and return the SQS event Lambda would deliver."""
+
+    def send_batch(*bodies: Any) -> dict[str, Any]:
+        sqs = boto3.client("sqs")
+        for body in bodies:
+            sqs.send_message(QueueUrl=verdict_queue, MessageBody=body if isinstance(body, str) else json.dumps(body))
+        messages: list[dict[str, Any]] = []
+        while len(messages) < len(bodies):
+            received = sqs.receive_message(QueueUrl=verdict_queue, MaxNumberOfMessages=10, AttributeNames=["All"])
+            messages.extend(received.get("Messages", []))
+        return {"Records": [_lambda_record(message, verdict_queue) for message in messages]}
+
+    return send_batch
+
+
+@pytest.fixture
+def read_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str, float]]:
+    """EMF metrics printed since the last read, summed by name."""
+
+    def read() -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for line in capsys.readouterr().out.splitlines():
+            if line.startswith("{") and '"_aws"' in line:
+                blob = json.loads(line)
+                for directive in blob["_aws"]["CloudWatchMetrics"]:
+                    for metric in directive["Metrics"]:
+                        values = blob[metric["Name"]]
+                        values = values if isinstance(values, list) else [values]
+                        totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(values)
+        return totals
+
+    return read
+
+
+def _fresh_container() -> None:
+    get_settings.cache_clear()
+    app.get_learning_loop.cache_clear()
+
+
+def _lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    name = queue_url.rsplit("/", 1)[-1]
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message["Attributes"],
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{name}",
+        "awsRegion": "us-east-1",
+    }
+
+
+def _loop() -> LearningLoop:
+    return app.get_learning_loop()
+
+
+def _archived(loop: LearningLoop) -> list[Any]:
+    from lodbrok.archive import ArchiveCursor
+
+    return loop.archive.read(loop.archive.pending(ArchiveCursor()).keys)
+
+
+def _active_bundle(store: ModelStore) -> Bundle:
+    return store.load().bundle()
+
+
+def _zorblax_verdicts(count: int, start: int = 0) -> list[dict[str, Any]]:
+    openers = ["hey", "psst", "good news", "friends", "attention", "today only", "hurry", "last call"]
+    return [
+        {
+            "id": f"zb-{start + index}",
+            "text": f"{openers[index % len(openers)]}: zorblax crypto airdrop, free tokens #{start + index}",
+            "label": "spam",
+            "source": "moderator-3",
+        }
+        for index in range(count)
+    ]
+
+
+# --- intake -------------------------------------------------------------------------------------------------
+
+
+def test_handler_sqs_event_archives_valid_verdicts_and_quarantines_invalid_messages(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch, read_metrics: Any
+) -> None:
+    # Given the shipped SQS event (valid, list, wrapper, duplicate, bad JSON, unknown label, missing input)
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = load_event("retrain_sqs.json")
+
+    # When the retrain function processes it
+    response = invoke(event)
+
+    # Then no message is retried: invalid ones are not transient
+    assert response == {"batchItemFailures": []}
+    # And each valid verdict was archived once, with its provenance, as a dataset row
+    archived = _archived(_loop())
+    assert sorted(record.verdict.id for record in archived) == sorted(VALID_IDS)
+    first = next(record for record in archived if record.verdict.id == "sms-1001")
+    assert first.message_id == event["Records"][0]["messageId"]
+    assert first.sent_at == "2025-06-02T09:14:03.000Z"
+    assert first.verdict.source == "moderator-7" and first.verdict.received_at == "2025-06-02T09:14:03Z"
+    assert first.key.startswith("verdicts/archive/") and first.key.endswith(".jsonl")
+    # And every invalid message is in the quarantine with its body and the reason
+    quarantined = {record["message_id"][-3:]: record for record in _loop().archive.quarantined()}
+    assert set(quarantined) == set(INVALID_MESSAGES)
+    for suffix, reason in INVALID_MESSAGES.items():
+        assert reason in quarantined[suffix]["reason"]
+        assert quarantined[suffix]["body"] == next(r["body"] for r in event["Records"] if r["messageId"][-3:] == suffix)
+    emitted = read_metrics()
+    assert emitted["VerdictsQuarantined"] == 3 and emitted["VerdictsArchived"] == 5
+    assert emitted["VerdictsDuplicate"] == 1
+
+
+def test_handler_transient_failure_reports_only_that_message_and_its_retry_succeeds(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given S3 fails while archiving the second message's verdicts
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = load_event("retrain_sqs.json")
+    failing_id = event["Records"][1]["messageId"]
+    archive = _loop().archive
+    real_write = archive.write
+
+    def flaky_write(verdict: Verdict, *, message_id: str, **kwargs: Any) -> str:
+        if message_id == failing_id:
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
+            )
+        return real_write(verdict, message_id=message_id, **kwargs)
+
+    monkeypatch.setattr(archive, "write", flaky_write)
+
+    # When the batch is processed
+    response = invoke(event)
+
+    # Then only that message is reported for retry; the others (even the invalid ones) are acknowledged
+    assert response == {"batchItemFailures": [{"itemIdentifier": failing_id}]}
+    assert {record.verdict.id for record in _archived(_loop())} == VALID_IDS - {"sms-1002", "sms-1003"}
+
+    # When SQS redelivers the batch after the fault cleared
+    monkeypatch.setattr(archive, "write", real_write)
+    response = invoke(event)
+
+    # Then the failed message is archived now, and nothing else twice
+    assert response == {"batchItemFailures": []}
+    assert sorted(record.verdict.id for record in _archived(_loop())) == sorted(VALID_IDS)
+
+
+def test_handler_duplicate_verdicts_are_archived_and_learned_once(
+    base_ref: ModelRef,
+    store: ModelStore,
+    invoke: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    read_metrics: Any,
+) -> None:
+    # Given the same event delivered twice (it also holds one verdict sent twice)
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = load_event("retrain_sqs.json")
+    invoke(event)
+    read_metrics()
+
+    # When it is processed a second time
+    invoke(event)
+
+    # Then no verdict got a second archive entry
+    archived = _archived(_loop())
+    assert len(archived) == len(VALID_IDS)
+    assert len({record.fingerprint for record in archived}) == len(VALID_IDS)
+    assert read_metrics()["VerdictsDuplicate"] == 6
+    # And a copy that slipped past idempotency (e.g. after its record expired) is not learned twice either
+    again = next(record for record in archived if record.verdict.id == "sms-1001")
+    _loop().archive.write(again.verdict, message_id="late-redelivery", sent_at=None)
+    invoke(load_event("retrain_schedule.json"))
+    learned = _active_bundle(store).metadata
+    assert learned["verdict_count"] == len(VALID_IDS)
+    assert learned["training"]["verdict_count"] == len(VALID_IDS)
+
+
+# --- learning -----------------------------------------------------------------------------------------------
+
+
+def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
+    base_ref: ModelRef, store: ModelStore, tiny_bundle: Bundle, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given an active model that has never seen the word "zorblax"
+    assert Predictor(tiny_bundle).predict([PROBE])[0].label == "ham"
+    event = send(*(_zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4)))
+
+    # When verdicts teach that zorblax airdrop texts are spam
+    response = invoke(event)
+
+    # Then a new S3 version is active and classifies an unseen zorblax text as spam
+    assert response == {"batchItemFailures": []}
+    head = store.head()
+    assert head is not None and head.version_id != base_ref.version_id
+    promoted = _active_bundle(store)
+    assert Predictor(promoted).predict([PROBE])[0].label == "spam"
+    # And its metadata names its parent (S3 version and label), the verdict count and the gate metrics
+    assert promoted.version == "v2"
+    assert promoted.metadata["parent_version"] == "v1"
+    assert promoted.metadata["parent_version_id"] == base_ref.version_id
+    assert promoted.metadata["verdict_count"] == 12
+    decision = promoted.metadata["learning"]["decision"]
+    assert decision["promote"] and decision["candidate_correct"] > decision["active_correct"]
+    newest = store.versions()[0]
+    assert (newest.version_id, newest.action, newest.parent, newest.verdict_count) == (
+        head.version_id,
+        "promote",
+        "v1",
+        12,
+    )
+
+
+def test_retrain_rejects_a_harmful_batch_and_keeps_the_active_model(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, read_metrics: Any
+) -> None:
+    # Given 40 verdicts that call obvious spam "ham"
+    spam = [item for item in make_tiny_dataset(size=150, seed=99) if item.label == "spam"][:40]
+    mislabelled = [{"id": f"bad-{index}", "text": item.input, "label": "ham"} for index, item in enumerate(spam)]
+    event = send(*(mislabelled[index : index + 10] for index in range(0, 40, 10)))
+    read_metrics()
+
+    # When the function learns from them
+    invoke(event)
+
+    # Then the gate rejected the candidate: the active version is unchanged and the candidate is kept with why
+    assert store.head() == base_ref
+    assert len(store.versions()) == 1
+    [candidate] = store.candidates()
+    assert "gate accuracy fell" in candidate.reason
+    assert candidate.metrics["accuracy"] < 1.0
+    assert read_metrics()["CandidateRejected"] == 1
+    # And these verdicts are no longer pending (a rejected batch is not retried on every message)
+    state, _ = _loop().state.load()
+    assert state.last_attempt is not None and state.last_attempt.status == "rejected"
+    assert _loop().archive.pending(state.cursor).keys == []
+
+
+def test_retrain_waits_for_min_verdicts_across_batches(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: Any
+) -> None:
+    # Given MIN_VERDICTS_TO_TRAIN is 8
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "8")
+    _fresh_container()
+
+    # When a first batch brings 5 verdicts
+    invoke(load_event("retrain_sqs.json"))
+
+    # Then they are archived and wait; nothing was trained
+    assert store.head() == base_ref
+    assert _loop().state.load() == (RetrainState(), None)
+
+    # When a second batch brings 3 more
+    invoke(send(_zorblax_verdicts(3)))
+
+    # Then all 8 are learned together
+    promoted = _active_bundle(store)
+    assert store.head() != base_ref
+    assert promoted.metadata["verdict_count"] == 8
+
+
+def test_retrain_race_retries_from_the_new_parent_and_loses_no_promotion(
+    base_ref: ModelRef,
+    store: ModelStore,
+    tiny_bundle: Bundle,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given another retrain promotes its model between our load and our publish
+    loop_store = _loop().store
+    real_publish = loop_store.publish
+    rivals: list[ModelRef] = []
+
+    def publish_after_a_rival(bundle: Bundle, *, expected: ModelRef | None, **kwargs: Any) -> ModelRef:
+        if not rivals:
+            rival = tiny_bundle.with_metadata(version="v2")
+            rivals.append(real_publish(rival, expected=loop_store.head(), action="promote", verdict_count=1))
+        return real_publish(bundle, expected=expected, **kwargs)
+
+    monkeypatch.setattr(loop_store, "publish", publish_after_a_rival)
+
+    # When our retrain runs
+    invoke(send(*(_zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4))))
+
+    # Then our first publish lost (ConcurrentUpdate), the fine-tune was redone on the rival, and both promotions stand
+    [rival] = rivals
+    history = store.versions()
+    assert [info.label for info in history] == ["v3", "v2", "v1"]
+    assert history[1].version_id == rival.version_id
+    promoted = _active_bundle(store)
+    assert promoted.metadata["parent_version_id"] == rival.version_id
+    assert promoted.metadata["parent_version"] == "v2"
+    assert promoted.metadata["learning"]["attempt"] == 2
+    assert Predictor(promoted).predict([PROBE])[0].label == "spam"
+    # And no published version was trained on the stale parent
+    parents = [store.load(info.version_id).bundle().metadata.get("parent_version_id") for info in history]
+    assert base_ref.version_id not in parents
+
+
+def test_retrain_s3_failure_during_promotion_keeps_active_model_and_verdicts_pending(
+    base_ref: ModelRef,
+    store: ModelStore,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    read_metrics: Any,
+) -> None:
+    # Given S3 fails when the new active model is written
+    s3 = _loop().store.s3
+    real_put = s3.put_object
+
+    def failing_put(**kwargs: Any) -> Any:
+        if kwargs["Key"] == store.active_key:
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": "We encountered an internal error"}}, "PutObject"
+            )
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(s3, "put_object", failing_put)
+    event = send(*(_zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4)))
+    read_metrics()
+
+    # When a batch arrives and its retrain fails while promoting
+    response = invoke(event)
+
+    # Then the messages are still acknowledged (their verdicts are archived) and the failure is counted
+    assert response == {"batchItemFailures": []}
+    assert read_metrics()["RetrainFailed"] == 1
+    # And the active model is untouched and the verdicts stay pending
+    assert store.head() == base_ref and len(store.versions()) == 1
+    assert _loop().state.load() == (RetrainState(), None)
+
+    # When S3 recovers and the schedule runs
+    monkeypatch.setattr(s3, "put_object", real_put)
+    outcome = invoke(load_event("retrain_schedule.json"))
+
+    # Then the same verdicts are learned
+    assert outcome["status"] == "promoted" and outcome["verdicts"] == 12
+    assert _active_bundle(store).metadata["parent_version_id"] == base_ref.version_id
+
+
+def test_handler_scheduled_event_retrains_from_verdicts_since_the_last_promotion(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: Any
+) -> None:
+    # Given verdicts archived while below MIN_VERDICTS_TO_TRAIN
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    _fresh_container()
+    invoke(load_event("retrain_sqs.json"))
+    assert store.head() == base_ref
+
+    # When the daily schedule fires
+    first = invoke(load_event("retrain_schedule.json"))
+
+    # Then it trains on all of them regardless of the minimum
+    assert first["status"] == "promoted" and first["mode"] == "since-promotion" and first["verdicts"] == 5
+    assert first["parent_version_id"] == base_ref.version_id
+
+    # When more verdicts arrive and the schedule fires again
+    invoke(send(_zorblax_verdicts(4, start=100)))
+    second = invoke(load_event("retrain_schedule.json"))
+
+    # Then only the verdicts archived since that promotion are learned
+    assert second["status"] == "promoted" and second["verdicts"] == 4
+    assert second["parent_version_id"] == first["version_id"]
+
+    # And with nothing new, the schedule does nothing
+    third = invoke(load_event("retrain_schedule.json"))
+    assert third["status"] == "waiting" and third["pending"] == 0
+    assert len(store.versions()) == 3
+
+    # And after a rollback, it does not relearn what the rolled-back model had learned
+    store.rollback(first["version_id"])
+    fourth = invoke(load_event("retrain_schedule.json"))
+    assert fourth["status"] == "waiting" and fourth["pending"] == 0
+    assert len(store.versions()) == 4
+
+
+# --- history ------------------------------------------------------------------------------------------------
+
+
+def test_store_rollback_restores_exact_bytes_and_lists_every_version(
+    base_ref: ModelRef, store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given a second version on top of the first
+    original = store.load(base_ref.version_id).data
+    second = store.publish(tiny_bundle.with_metadata(version="v2"), expected=base_ref, action="promote")
+
+    # When the operator rolls back to the first
+    restored = store.rollback(base_ref.version_id)
+
+    # Then the active object holds exactly the earlier bytes, as a new version
+    current = boto3.client("s3").get_object(Bucket=BUCKET, Key=store.active_key)["Body"].read()
+    assert hashlib.sha256(current).hexdigest() == hashlib.sha256(original).hexdigest()
+    # And the history lists all three versions, newest first, with only the restore active
+    history = store.versions()
+    assert [info.version_id for info in history] == [restored.version_id, second.version_id, base_ref.version_id]
+    assert [info.is_active for info in history] == [True, False, False]
+    assert history[0].action == "rollback" and history[0].restored_from == base_ref.version_id
+
+
+def test_latest_verdicts_keeps_the_newest_label_per_input() -> None:
+    # Given a verdict, an exact copy and a later correction of another input
+    from lodbrok.archive import ArchivedVerdict
+    from lodbrok.retraining import latest_verdicts
+
+    def archived(verdict_id: str, text: str, label: str) -> ArchivedVerdict:
+        verdict = Verdict(id=verdict_id, text=text, label=label)
+        return ArchivedVerdict("k", verdict, verdict.fingerprint(), "m", None, "")
+
+    records = [
+        archived("1", "free tokens", "spam"),
+        archived("2", "see you at 8", "spam"),
+        archived("1", "free tokens", "spam"),
+        archived("2", "See you at 8 ", "ham"),
+    ]
+
+    # When the training set is built
+    items = latest_verdicts(records)
+
+    # Then each input appears once, with its latest label
+    assert items == [
+        LabelledItem("free tokens", "spam", item_id="1"),
+        LabelledItem("See you at 8 ", "ham", item_id="2"),
+    ]
