@@ -27,7 +27,7 @@ FieldValue = str | int | float | bool | None
 class Verdict(BaseModel):
     """One labelled item. Exactly one of `text` or `fields`."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="the client's id for the item")
     text: str | None = Field(None, description="the text that was classified")

@@ -1,0 +1,179 @@
+"""Prediction cache in DynamoDB: the answer a model version gave for an input, reused until it expires.
+
+Item layout (table key: `pk`, a string; TTL attribute: `expires_at`):
+
+    pk             S  "<model S3 version id>#<sha256 hex of canonical_key(input)>"
+    model_version  S  the S3 version id (also the prefix of pk; handy when inspecting the table)
+    label          S  the predicted label
+    probabilities  S  JSON object {label: probability}; a string rather than a map because DynamoDB
+                      numbers are Decimals, and JSON floats round-trip exactly, so a cached answer is
+                      bit-for-bit the answer the model gave
+    created_at     S  UTC ISO 8601
+    expires_at     N  epoch seconds (created + CACHE_TTL_SECONDS)
+
+The key holds a hash of the input, never the input, so no user text is stored. The model version is part
+of the key, so a new model never answers with its predecessor's results. DynamoDB deletes expired items
+only eventually (and moto never does), so reads also check `expires_at`.
+
+The cache is best effort: throttling, a missing table or an outage never fails a prediction. Each failed
+operation is logged as a warning, counted as CacheErrors, and the items are predicted by the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.predictor import Prediction
+
+READ_BATCH = 100  # BatchGetItem limit
+WRITE_BATCH = 25  # BatchWriteItem limit
+T = TypeVar("T")
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """`create_table` arguments for a cache table (template.yaml declares the same key and TTL)."""
+    return {
+        "TableName": table_name,
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+TTL_ATTRIBUTE = "expires_at"
+
+
+def cache_key(model_version: str, canonical: str) -> str:
+    """The item key for `canonical` (a `features.canonical_key`) as answered by `model_version`."""
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{model_version}#{digest}"
+
+
+class CacheUnavailable(Exception):
+    """Retries are exhausted; raised inside this module only and reported as a CacheErrors metric."""
+
+
+class PredictionCache:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        ttl_seconds: int,
+        client: Any,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 4,
+        base_delay: float = 0.02,
+    ) -> None:
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self.client = client
+        self._now = now
+        self._sleep = sleep
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+
+    def get_many(self, model_version: str, canonical_keys: Iterable[str]) -> dict[str, Prediction]:
+        """Cached, unexpired predictions by canonical key; missing entries are misses."""
+        by_key = {cache_key(model_version, canonical): canonical for canonical in dict.fromkeys(canonical_keys)}
+        found: dict[str, Prediction] = {}
+        now = self._now()
+        try:
+            for chunk in _chunks(list(by_key), READ_BATCH):
+                for item in self._batch_get(chunk):
+                    prediction = _parse_item(item, now)
+                    if prediction is not None:
+                        found[by_key[item["pk"]["S"]]] = prediction
+        except (ClientError, BotoCoreError, CacheUnavailable) as error:
+            self._report("read", error)
+        return found
+
+    def put_many(self, model_version: str, predictions: Mapping[str, Prediction]) -> None:
+        """Store fresh predictions by canonical key (best effort)."""
+        now = self._now()
+        created_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        expires_at = str(int(now) + self.ttl_seconds)
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": cache_key(model_version, canonical)},
+                        "model_version": {"S": model_version},
+                        "label": {"S": prediction.label},
+                        "probabilities": {"S": json.dumps(prediction.probabilities, separators=(",", ":"))},
+                        "created_at": {"S": created_at},
+                        TTL_ATTRIBUTE: {"N": expires_at},
+                    }
+                }
+            }
+            for canonical, prediction in predictions.items()
+        ]
+        try:
+            for chunk in _chunks(requests, WRITE_BATCH):
+                self._batch_write(chunk)
+        except (ClientError, BotoCoreError, CacheUnavailable) as error:
+            self._report("write", error)
+
+    def _batch_get(self, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [{"pk": {"S": key}} for key in keys],
+                "ProjectionExpression": "pk, label, probabilities, #expires",
+                "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
+            }
+        }
+        for attempt in range(self.max_attempts):
+            response = self.client.batch_get_item(RequestItems=request)
+            yield from response.get("Responses", {}).get(self.table_name, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return
+            self._backoff(attempt)
+        raise CacheUnavailable(f"{len(request[self.table_name]['Keys'])} keys still unprocessed after retries")
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table_name: requests}
+        for attempt in range(self.max_attempts):
+            response = self.client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            self._backoff(attempt)
+        raise CacheUnavailable(f"{len(pending[self.table_name])} items still unwritten after retries")
+
+    def _backoff(self, attempt: int) -> None:
+        if attempt + 1 < self.max_attempts:
+            self._sleep(random.uniform(0, self.base_delay * 2**attempt))  # full jitter
+
+    def _report(self, operation: str, error: Exception) -> None:
+        code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+        logger.warning(
+            "prediction cache unavailable; answering from the model",
+            extra={"operation": operation, "error": code or type(error).__name__, "table": self.table_name},
+        )
+        metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=1)
+
+
+def _parse_item(item: Mapping[str, Any], now: float) -> Prediction | None:
+    """A stored prediction, or None when expired or malformed (treated as a miss)."""
+    try:
+        if float(item[TTL_ATTRIBUTE]["N"]) <= now:
+            return None
+        probabilities = json.loads(item["probabilities"]["S"])
+        return Prediction(label=item["label"]["S"], probabilities={str(k): float(v) for k, v in probabilities.items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,182 @@
+"""Opt-in call log: each caller can list its own recent prediction requests (CALL_LOG_ENABLED).
+
+Table layout (partition key `caller`, sort key `at`, TTL attribute `expires_at`):
+
+    caller         S  the caller: "key#<API Gateway apiKeyId>", or "ip#<sourceIp>" for calls without a key
+    at             S  "<UTC ISO 8601 with microseconds>#<API Gateway request id>": sorts by time, unique
+    request_id     S
+    item_count     N
+    cache_hits     N
+    model_version  S  S3 version id of the model that answered
+    model_label    S
+    predictions    S  JSON list of {"id", "label"} for the first MAX_LOGGED_PREDICTIONS items (no inputs)
+    truncated      BOOL
+    expires_at     N  epoch seconds (answered + CALL_LOG_TTL_SECONDS)
+
+One partition per caller and a time-ordered sort key make "my recent calls, newest first" a single
+Query (ScanIndexForward=false) that pages with ExclusiveStartKey, whatever the time span. A caller's
+writes land on one partition (about 1,000 writes/s); writes are best effort, so a caller beyond that
+loses log entries, never predictions. Items past `expires_at` that DynamoDB has not yet deleted are
+filtered out on read. Inputs are never stored: only ids and labels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.schemas import CallPrediction, CallRecord
+
+MAX_LOGGED_PREDICTIONS = 100
+TTL_ATTRIBUTE = "expires_at"
+_TOKEN_VERSION = 1
+_PRINTABLE = re.compile(r"[^\x21-\x7e]")
+_SORT_KEY = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z#[\x21-\x7e]{0,128}")
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """`create_table` arguments for a call-log table (template.yaml declares the same key and TTL)."""
+    return {
+        "TableName": table_name,
+        "AttributeDefinitions": [
+            {"AttributeName": "caller", "AttributeType": "S"},
+            {"AttributeName": "at", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "caller", "KeyType": "HASH"},
+            {"AttributeName": "at", "KeyType": "RANGE"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+class CallLogDisabled(Exception):
+    """The call log is not enabled for this deployment."""
+
+
+class InvalidPageToken(ValueError):
+    """`next_token` is not a token this API issued."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent a request, and API Gateway's id for it."""
+
+    caller: str
+    request_id: str
+
+    @classmethod
+    def from_request(cls, *, api_key_id: str | None, source_ip: str | None, request_id: str | None) -> Origin:
+        caller = f"key#{api_key_id}" if api_key_id else f"ip#{source_ip or 'unknown'}"
+        # The request id ends the sort key, which page tokens must reproduce: keep it printable ASCII.
+        return cls(caller=caller, request_id=_PRINTABLE.sub("", request_id or "")[:128])
+
+
+@dataclass(frozen=True)
+class CallEntry:
+    item_count: int
+    cache_hits: int
+    model_version: str
+    model_label: str
+    predictions: Sequence[tuple[str, str]]  # (id, label) in request order
+
+
+@dataclass(frozen=True)
+class CallPage:
+    calls: list[CallRecord]
+    next_token: str | None
+
+
+class CallLog:
+    def __init__(self, table_name: str, *, ttl_seconds: int, client: Any, now: Callable[[], float] = time.time) -> None:
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self.client = client
+        self._now = now
+
+    def record(self, origin: Origin, entry: CallEntry) -> None:
+        """Append one answered request to the caller's log (best effort: failures are logged and counted)."""
+        now = self._now()
+        kept = [{"id": item_id, "label": label} for item_id, label in entry.predictions[:MAX_LOGGED_PREDICTIONS]]
+        item = {
+            "caller": {"S": origin.caller},
+            "at": {"S": f"{_iso(now)}#{origin.request_id}"},
+            "request_id": {"S": origin.request_id},
+            "item_count": {"N": str(entry.item_count)},
+            "cache_hits": {"N": str(entry.cache_hits)},
+            "model_version": {"S": entry.model_version},
+            "model_label": {"S": entry.model_label},
+            # ASCII JSON: ids may hold any character, DynamoDB strings must be valid UTF-8
+            "predictions": {"S": json.dumps(kept, separators=(",", ":"))},
+            "truncated": {"BOOL": len(entry.predictions) > MAX_LOGGED_PREDICTIONS},
+            TTL_ATTRIBUTE: {"N": str(int(now) + self.ttl_seconds)},
+        }
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item)
+        except (ClientError, BotoCoreError) as error:
+            code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+            logger.warning("call log write failed", extra={"error": code or type(error).__name__})
+            metrics.add_metric(name="CallLogErrors", unit=MetricUnit.Count, value=1)
+
+    def recent(self, caller: str, *, limit: int, next_token: str | None = None) -> CallPage:
+        """The caller's requests, newest first, `limit` per page."""
+        arguments: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#caller = :caller",
+            "FilterExpression": "#expires > :now",
+            "ExpressionAttributeNames": {"#caller": "caller", "#expires": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":caller": {"S": caller}, ":now": {"N": str(int(self._now()))}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if next_token:
+            # The token holds only the sort key; the partition is always the caller's own.
+            arguments["ExclusiveStartKey"] = {"caller": {"S": caller}, "at": {"S": _decode_token(next_token)}}
+        response = self.client.query(**arguments)
+        calls = [_record(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return CallPage(calls=calls, next_token=_encode_token(last["at"]["S"]) if last else None)
+
+
+def _record(item: dict[str, Any]) -> CallRecord:
+    return CallRecord(
+        at=item["at"]["S"].split("#", 1)[0],
+        request_id=item["request_id"]["S"],
+        item_count=int(item["item_count"]["N"]),
+        cache_hits=int(item["cache_hits"]["N"]),
+        model_version=item["model_version"]["S"],
+        model_label=item["model_label"]["S"],
+        predictions=[CallPrediction(**entry) for entry in json.loads(item["predictions"]["S"])],
+        truncated=item["truncated"]["BOOL"],
+    )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _encode_token(sort_key: str) -> str:
+    raw = json.dumps({"v": _TOKEN_VERSION, "at": sort_key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidPageToken("next_token is not valid; pass the value of `next_token` from the last page") from error
+    sort_key = payload.get("at") if isinstance(payload, dict) and payload.get("v") == _TOKEN_VERSION else None
+    if not isinstance(sort_key, str) or not _SORT_KEY.fullmatch(sort_key):
+        raise InvalidPageToken("next_token is not valid; pass the value of `next_token` from the last page")
+    return sort_key

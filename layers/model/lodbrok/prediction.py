@@ -1,0 +1,306 @@
+"""The domain calls behind the predict function: one method per endpoint, plus the prediction core.
+
+`PredictService.predict` is the core: inputs -> the active model's predictions, reusing cached answers
+for this model version and computing each distinct input (by `canonical_key`) once. The other methods
+turn validated API requests into response models. Every dependency (boto3 clients, clocks) can be
+injected; those not injected are created on first use and kept for warm invocations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from pydantic import ValidationError
+
+from lodbrok.cache import PredictionCache
+from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
+from lodbrok.features import ModelInput, canonical_key
+from lodbrok.observability import MetricUnit, logger, metrics, tracer
+from lodbrok.predictor import Prediction
+from lodbrok.queue import QueueNotConfigured, VerdictQueue
+from lodbrok.schemas import (
+    ItemPrediction,
+    LimitExceeded,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    RecentCalls,
+    VerdictsAccepted,
+    VerdictsRequest,
+    input_size,
+)
+from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
+from lodbrok.settings import Settings
+from lodbrok.store import BucketNotFound, ModelStore
+from lodbrok.verdicts import Verdict, VerdictError, check_labels
+
+# Fail fast: a cache that does not answer quickly is worse than no cache.
+CACHE_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+
+
+class VerdictsNotQueued(Exception):
+    """Some verdicts could not be sent; `details` name each, `message_ids` hold those that were."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]], message_ids: dict[int, str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.message_ids = message_ids
+
+
+@dataclass(frozen=True)
+class ServedPrediction:
+    prediction: Prediction
+    from_cache: bool
+
+
+class PredictService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        s3: Any = None,
+        dynamodb: Any = None,
+        sqs: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._s3 = s3
+        self._dynamodb = dynamodb
+        self._sqs = sqs
+        self._clock = clock
+        self._now = now
+        self._sleep = sleep
+
+    # --- dependencies, built on first use -------------------------------------------------------------------
+
+    @cached_property
+    def models(self) -> ModelProvider:
+        try:
+            store = ModelStore(
+                self.settings.model_bucket,
+                self.settings.model_name,
+                s3=self._s3 or boto3.client("s3", config=CLIENT_CONFIG),
+            )
+        except BucketNotFound as error:
+            raise ModelUnavailable(str(error)) from error
+        return ModelProvider(
+            store,
+            refresh_seconds=self.settings.model_refresh_seconds,
+            pinned_version=self.settings.pinned_model_version,
+            clock=self._clock,
+        )
+
+    @cached_property
+    def cache(self) -> PredictionCache | None:
+        if not self.settings.cache_table:
+            return None
+        client = self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
+        return PredictionCache(
+            self.settings.cache_table,
+            ttl_seconds=self.settings.cache_ttl_seconds,
+            client=client,
+            now=self._now,
+            sleep=self._sleep,
+        )
+
+    @cached_property
+    def call_log(self) -> CallLog | None:
+        if not (self.settings.call_log_enabled and self.settings.call_log_table):
+            return None
+        client = self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
+        return CallLog(
+            self.settings.call_log_table, ttl_seconds=self.settings.call_log_ttl_seconds, client=client, now=self._now
+        )
+
+    @cached_property
+    def queue(self) -> VerdictQueue:
+        if not self.settings.verdict_queue_url:
+            raise QueueNotConfigured("verdicts cannot be accepted: VERDICT_QUEUE_URL is not configured")
+        client = self._sqs or boto3.client("sqs", config=CLIENT_CONFIG)
+        return VerdictQueue(self.settings.verdict_queue_url, client=client, sleep=self._sleep)
+
+    # --- the prediction core ---------------------------------------------------------------------------------
+
+    @tracer.capture_method(capture_response=False)
+    def predict(
+        self, inputs: Sequence[ModelInput], *, skip_cache: bool = False
+    ) -> tuple[ActiveModel, list[ServedPrediction]]:
+        """Predictions for `inputs` in order; cached answers of the active model are reused."""
+        model = self.models.current()
+        keys = [canonical_key(item) for item in inputs]
+        distinct: dict[str, ModelInput] = {}  # each canonical input once, first occurrence first
+        for key, item in zip(keys, inputs, strict=True):
+            distinct.setdefault(key, item)
+        cache = self.cache
+        cached: dict[str, Prediction] = {}
+        if cache is not None and not skip_cache:
+            cached = cache.get_many(model.version_id, distinct)
+            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=len(cached))
+            metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=len(distinct) - len(cached))
+        missing = [key for key in distinct if key not in cached]
+        fresh = dict(zip(missing, model.predictor.predict([distinct[key] for key in missing]), strict=True))
+        if cache is not None and fresh:
+            cache.put_many(model.version_id, fresh)
+        metrics.add_metric(name="PredictionsServed", unit=MetricUnit.Count, value=len(inputs))
+        served = [
+            ServedPrediction(cached[key], True) if key in cached else ServedPrediction(fresh[key], False)
+            for key in keys
+        ]
+        return model, served
+
+    # --- one method per endpoint -----------------------------------------------------------------------------
+
+    def answer(self, request: PredictRequest, origin: Origin) -> PredictResponse:
+        """POST/GET /predict."""
+        inputs = request.to_inputs(max_items=self.settings.max_items, max_text_chars=self.settings.max_text_chars)
+        model, served = self.predict([entry.input for entry in inputs], skip_cache=request.skip_cache)
+        hits = sum(result.from_cache for result in served)
+        logger.info(
+            "predictions served",
+            extra={
+                "items": len(inputs),
+                "cache_hits": hits,
+                "model_version": model.version_id,
+                "caller": origin.caller,
+            },
+        )
+        if self.call_log is not None:
+            entry = CallEntry(
+                item_count=len(inputs),
+                cache_hits=hits,
+                model_version=model.version_id,
+                model_label=model.label,
+                predictions=[(item.id, result.prediction.label) for item, result in zip(inputs, served, strict=True)],
+            )
+            self.call_log.record(origin, entry)
+        return PredictResponse(
+            model_version=model.version_id,
+            model_label=model.label,
+            predictions=[
+                ItemPrediction(
+                    id=item.id,
+                    label=result.prediction.label,
+                    probabilities=result.prediction.probabilities,
+                    from_cache=result.from_cache,
+                    input=item.input if request.echo_input else None,
+                )
+                for item, result in zip(inputs, served, strict=True)
+            ],
+        )
+
+    def model_info(self) -> ModelInfo:
+        """GET /model."""
+        model = self.models.current()
+        metadata = model.bundle.metadata
+        return ModelInfo(
+            version=model.version_id,
+            label=model.label,
+            parent=_text_or_none(metadata.get("parent_version")),
+            created_at=_text_or_none(metadata.get("created_at")),
+            labels=model.labels,
+            metrics=_dict(metadata.get("metrics")),
+            architecture=_dict(metadata.get("architecture")),
+            network=_dict(metadata.get("network")),
+            featurizer=model.bundle.featurizer.to_dict(),
+            pinned=self.models.pinned,
+        )
+
+    def submit_verdicts(self, request: VerdictsRequest) -> VerdictsAccepted:
+        """POST /verdicts: validate every verdict, then queue all of them or say exactly which were not."""
+        if len(request.verdicts) > self.settings.max_items:
+            raise LimitExceeded(
+                f"at most {self.settings.max_items} verdicts per request, got {len(request.verdicts)}",
+                [{"field": "verdicts", "count": len(request.verdicts), "max": self.settings.max_items}],
+            )
+        verdicts = self._valid_verdicts(request.verdicts)
+        received_at = datetime.fromtimestamp(self._now(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        verdicts = [verdict.model_copy(update={"received_at": received_at}) for verdict in verdicts]
+        outcome = self.queue.send(verdicts)
+        queued = len(outcome.message_ids)
+        metrics.add_metric(name="VerdictsAccepted", unit=MetricUnit.Count, value=queued)
+        if outcome.failures:
+            metrics.add_metric(name="VerdictsNotQueued", unit=MetricUnit.Count, value=len(outcome.failures))
+            logger.error("verdicts not queued", extra={"queued": queued, "failed": len(outcome.failures)})
+            details = [
+                {"index": position, "id": verdicts[position].id, "queued": False, "error": reason}
+                for position, reason in sorted(outcome.failures.items())
+            ]
+            raise VerdictsNotQueued(
+                f"{queued} of {len(verdicts)} verdicts were queued; the {len(details)} listed in details were not "
+                "and can be sent again",
+                details,
+                outcome.message_ids,
+            )
+        logger.info("verdicts queued", extra={"queued": queued})
+        return VerdictsAccepted(queued=queued, message_ids=[outcome.message_ids[i] for i in range(len(verdicts))])
+
+    def recent_calls(self, origin: Origin, *, limit: int, next_token: str | None) -> RecentCalls:
+        """GET /calls/recent."""
+        if self.call_log is None:
+            if self.settings.call_log_enabled:
+                raise CallLogDisabled("the call log is enabled but CALL_LOG_TABLE is not configured")
+            raise CallLogDisabled("the call log is not enabled for this deployment (CALL_LOG_ENABLED)")
+        page = self.call_log.recent(origin.caller, limit=limit, next_token=next_token)
+        return RecentCalls(caller=origin.caller, calls=page.calls, next_token=page.next_token)
+
+    def _valid_verdicts(self, raw_verdicts: Sequence[Any]) -> list[Verdict]:
+        """Every verdict validated; one VerdictError names every bad one (nothing is queued then)."""
+        problems: list[dict[str, Any]] = []
+        valid: list[tuple[int, Verdict]] = []
+        for index, raw in enumerate(raw_verdicts):
+            raw_id = raw.get("id") if isinstance(raw, dict) else None
+            try:
+                verdict = Verdict.model_validate(raw)
+            except ValidationError as error:
+                problems.append({"index": index, "id": raw_id, "error": _describe(error)})
+                continue
+            if (size := input_size(verdict.input)) > self.settings.max_text_chars:
+                error = f"input has {size} characters; at most {self.settings.max_text_chars} are allowed"
+                problems.append({"index": index, "id": verdict.id, "error": error})
+            elif not _finite(verdict.input):
+                problems.append({"index": index, "id": verdict.id, "error": "fields: numbers must be finite"})
+            else:
+                valid.append((index, verdict))
+        if valid:
+            try:
+                check_labels([verdict for _, verdict in valid], self.models.current().labels)
+            except VerdictError as error:
+                for problem in error.problems:
+                    problems.append({**problem, "index": valid[problem["index"]][0]})
+        if problems:
+            metrics.add_metric(name="VerdictsRejected", unit=MetricUnit.Count, value=len(problems))
+            raise VerdictError(sorted(problems, key=lambda problem: problem["index"]))
+        return [verdict for _, verdict in valid]
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic's messages with their locations, never the input values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'verdict'}: {detail['msg']}" for detail in error.errors()
+    )
+
+
+def _finite(item: ModelInput) -> bool:
+    if isinstance(item, str):
+        return True
+    return all(math.isfinite(value) for value in item.values() if isinstance(value, float))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

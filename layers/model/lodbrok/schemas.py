@@ -1,0 +1,312 @@
+"""Request and response models of the predict API, and the typed errors its requests can cause.
+
+The models check the shape of a request (types, unknown fields, empty texts, flat records). Limits that
+come from the settings (MAX_ITEMS, MAX_TEXT_CHARS, MAX_BODY_BYTES) and duplicate ids are checked by
+`PredictRequest.to_inputs` and `parse_json_body`, which raise `RequestRejected` subclasses; the handler
+turns every error into the one error body shape, `ErrorResponse`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
+
+from lodbrok.features import ModelInput
+from lodbrok.verdicts import MAX_FIELDS, MAX_ID_CHARS, Verdict
+
+MAX_FIELD_NAME_CHARS = 256
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+
+class RequestRejected(Exception):
+    """A request the API refuses; `details` name each offending item (index, id, field)."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidJson(RequestRejected):
+    """The body is not a JSON document."""
+
+
+class BodyTooLarge(RequestRejected):
+    """The body is larger than MAX_BODY_BYTES."""
+
+
+class LimitExceeded(RequestRejected):
+    """More items than MAX_ITEMS, or an input longer than MAX_TEXT_CHARS."""
+
+
+class DuplicateIds(RequestRejected):
+    """Two or more items of one request share an id."""
+
+
+def parse_json_body(body: str, *, max_bytes: int) -> Any:
+    """The request body as JSON, refusing oversized bodies before parsing them."""
+    if len(body) > max_bytes or (len(body) * 4 > max_bytes and _utf8_size(body) > max_bytes):
+        raise BodyTooLarge(f"the request body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(body)
+    except ValueError as error:  # JSONDecodeError, and integers longer than Python's digit limit
+        position = {"position": error.pos} if isinstance(error, json.JSONDecodeError) else {}
+        raise InvalidJson("the request body is not valid JSON", [{"field": "body", **position}]) from error
+    except RecursionError as error:
+        raise InvalidJson("the request body is nested too deeply", [{"field": "body"}]) from error
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+# --- shared field types -----------------------------------------------------------------------------------------
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain non-whitespace characters")
+    return value
+
+
+def _flat_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+        return value
+    raise ValueError("record values must be a string, number, boolean or null (records are flat: no lists or objects)")
+
+
+def _has_content(record: dict[str, Any]) -> dict[str, Any]:
+    if all(value is None or (isinstance(value, str) and not value.strip()) for value in record.values()):
+        raise ValueError("the record has no non-empty field")
+    return record
+
+
+Text = Annotated[str, Field(min_length=1, description="the text to classify"), AfterValidator(_not_blank)]
+ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="the client's id for the item")]
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME_CHARS)]
+FieldValue = Annotated[str | int | float | bool | None, BeforeValidator(_flat_value)]
+Record = Annotated[
+    dict[FieldName, FieldValue],
+    Field(min_length=1, max_length=MAX_FIELDS, description=f"a flat record: at most {MAX_FIELDS} scalar fields"),
+    AfterValidator(_has_content),
+]
+EchoedInput = str | dict[str, str | int | float | bool | None]
+
+
+def input_size(item: ModelInput) -> int:
+    """Characters counted against MAX_TEXT_CHARS: the text, or a record's field names and string values."""
+    if isinstance(item, str):
+        return len(item)
+    return sum(len(name) + (len(value) if isinstance(value, str) else 0) for name, value in item.items())
+
+
+# --- POST /predict and GET /predict -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionInput:
+    """One item to classify, with its id (given by the client or its position)."""
+
+    id: str
+    input: ModelInput
+
+
+class PredictItem(BaseModel):
+    """One item of `items`: an optional id and exactly one of `text` or `fields`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: ItemId | None = None
+    text: Text | None = None
+    fields: Record | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        if (self.text is None) == (self.fields is None):
+            raise ValueError("give exactly one of `text` or `fields`")
+        return self
+
+    @property
+    def input(self) -> ModelInput:
+        return self.text if self.text is not None else dict(self.fields or {})
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of `text`, `texts` or `items`, plus options."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "WINNER!! Claim your prize now"},
+                {"texts": ["Lunch at noon?", "FREE ipod, text CLAIM"], "skip_cache": True},
+                {"items": [{"id": "e1", "fields": {"subject": "Hi", "body": "Call me"}}, {"id": "e2", "text": "..."}]},
+            ]
+        },
+    )
+
+    text: Text | None = None
+    texts: list[Text] | None = Field(None, min_length=1, description="several texts; ids are their positions")
+    items: list[PredictItem] | None = Field(None, min_length=1, description="texts or records with ids")
+    skip_cache: StrictBool = Field(False, description="do not read the cache (answers are still written to it)")
+    echo_input: StrictBool = Field(False, description="repeat each input in its prediction")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        given = [name for name in ("text", "texts", "items") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `text`, `texts` or `items`")
+        return self
+
+    def to_inputs(self, *, max_items: int, max_text_chars: int) -> list[PredictionInput]:
+        """The items in request order; raise LimitExceeded or DuplicateIds naming every offending item."""
+        if self.text is not None:
+            entries = [("text", None, self.text)]
+        elif self.texts is not None:
+            entries = [(f"texts.{index}", None, text) for index, text in enumerate(self.texts)]
+        else:
+            entries = [
+                (f"items.{index}.{'text' if item.text is not None else 'fields'}", item.id, item.input)
+                for index, item in enumerate(self.items or [])
+            ]
+        if len(entries) > max_items:
+            raise LimitExceeded(
+                f"at most {max_items} items per request, got {len(entries)}",
+                [{"field": "items" if self.items is not None else "texts", "count": len(entries), "max": max_items}],
+            )
+        inputs = [
+            PredictionInput(id=item_id or str(index), input=item) for index, (_, item_id, item) in enumerate(entries)
+        ]
+        too_long = [
+            {"index": index, "id": inputs[index].id, "field": field, "chars": size, "max": max_text_chars}
+            for index, (field, _, item) in enumerate(entries)
+            if (size := input_size(item)) > max_text_chars
+        ]
+        if too_long:
+            raise LimitExceeded(f"inputs may have at most {max_text_chars} characters", too_long)
+        positions: dict[str, list[int]] = defaultdict(list)
+        for index, entry in enumerate(inputs):
+            positions[entry.id].append(index)
+        duplicates = [{"id": item_id, "indexes": where} for item_id, where in positions.items() if len(where) > 1]
+        if duplicates:
+            names = ", ".join(repr(duplicate["id"]) for duplicate in duplicates[:10])
+            raise DuplicateIds(f"item ids must be unique within a request; repeated: {names}", duplicates)
+        return inputs
+
+
+class ItemPrediction(BaseModel):
+    id: str
+    label: str = Field(description="the most probable label")
+    probabilities: dict[str, float] = Field(description="probability of every label of the model")
+    from_cache: bool = Field(description="answered from the prediction cache instead of the model")
+    input: EchoedInput | None = Field(None, description="the input, only present when `echo_input` was set")
+
+    @model_serializer(mode="wrap")
+    def _omit_input_unless_echoed(self, serialize: Any) -> dict[str, Any]:
+        data = serialize(self)
+        if data.get("input") is None:
+            data.pop("input", None)
+        return data
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_version: str = Field(description="S3 version id of the model that answered")
+    model_label: str = Field(description="the model's own version label, e.g. v3")
+    predictions: list[ItemPrediction] = Field(description="one per input, in input order")
+
+
+# --- GET /model --------------------------------------------------------------------------------------------------
+
+
+class ModelInfo(BaseModel):
+    version: str = Field(description="S3 version id of the active bundle")
+    label: str = Field(description="the bundle's version label")
+    parent: str | None = Field(description="label of the model this one was fine-tuned from")
+    created_at: str | None
+    labels: list[str]
+    metrics: dict[str, Any] = Field(description="gate-set metrics recorded when the bundle was made")
+    architecture: dict[str, Any] = Field(description="network layers, shapes and parameter counts")
+    network: dict[str, Any] = Field(description="network configuration the bundle was trained with")
+    featurizer: dict[str, int]
+    pinned: bool = Field(description="true when MODEL_VERSION pins this version (no refresh)")
+
+
+# --- POST /verdicts ----------------------------------------------------------------------------------------------
+
+VerdictItem = Annotated[Any, WithJsonSchema(Verdict.model_json_schema())]
+
+
+class VerdictsRequest(BaseModel):
+    """Verdicts are checked one by one after this envelope, so a 400 can name every bad item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdicts: list[VerdictItem] = Field(min_length=1, description="verdicts to queue for retraining")
+
+
+class VerdictsAccepted(BaseModel):
+    queued: int
+    message_ids: list[str] = Field(description="SQS message id of each verdict, in request order")
+
+
+# --- GET /calls/recent -------------------------------------------------------------------------------------------
+
+
+class CallPrediction(BaseModel):
+    id: str
+    label: str
+
+
+class CallRecord(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    at: str = Field(description="when the request was answered (UTC, ISO 8601)")
+    request_id: str
+    item_count: int
+    cache_hits: int
+    model_version: str
+    model_label: str
+    predictions: list[CallPrediction] = Field(description="id and label of each item (inputs are not stored)")
+    truncated: bool = Field(description="true when only the first predictions were kept")
+
+
+class RecentCalls(BaseModel):
+    caller: str = Field(description="the API key id, or the source IP for calls without a key")
+    calls: list[CallRecord] = Field(description="newest first")
+    next_token: str | None = Field(description="pass as `next_token` for the next page; null on the last page")
+
+
+# --- errors on the wire ------------------------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable machine-readable error code")
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list, description="one entry per offending item/field")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo

@@ -1,0 +1,239 @@
+"""Predict API latency, in process: the real handler against moto (`mock_aws`), no network.
+
+Measures handler latency (p50/p99) for one text and for a batch of 100, with a cold cache (skip_cache:
+every item goes through the model, answers are written) and a warm cache (every item is a hit), and the
+handler's overhead over a bare `Predictor.predict` call for one text. DynamoDB is moto's in-process
+emulation, so the cached numbers include moto's cost rather than a network round trip. Run by
+`make bench` (scripts/bench.py calls `run(report)`), or alone: `python scripts/bench_predict.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_MODEL = ROOT / ".cache" / "seed-model.lbk"
+SINGLE_REPEATS = 300
+BATCH_REPEATS = 60
+BATCH_SIZE = 100
+BUCKET, CACHE_TABLE, QUEUE = "bench-models", "bench-predictions", "bench-verdicts"
+
+
+@dataclass
+class _Context:
+    function_name: str = "lodbrok-bench"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lodbrok-bench"
+    aws_request_id: str = "bench"
+
+
+def run(report: dict[str, Any]) -> None:
+    from lodbrok.predictor import Predictor
+
+    bundle, source = _model()
+    texts = [f"Are we still meeting for lunch at noon? Bring ticket number {index}" for index in range(BATCH_SIZE)]
+    single_event = _event("predict_single.json", {"text": texts[0]})
+    batch_event = _event("predict_batch.json", {"texts": texts})
+
+    with _aws_environment(), _quiet():
+        app, context = _handler_with_model(bundle)
+        invoke: Callable[[dict[str, Any]], Any] = lambda event: _ok(app.lambda_handler(event, context))  # noqa: E731
+        cold = {"skip_cache": True}
+        results = {
+            "single_cold_cache": _time(lambda: invoke(_with(single_event, cold)), SINGLE_REPEATS),
+            "single_warm_cache": _time(lambda: invoke(single_event), SINGLE_REPEATS),
+            "batch100_cold_cache": _time(lambda: invoke(_with(batch_event, cold)), BATCH_REPEATS),
+            "batch100_warm_cache": _time(lambda: invoke(batch_event), BATCH_REPEATS),
+        }
+        _use_settings(app, CACHE_TABLE="")
+        results["single_no_cache"] = _time(lambda: invoke(single_event), SINGLE_REPEATS)
+        predictor = Predictor(bundle)
+        results["predictor_single"] = _time(lambda: predictor.predict([texts[0]]), SINGLE_REPEATS)
+        results["predictor_batch100"] = _time(lambda: predictor.predict(texts), BATCH_REPEATS)
+        app.set_service(None)
+
+    overhead = results["single_no_cache"]["p50_ms"] - results["predictor_single"]["p50_ms"]
+    report["predict_api"] = {
+        "model": source,
+        "single_repeats": SINGLE_REPEATS,
+        "batch_repeats": BATCH_REPEATS,
+        **results,
+        "handler_overhead_single_ms": round(overhead, 4),
+        "handler_over_predictor_single_ratio": round(
+            results["single_no_cache"]["p50_ms"] / results["predictor_single"]["p50_ms"], 2
+        ),
+        "note": "in-process handler; DynamoDB is moto (mock_aws), so cache costs are emulation, not network",
+    }
+    _print_table(report["predict_api"])
+
+
+# --- setup -------------------------------------------------------------------------------------------------------
+
+
+def _model() -> tuple[Any, str]:
+    from lodbrok.bundle import Bundle
+
+    if SEED_MODEL.exists():
+        return Bundle.read(str(SEED_MODEL)), f"seed ({SEED_MODEL.relative_to(ROOT)})"
+    from lodbrok.data import load_demo_dataset
+    from lodbrok.features import FeaturizerConfig
+    from lodbrok.training import TrainingConfig, train_bundle
+
+    config = TrainingConfig(featurizer=FeaturizerConfig(num_buckets=2**14, max_tokens=128), epochs=3)
+    return train_bundle(load_demo_dataset(), config).bundle, "freshly trained tiny model (no .cache/seed-model.lbk)"
+
+
+@contextlib.contextmanager
+def _aws_environment() -> Iterator[None]:
+    """Fake credentials, moto, the function's environment; everything restored afterwards."""
+    from moto import mock_aws
+
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MODEL_BUCKET": BUCKET,
+            "CACHE_TABLE": CACHE_TABLE,
+            "CALL_LOG_ENABLED": "false",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        with mock_aws():
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        from lodbrok.settings import get_settings
+
+        get_settings.cache_clear()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep per-request logs and EMF metrics off the terminal while timing."""
+    from lodbrok.observability import logger
+
+    level = logger.log_level
+    logger.setLevel("WARNING")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _handler_with_model(bundle: Any) -> tuple[ModuleType, _Context]:
+    import boto3
+
+    from lodbrok import cache
+    from lodbrok.store import ModelStore
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    boto3.client("dynamodb").create_table(**cache.table_definition(CACHE_TABLE))
+    ModelStore(BUCKET).publish(bundle, expected=None)
+    app = _load_handler_module()
+    _use_settings(app)
+    context = _Context()
+    _ok(app.lambda_handler(_event("model_get.json"), context))  # load the model outside the timings
+    return app, context
+
+
+def _load_handler_module() -> ModuleType:
+    """functions/predict/app.py, imported from its file as the Lambda runtime would (it is not a package here)."""
+    spec = importlib.util.spec_from_file_location("bench_predict_app", ROOT / "functions" / "predict" / "app.py")
+    if spec is None or spec.loader is None:
+        raise ImportError("functions/predict/app.py not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _use_settings(app: ModuleType, **environment: str) -> None:
+    """Apply environment changes and give the handler a fresh service built from them (the model is reloaded)."""
+    from lodbrok.prediction import PredictService
+    from lodbrok.settings import get_settings
+
+    os.environ.update(environment)
+    get_settings.cache_clear()
+    service = PredictService(get_settings())
+    app.set_service(service)
+    service.models.current()
+
+
+# --- events and timing -------------------------------------------------------------------------------------------
+
+
+def _event(name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / name).read_text())
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def _with(event: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "body": json.dumps({**json.loads(event["body"]), **options})}
+
+
+def _ok(response: Any) -> Any:
+    if isinstance(response, dict) and "statusCode" in response and response["statusCode"] != 200:
+        raise RuntimeError(f"benchmark request failed with {response['statusCode']}: {response['body'][:300]}")
+    return response
+
+
+def _time(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    call()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 4),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 4),
+    }
+
+
+def _print_table(results: dict[str, Any]) -> None:
+    rows = [
+        ("handler, 1 text, cold cache (skip_cache)", "single_cold_cache"),
+        ("handler, 1 text, warm cache (hit)", "single_warm_cache"),
+        ("handler, 100 texts, cold cache (skip_cache)", "batch100_cold_cache"),
+        ("handler, 100 texts, warm cache (hits)", "batch100_warm_cache"),
+        ("handler, 1 text, cache disabled", "single_no_cache"),
+        ("Predictor.predict, 1 text", "predictor_single"),
+        ("Predictor.predict, 100 texts", "predictor_batch100"),
+    ]
+    print(f"\npredict API latency, in process against moto ({results['model']})")
+    print(f"  {'case':<46} {'p50 ms':>9} {'p99 ms':>9}")
+    for label, key in rows:
+        print(f"  {label:<46} {results[key]['p50_ms']:>9.3f} {results[key]['p99_ms']:>9.3f}")
+    print(
+        f"  handler overhead over Predictor.predict (1 text, p50): {results['handler_overhead_single_ms']:.3f} ms "
+        f"({results['handler_over_predictor_single_ratio']}x)"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    results: dict[str, Any] = {}
+    run(results)
+    print(json.dumps(results, indent=2))

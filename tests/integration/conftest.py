@@ -1,0 +1,278 @@
+"""Fixtures for the predict API: moto-backed bucket, tables and queue, a published model, and an API driver.
+
+The bucket's versioning and the tables' keys and TTL attributes are read from template.yaml, so the tests
+run against the resource shapes `sam deploy` creates.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from lodbrok.bundle import Bundle
+from lodbrok.prediction import PredictService
+from lodbrok.settings import get_settings
+from lodbrok.store import ModelRef, ModelStore
+from predict import app as predict_app
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+BUCKET = "lodbrok-models-test"
+CACHE_TABLE = "lodbrok-predictions-test"
+CALL_LOG_TABLE = "lodbrok-calls-test"
+QUEUE_NAME = "lodbrok-verdicts-test"
+
+
+@dataclass
+class FakeClock:
+    """A clock that only moves when told to; used both as monotonic clock and as wall clock."""
+
+    now: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any
+    headers: dict[str, Any]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return self.body["error"]
+
+
+_UNCHANGED: Any = object()
+
+
+@dataclass
+class Api:
+    """Drives `predict.app.lambda_handler` with events and decodes its answers."""
+
+    lambda_context: Any
+    clock: FakeClock
+
+    def rebuild(self, **overrides: Any) -> None:
+        """Re-read the environment and start a fresh service (as a new Lambda container would)."""
+        get_settings.cache_clear()
+        predict_app.set_service(
+            PredictService(get_settings(), clock=self.clock, now=self.clock, sleep=lambda _: None, **overrides)
+        )
+
+    def call(
+        self,
+        event: dict[str, Any],
+        *,
+        body: Any = _UNCHANGED,
+        query: dict[str, str] | None = None,
+        identity: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        path: str | None = None,
+        content_type: str | None = None,
+    ) -> ApiResponse:
+        """Invoke the handler with `event`, or with a copy of it changed as the keywords say."""
+        response = predict_app.lambda_handler(
+            variant(
+                event,
+                body=body,
+                query=query,
+                identity=identity,
+                request_id=request_id,
+                path=path,
+                content_type=content_type,
+            ),
+            self.lambda_context,
+        )
+        content = _header(response, "Content-Type")
+        decoded = json.loads(response["body"]) if content.startswith("application/json") else response["body"]
+        return ApiResponse(int(response["statusCode"]), decoded, response.get("multiValueHeaders") or {})
+
+
+def variant(
+    event: dict[str, Any],
+    *,
+    body: Any = _UNCHANGED,
+    query: dict[str, str] | None = None,
+    identity: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    path: str | None = None,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    """A deep copy of a loaded event with the given parts replaced (a body that is not a str is JSON-encoded)."""
+    changed = copy.deepcopy(event)
+    if body is not _UNCHANGED:
+        changed["body"] = body if isinstance(body, str) else json.dumps(body)
+    if query is not None:
+        changed["queryStringParameters"] = dict(query) or None
+        changed["multiValueQueryStringParameters"] = {name: [value] for name, value in query.items()} or None
+    if identity is not None:
+        changed["requestContext"]["identity"].update(identity)
+    if request_id is not None:
+        changed["requestContext"]["requestId"] = request_id
+    if path is not None:
+        changed["path"] = path
+    if content_type is not None:
+        changed["headers"]["Content-Type"] = content_type
+        changed["multiValueHeaders"]["Content-Type"] = [content_type]
+    return changed
+
+
+def _header(response: dict[str, Any], name: str) -> str:
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return values[0]
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return ""
+
+
+def _emitted_metrics(stdout: str) -> dict[str, float]:
+    """Sum of every EMF metric value printed by Powertools Metrics in `stdout`."""
+    totals: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                values = value if isinstance(value, list) else [value]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(values)
+    return totals
+
+
+# --- AWS resources (moto) ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def template_resources() -> dict[str, Any]:
+    """The Resources of template.yaml, as plain JSON values."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE_PATH))["Resources"]))
+
+
+def create_table_from_template(resources: dict[str, Any], logical_id: str, table_name: str) -> str:
+    properties = resources[logical_id]["Properties"]
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName=table_name,
+        KeySchema=properties["KeySchema"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ttl = properties["TimeToLiveSpecification"]
+    dynamodb.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": bool(ttl["Enabled"]), "AttributeName": ttl["AttributeName"]},
+    )
+    return table_name
+
+
+@pytest.fixture
+def model_bucket(aws: None, template_resources: dict[str, Any]) -> str:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    versioning = template_resources["ModelBucket"]["Properties"]["VersioningConfiguration"]
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": versioning["Status"]})
+    return BUCKET
+
+
+@pytest.fixture
+def cache_table(aws: None, template_resources: dict[str, Any]) -> str:
+    return create_table_from_template(template_resources, "CacheTable", CACHE_TABLE)
+
+
+@pytest.fixture
+def call_log_table(aws: None, template_resources: dict[str, Any]) -> str:
+    return create_table_from_template(template_resources, "CallLogTable", CALL_LOG_TABLE)
+
+
+@pytest.fixture
+def verdict_queue(aws: None) -> str:
+    return boto3.client("sqs").create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+
+
+@pytest.fixture
+def model_store(model_bucket: str) -> ModelStore:
+    return ModelStore(model_bucket)
+
+
+@pytest.fixture
+def published_model(model_store: ModelStore, tiny_bundle: Bundle) -> ModelRef:
+    return model_store.publish(tiny_bundle, expected=None)
+
+
+# --- the API under test ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def predict_env(
+    monkeypatch: pytest.MonkeyPatch, model_bucket: str, cache_table: str, call_log_table: str, verdict_queue: str
+) -> Iterator[None]:
+    """The environment template.yaml gives the predict function, pointing at the moto resources."""
+    for name, value in {
+        "MODEL_BUCKET": model_bucket,
+        "CACHE_TABLE": cache_table,
+        "CALL_LOG_ENABLED": "true",
+        "CALL_LOG_TABLE": call_log_table,
+        "VERDICT_QUEUE_URL": verdict_queue,
+        "MODEL_REFRESH_SECONDS": "60",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MODEL_VERSION", "MAX_ITEMS", "MAX_TEXT_CHARS", "MAX_BODY_BYTES", "POWERTOOLS_DEV"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    predict_app.set_service(None)
+    yield
+    get_settings.cache_clear()
+    predict_app.set_service(None)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def api(predict_env: None, lambda_context: Any, clock: FakeClock) -> Api:
+    driver = Api(lambda_context, clock)
+    driver.rebuild()
+    return driver
+
+
+@pytest.fixture
+def read_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str, float]]:
+    """Metrics (EMF) printed since the last read, summed by name."""
+    return lambda: _emitted_metrics(capsys.readouterr().out)
+
+
+@pytest.fixture
+def queued_messages(verdict_queue: str) -> Callable[[], list[str]]:
+    """Receive (and delete) every message now on the verdict queue; returns their bodies."""
+
+    def receive() -> list[str]:
+        sqs = boto3.client("sqs")
+        bodies: list[str] = []
+        while True:
+            response = sqs.receive_message(QueueUrl=verdict_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = response.get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(message["Body"])
+                sqs.delete_message(QueueUrl=verdict_queue, ReceiptHandle=message["ReceiptHandle"])
+
+    return receive

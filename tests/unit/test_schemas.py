@@ -1,0 +1,241 @@
+"""The predict API's request/response models and body parsing, without AWS or a model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from lodbrok.schemas import (
+    BodyTooLarge,
+    DuplicateIds,
+    InvalidJson,
+    ItemPrediction,
+    LimitExceeded,
+    PredictionInput,
+    PredictRequest,
+    PredictResponse,
+    VerdictsRequest,
+    input_size,
+    parse_json_body,
+)
+
+LIMITS = {"max_items": 100, "max_text_chars": 5000}
+
+
+def error_locations(error: ValidationError) -> list[str]:
+    return [".".join(str(part) for part in detail["loc"]) for detail in error.errors()]
+
+
+# --- PredictRequest: shape ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"text": "hello"}, [PredictionInput("0", "hello")]),
+        ({"texts": ["a", "b"]}, [PredictionInput("0", "a"), PredictionInput("1", "b")]),
+        (
+            {"items": [{"id": "x", "fields": {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}}, {"text": "t"}]},
+            [PredictionInput("x", {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}), PredictionInput("1", "t")],
+        ),
+    ],
+    ids=["text", "texts", "items"],
+)
+def test_predict_request_to_inputs_keeps_order_and_assigns_positional_ids(
+    body: dict[str, Any], expected: list[PredictionInput]
+) -> None:
+    # Given a valid request of each kind
+    request = PredictRequest.model_validate(body)
+
+    # When it is turned into inputs
+    inputs = request.to_inputs(**LIMITS)
+
+    # Then ids are the given ones or positions, and order is kept
+    assert inputs == expected
+
+
+def test_predict_request_record_values_keep_their_json_types() -> None:
+    # Given a record with one value of each JSON scalar type
+    request = PredictRequest.model_validate({"items": [{"fields": {"i": 1, "b": True, "f": 1.5, "n": None, "s": "1"}}]})
+
+    # When inputs are taken
+    [entry] = request.to_inputs(**LIMITS)
+
+    # Then no value was coerced (a bool stays a bool, a numeric string stays a string)
+    assert isinstance(entry.input, dict)
+    assert [type(value) for value in entry.input.values()] == [int, bool, float, type(None), str]
+
+
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        ({}, ""),
+        ({"text": "a", "items": [{"text": "b"}]}, ""),
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+        ({"text": None, "texts": None}, ""),
+        ({"texts": ["a", " "]}, "texts.1"),
+        ({"texts": []}, "texts"),
+        ({"items": [{"text": "a", "fields": {"b": 1}}]}, "items.0"),
+        ({"items": [{"id": "a"}]}, "items.0"),
+        ({"items": [{"id": "x" * 257, "text": "a"}]}, "items.0.id"),
+        ({"items": [{"fields": {"a": {"b": 1}}}]}, "items.0.fields.a"),
+        ({"items": [{"fields": {"a": [1]}}]}, "items.0.fields.a"),
+        ({"items": [{"fields": {"a": float("nan")}}]}, "items.0.fields.a"),
+        ({"items": [{"fields": {"a": float("inf")}}]}, "items.0.fields.a"),
+        ({"items": [{"fields": {"": "v"}}]}, "items.0.fields..[key]"),
+        ({"items": [{"fields": {f"f{i}": "v" for i in range(65)}}]}, "items.0.fields"),
+        ({"items": [{"fields": {"a": None, "b": ""}}]}, "items.0.fields"),
+        ({"text": "a", "skip_cache": "true"}, "skip_cache"),
+        ({"text": "a", "echo_input": 1}, "echo_input"),
+        ({"text": 5}, "text"),
+        ({"text": "a", "extra": 1}, "extra"),
+    ],
+)
+def test_predict_request_rejects_malformed_bodies_at_the_offending_field(body: dict[str, Any], location: str) -> None:
+    # Given a malformed body
+    # When it is validated
+    with pytest.raises(ValidationError) as caught:
+        PredictRequest.model_validate(body)
+
+    # Then the error points at the offending field (or the whole request for whole-request rules)
+    assert location in error_locations(caught.value), error_locations(caught.value)
+
+
+def test_predict_request_nested_record_error_is_one_clear_message() -> None:
+    # Given a record with a nested object
+    # When it is validated
+    with pytest.raises(ValidationError) as caught:
+        PredictRequest.model_validate({"items": [{"fields": {"a": {"b": 1}}}]})
+
+    # Then there is one error saying records are flat (not one per union member)
+    [detail] = caught.value.errors()
+    assert "records are flat" in detail["msg"]
+
+
+# --- PredictRequest: limits and duplicate ids ---------------------------------------------------------------------
+
+
+def test_predict_request_over_max_items_raises_limit_exceeded() -> None:
+    # Given four texts and a limit of three
+    request = PredictRequest(texts=["a", "b", "c", "d"])
+
+    # When inputs are taken
+    with pytest.raises(LimitExceeded) as caught:
+        request.to_inputs(max_items=3, max_text_chars=100)
+
+    # Then the error states the count and the limit
+    assert caught.value.details == [{"field": "texts", "count": 4, "max": 3}]
+
+
+def test_predict_request_over_long_inputs_are_each_named() -> None:
+    # Given items of which two are too long (a record counts field names and string values)
+    request = PredictRequest.model_validate(
+        {"items": [{"id": "ok", "text": "x" * 10}, {"id": "t", "text": "x" * 11}, {"fields": {"abc": "x" * 8}}]}
+    )
+
+    # When inputs are taken with a 10-character limit
+    with pytest.raises(LimitExceeded) as caught:
+        request.to_inputs(max_items=10, max_text_chars=10)
+
+    # Then both offenders are named by index, id and field
+    assert [(d["index"], d["id"], d["field"], d["chars"]) for d in caught.value.details] == [
+        (1, "t", "items.1.text", 11),
+        (2, "2", "items.2.fields", 11),
+    ]
+
+
+def test_predict_request_duplicate_ids_are_named_with_positions() -> None:
+    # Given an explicit id that repeats, and one equal to another item's position
+    request = PredictRequest.model_validate(
+        {"items": [{"id": "a", "text": "1"}, {"text": "2"}, {"id": "a", "text": "3"}, {"id": "1", "text": "4"}]}
+    )
+
+    # When inputs are taken
+    with pytest.raises(DuplicateIds) as caught:
+        request.to_inputs(**LIMITS)
+
+    # Then every repeated id is named with where it occurs
+    assert caught.value.details == [{"id": "a", "indexes": [0, 2]}, {"id": "1", "indexes": [1, 3]}]
+
+
+@pytest.mark.parametrize(
+    ("item", "size"),
+    [("héllo", 5), ({"ab": "cde", "n": 12345, "flag": True, "none": None}, 2 + 3 + 1 + 4 + 4), ({}, 0)],
+)
+def test_input_size_counts_text_or_field_names_and_string_values(item: Any, size: int) -> None:
+    # Given a text or record / When its size is measured / Then characters of names and string values count
+    assert input_size(item) == size
+
+
+# --- responses ---------------------------------------------------------------------------------------------------
+
+
+def test_item_prediction_omits_input_unless_echoed() -> None:
+    # Given predictions with and without an echoed input
+    plain = ItemPrediction(id="0", label="ham", probabilities={"ham": 0.9, "spam": 0.1}, from_cache=False)
+    echoed = plain.model_copy(update={"input": {"a": None}})
+
+    # When they are serialized as the API does
+    response = PredictResponse(model_version="v-id", model_label="v1", predictions=[plain, echoed])
+    data = json.loads(response.model_dump_json())
+
+    # Then `input` appears only where it was echoed (a record with a null value is still echoed)
+    assert "input" not in data["predictions"][0]
+    assert data["predictions"][1]["input"] == {"a": None}
+
+
+def test_verdicts_request_accepts_any_items_for_per_item_checks() -> None:
+    # Given verdict items of every shape, and an envelope without items
+    # When they are validated
+    request = VerdictsRequest.model_validate({"verdicts": [{"id": "a"}, 5, None, "x"]})
+
+    # Then items pass through (they are checked one by one later), but an empty list or extra key fails
+    assert request.verdicts == [{"id": "a"}, 5, None, "x"]
+    with pytest.raises(ValidationError):
+        VerdictsRequest.model_validate({"verdicts": []})
+    with pytest.raises(ValidationError):
+        VerdictsRequest.model_validate({"verdicts": [{}], "more": 1})
+
+
+def test_verdicts_request_schema_documents_the_verdict_shape() -> None:
+    # Given the request model / When its JSON schema is generated
+    schema = VerdictsRequest.model_json_schema()
+
+    # Then each item is described as a Verdict
+    assert schema["properties"]["verdicts"]["items"]["title"] == "Verdict"
+    assert {"id", "label", "text", "fields"} <= set(schema["properties"]["verdicts"]["items"]["properties"])
+
+
+# --- body parsing ------------------------------------------------------------------------------------------------
+
+
+def test_parse_json_body_parses_json() -> None:
+    # Given a JSON body with non-ASCII text / When parsed / Then the value comes back
+    assert parse_json_body('{"text": "héllo \\ud83d\\ude00"}', max_bytes=1024) == {"text": "héllo 😀"}
+
+
+def test_parse_json_body_counts_utf8_bytes_not_characters() -> None:
+    # Given a body of 600 two-byte characters (1200 bytes, 600+ characters)
+    body = json.dumps({"text": "é" * 600}, ensure_ascii=False)
+
+    # When parsed with a 1024-byte limit
+    # Then it is too large, though it has fewer than 1024 characters
+    assert len(body) < 1024
+    with pytest.raises(BodyTooLarge):
+        parse_json_body(body, max_bytes=1024)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{", "{'a': 1}", "[" * 50_000 + "]" * 50_000, '{"n": ' + "1" * 5000 + "}", "\x00"],
+    ids=["truncated", "single quotes", "deep nesting", "huge integer", "control character"],
+)
+def test_parse_json_body_invalid_json_raises_invalid_json(body: str) -> None:
+    # Given a body that is not acceptable JSON / When parsed / Then InvalidJson names the body
+    with pytest.raises(InvalidJson) as caught:
+        parse_json_body(body, max_bytes=10_000_000)
+    assert caught.value.details[0]["field"] == "body"
