@@ -4,9 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SEED_MODEL := .cache/seed-model.lbk
 
-.PHONY: install lint format test bench local clean
+.PHONY: install lint format test bench local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,14 +44,13 @@ check-artifacts: build
 bench: install
 	$(BIN)/python scripts/bench.py
 
-$(SEED_MODEL): | install
-	mkdir -p $(dir $@)
-	$(BIN)/lodbrok train --out $@
+# The whole system in-process: moto on loopback, resources from template.yaml, the API on :3000.
+local: install
+	$(BIN)/python -m devstack
 
-local: $(SEED_MODEL)
-	$(BIN)/lodbrok inspect $(SEED_MODEL)
-	$(BIN)/lodbrok evaluate --model $(SEED_MODEL)
-	$(BIN)/lodbrok predict --model $(SEED_MODEL) "WINNER!! Claim your free prize now, call 09061701461" "Are we still on for lunch tomorrow?"
+# A scripted client session against a fresh local stack: predict, verdicts, promotion, rollback.
+demo: install
+	$(BIN)/python -m devstack.demo
 
 clean:
 	rm -rf $(VENV) .cache .aws-sam .pytest_cache .ruff_cache

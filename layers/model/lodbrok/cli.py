@@ -164,14 +164,16 @@ def _versions(arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps([asdict(version) for version in versions], indent=2))
         return 0
-    print(f"{'':2}{'version id':<34}{'label':<8}{'action':<15}{'stored':<27}{'parent':<8}{'verdicts':>9}  gate")
+    print(
+        f"{'':2}{'version id':<38}{'label':<7}{'action':<24}{'stored':<27}{'parent':<8}{'verdicts':>8}  gate accuracy"
+    )
     for version in versions:
         marker = "* " if version.is_active else "  "
         action = version.action + (f" of {version.restored_from[:8]}" if version.restored_from else "")
         gate = version.metrics.get("accuracy", "")
         print(
-            f"{marker}{version.version_id:<34}{version.label:<8}{action:<15}{version.stored_at:<27}"
-            f"{version.parent:<8}{version.verdict_count:>9}  {gate}"
+            f"{marker}{version.version_id:<38}{version.label:<7}{action:<24}{version.stored_at:<27}"
+            f"{version.parent:<8}{version.verdict_count:>8}  {gate}"
         )
     return 0
 

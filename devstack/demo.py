@@ -1,0 +1,231 @@
+"""`make demo`: start the local stack, drive it like a client, and print what happened.
+
+predict -> cache hit -> verdicts about a new spam campaign -> a new version is promoted and served
+-> rollback with the `lodbrok` CLI -> the original version is served again. The end-to-end test runs
+the same scenario and asserts on the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.template import ROOT
+
+FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
+CAMPAIGN = [
+    "zorblax airdrop: connect your wallet at zorblax to receive 500 free tokens",
+    "last chance for the zorblax airdrop, wallet verification closes tonight",
+    "your zorblax wallet qualifies for a bonus airdrop, verify now",
+    "zorblax airdrop round two is live, claim tokens with your wallet",
+    "zorblax: verify your wallet today and the airdrop tokens are yours",
+    "final zorblax airdrop reminder: wallet check required to claim",
+]
+PROBE = ["zorblax airdrop: verify your wallet to claim free tokens", "are we still on for lunch tomorrow?"]
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    api_url: str
+    api_key: str
+    aws_endpoint: str
+    model_bucket: str
+    model_name: str
+    seed_version_id: str
+
+
+class ApiClient:
+    def __init__(self, stack: StackInfo) -> None:
+        self.stack = stack
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.stack.api_url + path, data=data, method=method)
+        request.add_header("x-api-key", self.stack.api_key)
+        request.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def wait_for_model(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, model = self.call("GET", "/model")
+            if status == 200 and accept(model):
+                return model
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the served model did not change in {timeout:.0f} s (last: {status} {model})")
+            time.sleep(1)
+
+
+@dataclass
+class Report:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, say: Callable[[str], None], step: str, **facts: Any) -> None:
+        self.steps.append({"step": step, **facts})
+        say(f"- {step}: " + ", ".join(f"{key}={value}" for key, value in facts.items()))
+
+    def __getitem__(self, step: str) -> dict[str, Any]:
+        return next(entry for entry in self.steps if entry["step"] == step)
+
+
+@contextlib.contextmanager
+def local_stack(
+    overrides: tuple[str, ...] = FAST_LOOP,
+    seed_model: str | None = None,
+    log_path: Path | None = None,
+    startup_timeout: float = 600,
+) -> Iterator[StackInfo]:
+    """Run `python -m devstack` in a subprocess on free ports; stop it cleanly afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        ready_file = Path(workdir) / "ready.json"
+        log = open(log_path or Path(workdir) / "stack.log", "w")  # noqa: SIM115 - closed below
+        command = [
+            sys.executable,
+            "-m",
+            "devstack",
+            "--port",
+            str(_free_port()),
+            "--moto-port",
+            "0",
+            "--api-key",
+            secrets.token_urlsafe(16),
+            "--ready-file",
+            str(ready_file),
+            "--parameter-overrides",
+            *overrides,
+        ]
+        if seed_model:
+            command += ["--seed-model", seed_model]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while not ready_file.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the local stack did not start; see {log.name}")
+                time.sleep(0.5)
+            yield StackInfo(**json.loads(ready_file.read_text()))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion_timeout: float = 300) -> Report:
+    client = ApiClient(stack)
+    report = Report()
+
+    _, seed = client.call("GET", "/model")
+    report.add(say, "active model", label=seed["label"], version=seed["version"])
+
+    _, first = client.call("POST", "/predict", {"texts": PROBE})
+    _, again = client.call("POST", "/predict", {"texts": PROBE})
+    report.add(
+        say,
+        "predict before verdicts",
+        labels=[p["label"] for p in first["predictions"]],
+        spam_probability=[round(p["probabilities"]["spam"], 4) for p in first["predictions"]],
+        from_cache_first=[p["from_cache"] for p in first["predictions"]],
+        from_cache_again=[p["from_cache"] for p in again["predictions"]],
+    )
+
+    verdicts = [
+        {"id": f"campaign-{index}", "text": text, "label": "spam", "source": "demo-moderator"}
+        for index, text in enumerate(CAMPAIGN)
+    ]
+    status, queued = client.call("POST", "/verdicts", {"verdicts": verdicts})
+    report.add(say, "verdicts sent", status=status, queued=queued.get("queued"))
+
+    say("  waiting for the retrain function to fine-tune, gate and promote a new version ...")
+    promoted = client.wait_for_model(lambda model: model["version"] != seed["version"], promotion_timeout)
+    report.add(
+        say, "new version served", label=promoted["label"], version=promoted["version"], parent=promoted.get("parent")
+    )
+
+    _, after = client.call("POST", "/predict", {"texts": PROBE})
+    report.add(
+        say,
+        "predict after promotion",
+        labels=[p["label"] for p in after["predictions"]],
+        spam_probability=[round(p["probabilities"]["spam"], 4) for p in after["predictions"]],
+        from_cache=[p["from_cache"] for p in after["predictions"]],
+    )
+
+    rollback = _lodbrok_cli(stack, "rollback", "--to", seed["version"])
+    report.add(say, "rollback with the CLI", output=rollback.strip())
+    restored = client.wait_for_model(lambda model: model["label"] == seed["label"], promotion_timeout)
+    _, back = client.call("POST", "/predict", {"texts": PROBE})
+    report.add(
+        say,
+        "original model served again",
+        label=restored["label"],
+        version=restored["version"],
+        spam_probability=[round(p["probabilities"]["spam"], 4) for p in back["predictions"]],
+    )
+
+    listing = _lodbrok_cli(stack, "versions")
+    report.add(say, "versions listed", count=len(listing.splitlines()) - 1)
+    say(listing)
+    return report
+
+
+def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
+    environment = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": stack.aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "lodbrok.cli",
+        *arguments,
+        "--bucket",
+        stack.model_bucket,
+        "--model-name",
+        stack.model_name,
+    ]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> int:
+    print("starting the local stack (moto + API + retrain poller) ...", flush=True)
+    log_path = ROOT / ".cache" / "demo-stack.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with local_stack(log_path=log_path) as stack:
+        print(f"stack up at {stack.api_url} (log: {log_path})\n", flush=True)
+        run_scenario(stack, say=lambda line: print(line, flush=True))
+    print("\ndemo finished; the stack was stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Local API Gateway: HTTP requests -> the REST proxy events the template routes to a function."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from devstack.template import Route
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST payload limit
+STAGE = "local"
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    timeout_seconds: int = 30
+    aws_request_id: str = ""
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def proxy_event(
+    route: Route,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
+    api_key: str | None,
+    api_key_id: str,
+) -> dict[str, Any]:
+    """The API Gateway REST (v1) Lambda proxy event for one request."""
+    url = urlsplit(target)
+    query = parse_qs(url.query, keep_blank_values=True)
+    try:
+        text_body, encoded = (body.decode("utf-8"), False) if body else (None, False)
+    except UnicodeDecodeError:
+        text_body, encoded = base64.b64encode(body).decode(), True
+    return {
+        "resource": route.path,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": headers or None,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()} or None,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": f"/{STAGE}{url.path}",
+            "stage": STAGE,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent", ""),
+                "apiKey": api_key if api_key else None,
+                "apiKeyId": api_key_id if api_key else None,
+            },
+        },
+        "body": text_body,
+        "isBase64Encoded": encoded,
+    }
+
+
+class LocalGateway:
+    """Serves the function's routes on host:port, checking the API key as the deployed API does."""
+
+    def __init__(
+        self,
+        function_name: str,
+        handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+        routes: list[Route],
+        api_key: str,
+        api_key_id: str = "local-key-id",
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.function_name = function_name
+        self.handler = handler
+        self.routes = {(route.path, route.method): route for route in routes}
+        self.api_key = api_key
+        self.api_key_id = api_key_id
+        self.log = log
+        # One warm "container": Powertools' resolver keeps per-request state on the app object.
+        self._invoke_lock = threading.Lock()
+
+    def invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        started = time.perf_counter()
+        status, response_headers, payload = self._dispatch(method, target, headers, body, source_ip)
+        self.log(
+            f"{self.function_name} {method} {target} -> {status} ({(time.perf_counter() - started) * 1000:.1f} ms)"
+        )
+        return status, response_headers, payload
+
+    def _dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(target).path
+        route = self.routes.get((path, method))
+        if route is None:
+            return _gateway_error(403, "Missing Authentication Token")
+        given_key = next((value for name, value in headers.items() if name.lower() == "x-api-key"), None)
+        if route.api_key_required and given_key != self.api_key:
+            return _gateway_error(403, "Forbidden")
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return _gateway_error(413, "Request Too Long")
+        event = proxy_event(route, method, target, headers, body, source_ip, given_key, self.api_key_id)
+        with self._invoke_lock:
+            try:
+                response = self.handler(event, LambdaContext(self.function_name))
+            except Exception as error:  # a crashed function is a 502 from API Gateway
+                self.log(f"{self.function_name} raised {type(error).__name__}: {error}")
+                return _gateway_error(502, "Internal server error")
+        response_headers = dict(response.get("headers") or {})
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            response_headers[name] = ", ".join(values)
+        payload = response.get("body") or ""
+        data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
+        return int(response.get("statusCode", 200)), response_headers, data
+
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+        gateway = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {name: value for name, value in self.headers.items()}
+                status, response_headers, payload = gateway.invoke(
+                    self.command, self.path, headers, body, self.client_address[0]
+                )
+                self.send_response(status)
+                for name, value in response_headers.items():
+                    if name.lower() not in {"content-length", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:  # the gateway logs each call
+                return
+
+        server = ThreadingHTTPServer((host, port), RequestHandler)
+        server.daemon_threads = True
+        return server
+
+
+def _gateway_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()

@@ -1,0 +1,62 @@
+"""Create the template's buckets, tables and queues in an AWS emulation (a moto server or mock_aws)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from devstack.template import Template
+
+
+def create_resources(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
+    """Create every S3 bucket, DynamoDB table and SQS queue of the template; return logical -> physical."""
+    session = session or boto3.session.Session()
+    created: dict[str, str] = {}
+    s3 = session.client("s3")
+    for logical_id, spec in template.resources_of_type("AWS::S3::Bucket").items():
+        name = template.physical_name(logical_id)
+        s3.create_bucket(Bucket=name)
+        status = template.resolve(spec.get("Properties", {}).get("VersioningConfiguration", {}).get("Status"))
+        if status:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+        created[logical_id] = name
+
+    dynamodb = session.client("dynamodb")
+    for logical_id, spec in template.resources_of_type("AWS::DynamoDB::Table").items():
+        properties = template.resolve(spec.get("Properties", {}))
+        name = template.physical_name(logical_id)
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and str(ttl.get("Enabled")).lower() == "true":
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+            )
+        created[logical_id] = name
+
+    sqs = session.client("sqs")
+    queues = template.resources_of_type("AWS::SQS::Queue")
+    # Dead-letter queues first: a redrive policy must point at an existing queue.
+    for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name].get("Properties", {})):
+        properties = template.resolve(queues[logical_id].get("Properties", {}))
+        name = template.physical_name(logical_id)
+        sqs.create_queue(QueueName=name, Attributes=_queue_attributes(properties))
+        created[logical_id] = name
+    return created
+
+
+def _queue_attributes(properties: dict[str, Any]) -> dict[str, str]:
+    attributes = {
+        key: str(properties[key])
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds", "DelaySeconds")
+        if key in properties
+    }
+    if "RedrivePolicy" in properties:
+        attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
+    return attributes

@@ -1,0 +1,33 @@
+"""`make local` end to end: the stack in a subprocess, driven over HTTP like a client."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack.demo import local_stack, run_scenario
+
+
+@pytest.mark.slow
+def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
+    # Given the local stack with a fast retrain loop (2 s batching window, 2 s model refresh)
+    with local_stack() as stack:
+        # When a client predicts, sends verdicts about a new campaign, and an operator rolls back
+        report = run_scenario(stack, say=lambda line: None, promotion_timeout=240)
+
+    # Then the second identical request was served from the cache
+    before = report["predict before verdicts"]
+    assert before["from_cache_first"] == [False, False]
+    assert before["from_cache_again"] == [True, True]
+    # And the verdicts were queued, learned and promoted as a child of the seed model
+    assert report["verdicts sent"] == {"step": "verdicts sent", "status": 202, "queued": 6}
+    promoted = report["new version served"]
+    assert promoted["label"] == "v2" and promoted["parent"] == "v1"
+    after = report["predict after promotion"]
+    assert after["from_cache"] == [False, False]  # a new model version never serves the old answers
+    assert after["spam_probability"][0] > before["spam_probability"][0]
+    assert after["labels"][1] == "ham"
+    # And the rollback brought back the seed model's exact behaviour
+    restored = report["original model served again"]
+    assert restored["label"] == "v1"
+    assert restored["spam_probability"] == before["spam_probability"]
+    assert report["versions listed"]["count"] == 3
