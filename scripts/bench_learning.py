@@ -117,6 +117,7 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem]) -> dict[st
                 "slice_missed": [_missed(before_slice), _missed(after_slice)],
                 "test_accuracy": [round(before_gate.accuracy, 4), round(after_gate.accuracy, 4)],
                 "test_macro_f1": [round(before_gate.macro_f1, 4), round(after_gate.macro_f1, 4)],
+                "test_spam_f1": [round(before_gate.f1("spam"), 4), round(after_gate.f1("spam"), 4)],
                 "gate_would_promote": decision.promote,
             }
         )
@@ -129,7 +130,7 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem]) -> dict[st
         "draws": draws,
         "mean": {
             name: [round(sum(draw[name][side] for draw in draws) / len(draws), 4) for side in (0, 1)]
-            for name in ("slice_recall", "slice_f1", "test_accuracy", "test_macro_f1")
+            for name in ("slice_recall", "slice_f1", "test_accuracy", "test_macro_f1", "test_spam_f1")
         },
     }
 
@@ -325,17 +326,21 @@ def print_tables(learning: dict[str, Any]) -> None:
         f"{forgetting['verdicts']} as verdicts, {forgetting['held_out']} measured; "
         f"test split {forgetting['test_size']})"
     )
-    print(f"{'draw':>6}{'slice recall':>22}{'slice F1':>22}{'missed':>10}{'test acc':>22}{'test macro F1':>22}  gate")
+    print(
+        f"{'draw':>6}{'slice recall':>22}{'slice F1':>22}{'missed':>10}{'test acc':>22}{'test macro F1':>22}"
+        f"{'test spam F1':>22}  gate"
+    )
     for draw in forgetting["draws"]:
         print(
             f"{draw['seed']:>6}{_pair(draw['slice_recall']):>22}{_pair(draw['slice_f1']):>22}"
             f"{'{} -> {}'.format(*draw['slice_missed']):>10}{_pair(draw['test_accuracy']):>22}"
-            f"{_pair(draw['test_macro_f1']):>22}  {'promote' if draw['gate_would_promote'] else 'reject'}"
+            f"{_pair(draw['test_macro_f1']):>22}{_pair(draw['test_spam_f1']):>22}"
+            f"  {'promote' if draw['gate_would_promote'] else 'reject'}"
         )
     mean = forgetting["mean"]
     print(
         f"{'mean':>6}{_pair(mean['slice_recall']):>22}{_pair(mean['slice_f1']):>22}{'':>10}"
-        f"{_pair(mean['test_accuracy']):>22}{_pair(mean['test_macro_f1']):>22}"
+        f"{_pair(mean['test_accuracy']):>22}{_pair(mean['test_macro_f1']):>22}{_pair(mean['test_spam_f1']):>22}"
     )
     print("\n== learning: fine-tune cost (fresh process each; 5,000 is capped at the whole demo set) ==")
     print(f"{'verdicts':>10}{'seconds':>10}{'peak RSS MB':>14}{'RSS before MB':>16}")
