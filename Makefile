@@ -42,7 +42,7 @@ check-artifacts: build
 	$(BIN)/python scripts/check_artifacts.py --zipped
 
 bench: install
-	$(BIN)/python scripts/bench.py
+	PYTHONPATH=. $(BIN)/python scripts/bench.py
 
 # The whole system in-process: moto on loopback, resources from template.yaml, the API on :3000.
 local: install
@@ -54,3 +54,11 @@ demo: install
 
 clean:
 	rm -rf $(VENV) .cache .aws-sam .pytest_cache .ruff_cache
+
+# The built predict function in Lambda-like containers: `sam local start-api` on :$(SAM_LOCAL_PORT) against a moto
+# server on the Docker bridge. Starts a Docker engine and builds the local base image when needed (scripts/samlocal).
+.PHONY: sam-local
+SAM_LOCAL_PORT ?= 3001
+
+sam-local: check-artifacts
+	$(BIN)/python -m scripts.samlocal --port $(SAM_LOCAL_PORT)

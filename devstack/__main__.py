@@ -8,7 +8,6 @@ the template's routes and API-key rule, and runs the SQS -> retrain wiring in-pr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -16,14 +15,10 @@ import secrets
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from devstack.template import ROOT, Template, queue_url
-
-# The seed model is cached under a hash of the code that decides its features and weights, so a
-# change to the featurizer or the network retrains it instead of serving a stale bundle.
-SEED_SOURCES = ("features.py", "network.py", "training.py", "data.py")
+from devstack.seed import default_seed_model, publish_seed_model
+from devstack.template import Template, queue_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({**predict_env, **retrain_env})
 
     seed_path = Path(arguments.seed_model) if arguments.seed_model else default_seed_model()
-    seed_ref = _publish_seed_model(seed_path, predict_env["MODEL_BUCKET"], predict_env.get("MODEL_NAME"))
+    seed_ref = publish_seed_model(seed_path, predict_env["MODEL_BUCKET"], predict_env.get("MODEL_NAME"))
 
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
@@ -127,12 +122,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_seed_model() -> Path:
-    package = ROOT / "layers" / "model" / "lodbrok"
-    digest = hashlib.sha256(b"".join((package / name).read_bytes() for name in SEED_SOURCES)).hexdigest()[:12]
-    return ROOT / ".cache" / f"seed-model-{digest}.lbk"
-
-
 def _use_emulation(endpoint: str) -> None:
     os.environ.update(
         {
@@ -144,23 +133,6 @@ def _use_emulation(endpoint: str) -> None:
         }
     )
     os.environ.pop("AWS_PROFILE", None)
-
-
-def _publish_seed_model(path: Path, bucket: str, model_name: str | None) -> str:
-    from lodbrok.bundle import Bundle
-    from lodbrok.store import ModelStore
-
-    if not path.exists():
-        from lodbrok.data import load_demo_dataset
-        from lodbrok.training import train_bundle
-
-        print(f"training the seed model from the demo data (once; cached in {path}) ...", flush=True)
-        started = time.perf_counter()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        train_bundle(load_demo_dataset()).bundle.write(str(path))
-        print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
-    store = ModelStore(bucket, model_name or "default")
-    return store.publish(Bundle.read(str(path)).with_metadata(version="v1"), expected=None).version_id
 
 
 def _print_banner(

@@ -7,8 +7,10 @@ Writes bench-results/bench.json and prints readable tables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import io
 import json
 import os
 import statistics
@@ -16,13 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from benchlib import time_calls
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import items_from_jsonl, load_demo_dataset
@@ -36,24 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
 SPEED_REPEATS = 200
 COLD_START_RUNS = 3
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    return {
-        "p50_ms": round(statistics.median(ordered), 4),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 4),
-    }
-
-
-def time_calls(call: Callable[[], Any], repeats: int) -> list[float]:
-    call()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def bench_quality(report: dict[str, Any], bundle_path: Path) -> Bundle:
@@ -126,7 +110,8 @@ def bench_quantization(report: dict[str, Any], bundle: Bundle) -> None:
     }.items():
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         configure(converter)
-        tflite = converter.convert()
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its traced signature
+            tflite = converter.convert()
         predictor = Predictor(dataclasses.replace(bundle, tflite_model=tflite))
         served = predictor.predict_ids(token_ids)
         predicted = [bundle.labels[int(row.argmax())] for row in served]
@@ -150,12 +135,9 @@ def bench_serving_speed(report: dict[str, Any], bundle: Bundle) -> None:
     rows: dict[str, Any] = {}
     for batch in (1, 100):
         inputs = texts[:batch]
-        litert = percentiles(time_calls(lambda inputs=inputs: predictor.predict(inputs), SPEED_REPEATS))
-        keras_predict = percentiles(
-            time_calls(
-                lambda inputs=inputs: model.predict(predictor.featurizer.transform(inputs), verbose=0),
-                SPEED_REPEATS // 4,
-            )
+        litert = time_calls(lambda inputs=inputs: predictor.predict(inputs), SPEED_REPEATS)
+        keras_predict = time_calls(
+            lambda inputs=inputs: model.predict(predictor.featurizer.transform(inputs), verbose=0), SPEED_REPEATS // 4
         )
         rows[f"batch_{batch}"] = {
             "litert_predictor": litert,
@@ -163,7 +145,7 @@ def bench_serving_speed(report: dict[str, Any], bundle: Bundle) -> None:
             "speedup_p50": round(keras_predict["p50_ms"] / litert["p50_ms"], 1),
             "speedup_p99": round(keras_predict["p99_ms"] / litert["p99_ms"], 1),
         }
-    featurize = percentiles(time_calls(lambda: predictor.featurizer.transform(texts[:1]), SPEED_REPEATS))
+    featurize = time_calls(lambda: predictor.featurizer.transform(texts[:1]), SPEED_REPEATS)
     rows["featurize_single_text"] = featurize
     report["serving_speed"] = rows
     print("\n== serving speed: Predictor (LiteRT) vs Keras model.predict, same texts ==")

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
+
+from devstack.gateway import LambdaContext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -196,16 +197,8 @@ def _max_rss_mb() -> float:
 # --- 3. the retrain handler, in-process against moto -----------------------------------------------------------
 
 
-@dataclass
-class _Context:
-    function_name: str = "lodbrok-retrain-bench"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lodbrok-retrain-bench"
-    aws_request_id: str = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 900_000
+def _retrain_context() -> LambdaContext:
+    return LambdaContext("lodbrok-retrain-bench", memory_limit_in_mb=3008, timeout_seconds=900)
 
 
 def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str, Any]:
@@ -248,7 +241,7 @@ def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str
         try:
             started = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                response = app.lambda_handler(event, _Context())
+                response = app.lambda_handler(event, _retrain_context())
             seconds = time.perf_counter() - started
         finally:
             logger.setLevel(level)

@@ -14,28 +14,21 @@ import importlib.util
 import io
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchlib import time_calls
+
+from devstack.gateway import LambdaContext
+from devstack.seed import default_seed_model
+
 ROOT = Path(__file__).resolve().parent.parent
-SEED_MODEL = ROOT / ".cache" / "seed-model.lbk"
 SINGLE_REPEATS = 300
 BATCH_REPEATS = 60
 BATCH_SIZE = 100
 BUCKET, CACHE_TABLE, QUEUE = "bench-models", "bench-predictions", "bench-verdicts"
-
-
-@dataclass
-class _Context:
-    function_name: str = "lodbrok-bench"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lodbrok-bench"
-    aws_request_id: str = "bench"
 
 
 def run(report: dict[str, Any]) -> None:
@@ -51,16 +44,16 @@ def run(report: dict[str, Any]) -> None:
         invoke: Callable[[dict[str, Any]], Any] = lambda event: _ok(app.lambda_handler(event, context))  # noqa: E731
         cold = {"skip_cache": True}
         results = {
-            "single_cold_cache": _time(lambda: invoke(_with(single_event, cold)), SINGLE_REPEATS),
-            "single_warm_cache": _time(lambda: invoke(single_event), SINGLE_REPEATS),
-            "batch100_cold_cache": _time(lambda: invoke(_with(batch_event, cold)), BATCH_REPEATS),
-            "batch100_warm_cache": _time(lambda: invoke(batch_event), BATCH_REPEATS),
+            "single_cold_cache": time_calls(lambda: invoke(_with(single_event, cold)), SINGLE_REPEATS),
+            "single_warm_cache": time_calls(lambda: invoke(single_event), SINGLE_REPEATS),
+            "batch100_cold_cache": time_calls(lambda: invoke(_with(batch_event, cold)), BATCH_REPEATS),
+            "batch100_warm_cache": time_calls(lambda: invoke(batch_event), BATCH_REPEATS),
         }
         _use_settings(app, CACHE_TABLE="")
-        results["single_no_cache"] = _time(lambda: invoke(single_event), SINGLE_REPEATS)
+        results["single_no_cache"] = time_calls(lambda: invoke(single_event), SINGLE_REPEATS)
         predictor = Predictor(bundle)
-        results["predictor_single"] = _time(lambda: predictor.predict([texts[0]]), SINGLE_REPEATS)
-        results["predictor_batch100"] = _time(lambda: predictor.predict(texts), BATCH_REPEATS)
+        results["predictor_single"] = time_calls(lambda: predictor.predict([texts[0]]), SINGLE_REPEATS)
+        results["predictor_batch100"] = time_calls(lambda: predictor.predict(texts), BATCH_REPEATS)
         app.set_service(None)
 
     overhead = results["single_no_cache"]["p50_ms"] - results["predictor_single"]["p50_ms"]
@@ -84,14 +77,15 @@ def run(report: dict[str, Any]) -> None:
 def _model() -> tuple[Any, str]:
     from lodbrok.bundle import Bundle
 
-    if SEED_MODEL.exists():
-        return Bundle.read(str(SEED_MODEL)), f"seed ({SEED_MODEL.relative_to(ROOT)})"
+    seed = default_seed_model()
+    if seed.exists():
+        return Bundle.read(str(seed)), f"seed ({seed.relative_to(ROOT)})"
     from lodbrok.data import load_demo_dataset
     from lodbrok.features import FeaturizerConfig
     from lodbrok.training import TrainingConfig, train_bundle
 
     config = TrainingConfig(featurizer=FeaturizerConfig(num_buckets=2**14, max_tokens=128), epochs=3)
-    return train_bundle(load_demo_dataset(), config).bundle, "freshly trained tiny model (no .cache/seed-model.lbk)"
+    return train_bundle(load_demo_dataset(), config).bundle, "tiny model (no cached seed: run make local once)"
 
 
 @contextlib.contextmanager
@@ -138,7 +132,7 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _handler_with_model(bundle: Any) -> tuple[ModuleType, _Context]:
+def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
     import boto3
 
     from lodbrok import cache
@@ -151,7 +145,7 @@ def _handler_with_model(bundle: Any) -> tuple[ModuleType, _Context]:
     ModelStore(BUCKET).publish(bundle, expected=None)
     app = _load_handler_module()
     _use_settings(app)
-    context = _Context()
+    context = LambdaContext("lodbrok-bench")
     _ok(app.lambda_handler(_event("model_get.json"), context))  # load the model outside the timings
     return app, context
 
@@ -196,20 +190,6 @@ def _ok(response: Any) -> Any:
     if isinstance(response, dict) and "statusCode" in response and response["statusCode"] != 200:
         raise RuntimeError(f"benchmark request failed with {response['statusCode']}: {response['body'][:300]}")
     return response
-
-
-def _time(call: Callable[[], Any], repeats: int) -> dict[str, float]:
-    call()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 4),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 4),
-    }
 
 
 def _print_table(results: dict[str, Any]) -> None:

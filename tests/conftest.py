@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
+from devstack.gateway import LambdaContext
 from lodbrok.bundle import Bundle
 from lodbrok.training import TrainingConfig, train_bundle
 from support import TINY_FEATURIZER, make_tiny_dataset
@@ -48,18 +48,6 @@ def aws(aws_credentials: None) -> Iterator[None]:
         yield
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "lodbrok-test"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lodbrok-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 300_000
-
-
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext()
+    return LambdaContext("lodbrok-test", timeout_seconds=900)

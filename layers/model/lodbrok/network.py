@@ -36,7 +36,9 @@ def build_network(featurizer: FeaturizerConfig, labels: list[str], config: Netwo
         featurizer.num_buckets,
         config.embedding_dim,
         mask_zero=True,
-        embeddings_initializer="zeros",
+        # Zero start keeps untouched buckets at exactly zero; a ReLU hidden layer would never get a
+        # gradient through all-zero inputs, so that variant starts from small random values instead.
+        embeddings_initializer="uniform" if config.hidden_units else "zeros",
         name="token_embedding",
     )(token_ids)
     pooled = keras.layers.GlobalAveragePooling1D(name="mean_of_tokens")(embedded)

@@ -197,11 +197,11 @@ def export_bundle(
     metadata: dict[str, Any],
 ) -> tuple[Bundle, Metrics]:
     """Convert to LiteRT, check parity with Keras, evaluate on the gate set through the served path."""
-    import keras
     import tensorflow as tf
 
-    # A fresh clone carries the weights without the optimizer state, which fine-tuning recreates.
-    weights_only = keras.models.clone_model(model)
+    # A freshly built network holding the trained weights saves without the optimizer state (Adam's two
+    # moment tables would triple the file); fine-tuning starts a new optimizer anyway.
+    weights_only = build_network(featurizer, labels, NetworkConfig(**metadata["network"]))
     weights_only.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as workdir:
         keras_path = os.path.join(workdir, "model.keras")
