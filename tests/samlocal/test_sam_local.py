@@ -1,0 +1,369 @@
+"""The built predict function in Lambda-like containers, through the real `sam local` (what `make sam-local` runs).
+
+The session builds with `make build`, checks that build with scripts/check_artifacts.py, then starts
+`python -m scripts.samlocal serve`: the same setup as `make sam-local` (a Docker engine, started and installed here
+as root if needed; the local base image; a moto server on the Docker bridge with the template's resources and the
+seed model). It writes stack.json with the exact `sam local` commands, which the tests run. A fresh container
+costs ~20 s here (vfs storage), so the `sam local invoke` of every event runs two at a time, once per session, and
+`sam local start-api` serves its requests from one warm container. Outside CI the tests skip when no engine can be
+had (not root and no engine running); with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from support import EVENTS_DIR
+
+pytestmark = pytest.mark.samlocal
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_UNAVAILABLE = 3  # exit status of `python -m scripts.samlocal` when no Docker engine can be had
+SETUP_TIMEOUT_SECONDS = 900  # a fresh machine installs docker.io and debootstraps the base image (~3 min here)
+INVOKE_TIMEOUT_SECONDS = 300
+RUNTIME_GLIBC = (2, 34)
+CALLER = "key#k7x2mq9zb1"  # the API key id in every event's requestContext
+
+
+@dataclass
+class Invocation:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """The function's API Gateway proxy response, with its JSON body decoded."""
+        assert self.returncode == 0, self.stderr[-4000:]
+        response = json.loads(self.stdout)
+        return {**response, "body": json.loads(response["body"])}
+
+
+def labels(body: dict[str, Any]) -> list[str]:
+    return [prediction["label"] for prediction in body["predictions"]]
+
+
+# Each event of the predict function: the status it must answer, and what its body must show.
+EXPECTED: dict[str, tuple[int, Callable[[dict[str, Any]], bool]]] = {
+    "predict_single.json": (200, lambda body: labels(body) == ["spam"]),
+    "predict_batch.json": (200, lambda body: labels(body) == ["ham", "spam", "ham"]),
+    "predict_records.json": (200, lambda body: [p["id"] for p in body["predictions"]] == ["e1", "e2"]),
+    "predict_get.json": (200, lambda body: labels(body) == ["ham"]),
+    "predict_bad_input.json": (
+        422,
+        lambda body: (
+            body["error"]["code"] == "validation_error"
+            and {detail["field"] for detail in body["error"]["details"]}
+            == {"items.0.text", "items.1.fields.subject", "colour"}
+        ),
+    ),
+    "model_get.json": (200, lambda body: body["label"] == "v1" and body["labels"] == ["ham", "spam"]),
+    "verdicts_post.json": (202, lambda body: body["queued"] == 2 and len(body["message_ids"]) == 2),
+    "openapi_get.json": (200, lambda body: {"/predict", "/model", "/verdicts", "/calls/recent"} <= set(body["paths"])),
+    "calls_recent_get.json": (200, lambda body: body["caller"] == CALLER and isinstance(body["calls"], list)),
+}
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def build_dir() -> Path:
+    """`make build`: the zip function and its layer, as `make sam-local` builds them."""
+    completed = subprocess.run(["make", "build"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
+    return ROOT / ".aws-sam" / "build"
+
+
+@pytest.fixture(scope="session")
+def stack(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The running emulation (`python -m scripts.samlocal serve`), described by its stack.json."""
+    workdir = tmp_path_factory.mktemp("samlocal")
+    log_path = workdir / "serve.log"
+    command = [sys.executable, "-m", "scripts.samlocal", "serve", "--workdir", str(workdir)]
+    # The call log is off by default; GET /calls/recent has something to show with it on.
+    command += ["--build-dir", str(build_dir), "--parameter-overrides", "CallLogEnabled=true"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield _wait_for_stack(process, workdir / "stack.json", log_path)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def invocations(stack: dict[str, Any]) -> dict[str, Invocation]:
+    """`sam local invoke PredictFunction -e events/<event>` of every predict event, two containers at a time."""
+
+    def invoke(event: str) -> Invocation:
+        completed = subprocess.run(
+            [*stack["invoke"], "-e", str(EVENTS_DIR / event)],
+            cwd=ROOT,
+            env=_sam_env(stack),
+            capture_output=True,
+            text=True,
+            timeout=INVOKE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        return Invocation(completed.returncode, completed.stdout, completed.stderr)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(EXPECTED, pool.map(invoke, EXPECTED), strict=True))
+
+
+@pytest.fixture(scope="session")
+def local_api(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`sam local start-api` with one warm container, created when it starts (--warm-containers EAGER)."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("start-api") / "sam.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*stack["start_api"], "--port", str(port)],
+            cwd=ROOT,
+            env=_sam_env(stack),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + INVOKE_TIMEOUT_SECONDS
+        while not _accepts_connections(port):
+            assert process.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, f"start-api did not listen within {INVOKE_TIMEOUT_SECONDS} s"
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+# --- the build they run -----------------------------------------------------------------------------------------
+
+
+def test_samlocal_build_passes_the_artifact_checks(build_dir: Path, tmp_path: Path) -> None:
+    # Given the build that the containers mount
+    report_path = tmp_path / "report.json"
+
+    # When scripts/check_artifacts.py checks it
+    checker = ROOT / "scripts" / "check_artifacts.py"
+    completed = subprocess.run(
+        [sys.executable, str(checker), "--build-dir", str(build_dir), "--report", str(report_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    # Then it passes, including the glibc the Lambda runtime has (the trixie containers have a newer one)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is True
+    assert tuple(map(int, report["max_glibc_needed"].split("."))) <= RUNTIME_GLIBC
+
+
+# --- sam local invoke -------------------------------------------------------------------------------------------
+
+
+def test_samlocal_covers_every_predict_event() -> None:
+    predict_events = {path.name for path in EVENTS_DIR.glob("*.json") if not path.name.startswith("retrain_")}
+    assert predict_events == set(EXPECTED)
+
+
+@pytest.mark.parametrize("event", list(EXPECTED))
+def test_sam_local_invoke_answers_event(event: str, invocations: dict[str, Invocation], stack: dict[str, Any]) -> None:
+    # Given the built function invoked in a fresh container with events/<event>
+    status, shows_expected = EXPECTED[event]
+
+    # When its response is read from sam's stdout
+    response = invocations[event].response
+
+    # Then it has the event's status and body, and predictions come from the seed model published to moto
+    assert response["statusCode"] == status, response
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    body = response["body"]
+    assert shows_expected(body), body
+    if "predictions" in body:
+        assert body["model_version"] == stack["seed_version"]
+
+
+def test_layer_imports_and_predicts_in_the_base_image(stack: dict[str, Any]) -> None:
+    # Given the base image, the built function and layer mounted where Lambda puts them, and no network
+    build = Path(stack["build_dir"])
+    child = (
+        "import json, sys\n"
+        "import app\n"  # the handler module, as the runtime imports it
+        "import ai_edge_litert.interpreter, boto3, lodbrok, numpy\n"
+        "from lodbrok.bundle import Bundle\n"
+        "from lodbrok.predictor import Predictor\n"
+        "predictor = Predictor(Bundle.read('/tmp/model.lbk'))\n"
+        "labels = [p.label for p in predictor.predict(['WINNER!! claim your prize, call 09061701461', 'lunch?'])]\n"
+        "files = {m.__name__: m.__file__ for m in (app, ai_edge_litert.interpreter, boto3, lodbrok, numpy)}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print(json.dumps({'labels': labels, 'version': list(sys.version_info[:2]), 'files': files, 'heavy': heavy}))\n"
+    )
+
+    mounts = {
+        build / "ModelLayer": "/opt",
+        build / "PredictFunction": "/var/task",
+        stack["seed_model"]: "/tmp/model.lbk",
+    }
+    command = ["docker", "run", "--rm", "--network", "none"]
+    command += [option for source, target in mounts.items() for option in ("-v", f"{source}:{target}:ro")]
+    command += ["-e", "PYTHONPATH=/var/task:/opt/python:/var/runtime", "-e", "POWERTOOLS_TRACE_DISABLED=true"]
+    command += ["-e", "AWS_DEFAULT_REGION=us-east-1", stack["image"], "python3", "-S", "-c", child]
+
+    # When the handler module is imported and the layer's LiteRT runs the seed model, with no site-packages (-S)
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=INVOKE_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    # Then it predicts on Python 3.13 with modules from the layer, the function and the runtime only, no TensorFlow
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["version"] == [3, 13]
+    assert result["labels"] == ["spam", "ham"]
+    files = result["files"]
+    assert files["app"] == "/var/task/app.py"
+    assert all(files[name].startswith("/opt/python/") for name in ("ai_edge_litert.interpreter", "lodbrok", "numpy"))
+    assert files["boto3"].startswith("/var/runtime/")  # the runtime's, which the layer leaves out
+    assert result["heavy"] == []
+
+
+# --- sam local start-api ----------------------------------------------------------------------------------------
+
+
+def test_start_api_serves_predictions_from_a_warm_container(local_api: str, stack: dict[str, Any]) -> None:
+    # Given the local API (its container was started eagerly)
+    texts = ["WINNER!! You have won a camera phone. Call 09061701461 now to claim", "Are we still on for lunch?"]
+
+    # When it is asked three times
+    timings = []
+    for _ in range(3):
+        started = time.monotonic()
+        status, body = _request(local_api, "POST", "/predict", {"texts": texts, "skip_cache": True})
+        timings.append(time.monotonic() - started)
+
+        # Then each answer classifies both texts with the seed model
+        assert status == 200, body
+        assert labels(body) == ["spam", "ham"]
+        assert body["model_version"] == stack["seed_version"]
+    # ... from the one warm container (a fresh container takes ~20 s here)
+    assert max(timings) < 5, timings
+
+
+def test_start_api_queues_verdicts_on_the_moto_queue(local_api: str, stack: dict[str, Any]) -> None:
+    # Given two verdicts with ids no other test uses
+    run = uuid.uuid4().hex[:8]
+    verdicts = [
+        {"id": f"{run}-1", "text": "zorblax airdrop, claim your tokens now", "label": "spam", "source": "samlocal"},
+        {"id": f"{run}-2", "text": "see you at the station at eight", "label": "ham", "source": "samlocal"},
+    ]
+
+    # When they are posted to the local API
+    status, body = _request(local_api, "POST", "/verdicts", {"verdicts": verdicts})
+
+    # Then they are accepted, and the function's messages are on the moto queue the template's URL names
+    assert status == 202, body
+    assert body["queued"] == 2
+    received = _drain_queue(stack)
+    ours = {message_id: received[message_id] for message_id in body["message_ids"] if message_id in received}
+    assert set(ours) == set(body["message_ids"])
+    assert sorted((message["id"], message["label"]) for message in ours.values()) == [
+        (f"{run}-1", "spam"),
+        (f"{run}-2", "ham"),
+    ]
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _wait_for_stack(process: subprocess.Popen[bytes], stack_file: Path, log_path: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + SETUP_TIMEOUT_SECONDS
+    while not stack_file.exists():
+        if process.poll() is not None:
+            log = log_path.read_text()
+            if process.returncode == ENGINE_UNAVAILABLE:
+                reason = f"sam local needs a Docker engine: {log.strip().splitlines()[-1]}"
+                if os.environ.get("CI", "").lower() == "true":
+                    pytest.fail(reason)
+                pytest.skip(reason)
+            pytest.fail(f"python -m scripts.samlocal serve exited with {process.returncode}:\n{log[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sam local setup took over {SETUP_TIMEOUT_SECONDS} s:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.5)
+    return json.loads(stack_file.read_text())
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM lets sam remove its containers and serve stop moto and the engine it started."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _sam_env(stack: dict[str, Any]) -> dict[str, str]:
+    return {**os.environ, **stack["sam_environment"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _request(base_url: str, method: str, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        base_url + path,
+        data=json.dumps(payload).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_SECONDS) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _drain_queue(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every message now on the verdict queue in moto, by message id."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    queue_url = stack["function_environment"]["VERDICT_QUEUE_URL"]
+    messages: dict[str, dict[str, Any]] = {}
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        messages.update({message["MessageId"]: json.loads(message["Body"]) for message in batch})
+    return messages
