@@ -23,22 +23,8 @@ def create_resources(template: Template, session: boto3.session.Session | None =
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
         created[logical_id] = name
 
-    dynamodb = session.client("dynamodb")
-    for logical_id, spec in template.resources_of_type("AWS::DynamoDB::Table").items():
-        properties = template.resolve(spec.get("Properties", {}))
-        name = template.physical_name(logical_id)
-        dynamodb.create_table(
-            TableName=name,
-            KeySchema=properties["KeySchema"],
-            AttributeDefinitions=properties["AttributeDefinitions"],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ttl = properties.get("TimeToLiveSpecification")
-        if ttl and str(ttl.get("Enabled")).lower() == "true":
-            dynamodb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
-            )
-        created[logical_id] = name
+    for logical_id in template.resources_of_type("AWS::DynamoDB::Table"):
+        created[logical_id] = create_table(template, logical_id, session=session)
 
     sqs = session.client("sqs")
     queues = template.resources_of_type("AWS::SQS::Queue")
@@ -49,6 +35,27 @@ def create_resources(template: Template, session: boto3.session.Session | None =
         sqs.create_queue(QueueName=name, Attributes=_queue_attributes(properties))
         created[logical_id] = name
     return created
+
+
+def create_table(
+    template: Template, logical_id: str, name: str | None = None, session: boto3.session.Session | None = None
+) -> str:
+    """Create one DynamoDB table of the template (keys, on-demand billing, TTL) under `name` or its local name."""
+    properties = template.resolve(template.resources[logical_id].get("Properties", {}))
+    name = name or template.physical_name(logical_id)
+    dynamodb = (session or boto3.session.Session()).client("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=properties["KeySchema"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and str(ttl.get("Enabled")).lower() == "true":
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+        )
+    return name
 
 
 def _queue_attributes(properties: dict[str, Any]) -> dict[str, str]:

@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.resources import create_table
+from devstack.template import Template
 from lodbrok.bundle import Bundle
 from lodbrok.prediction import PredictService
 from lodbrok.settings import get_settings
@@ -164,23 +166,6 @@ def template_resources() -> dict[str, Any]:
     return json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE_PATH))["Resources"]))
 
 
-def create_table_from_template(resources: dict[str, Any], logical_id: str, table_name: str) -> str:
-    properties = resources[logical_id]["Properties"]
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=table_name,
-        KeySchema=properties["KeySchema"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ttl = properties["TimeToLiveSpecification"]
-    dynamodb.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": bool(ttl["Enabled"]), "AttributeName": ttl["AttributeName"]},
-    )
-    return table_name
-
-
 @pytest.fixture
 def model_bucket(aws: None, template_resources: dict[str, Any]) -> str:
     s3 = boto3.client("s3")
@@ -191,13 +176,13 @@ def model_bucket(aws: None, template_resources: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def cache_table(aws: None, template_resources: dict[str, Any]) -> str:
-    return create_table_from_template(template_resources, "CacheTable", CACHE_TABLE)
+def cache_table(aws: None) -> str:
+    return create_table(Template(), "CacheTable", CACHE_TABLE)
 
 
 @pytest.fixture
-def call_log_table(aws: None, template_resources: dict[str, Any]) -> str:
-    return create_table_from_template(template_resources, "CallLogTable", CALL_LOG_TABLE)
+def call_log_table(aws: None) -> str:
+    return create_table(Template(), "CallLogTable", CALL_LOG_TABLE)
 
 
 @pytest.fixture

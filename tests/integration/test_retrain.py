@@ -15,6 +15,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from devstack.resources import create_table
+from devstack.template import Template
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem
 from lodbrok.predictor import Predictor
@@ -54,20 +56,11 @@ def verdict_queue(aws: None) -> str:
 
 @pytest.fixture
 def retrain_env(aws: None, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Versioned model bucket, idempotency table (key `id`, TTL `expiration`) and the function's environment."""
+    """Versioned model bucket, the template's idempotency table, and the function's environment."""
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=IDEMPOTENCY_TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=IDEMPOTENCY_TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
-    )
+    create_table(Template(), "IdempotencyTable", IDEMPOTENCY_TABLE)
     for name, value in {
         "MODEL_BUCKET": BUCKET,
         "MODEL_NAME": "default",
@@ -115,25 +108,6 @@ def send(verdict_queue: str) -> Callable[..., dict[str, Any]]:
         return {"Records": [_lambda_record(message, verdict_queue) for message in messages]}
 
     return send_batch
-
-
-@pytest.fixture
-def read_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str, float]]:
-    """EMF metrics printed since the last read, summed by name."""
-
-    def read() -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for line in capsys.readouterr().out.splitlines():
-            if line.startswith("{") and '"_aws"' in line:
-                blob = json.loads(line)
-                for directive in blob["_aws"]["CloudWatchMetrics"]:
-                    for metric in directive["Metrics"]:
-                        values = blob[metric["Name"]]
-                        values = values if isinstance(values, list) else [values]
-                        totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(values)
-        return totals
-
-    return read
 
 
 def _fresh_container() -> None:
