@@ -103,14 +103,18 @@ class PredictService:
         )
 
     @cached_property
+    def _dynamodb_client(self) -> Any:
+        """One fail-fast client for the cache and the call log (both best effort)."""
+        return self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
+
+    @cached_property
     def cache(self) -> PredictionCache | None:
         if not self.settings.cache_table:
             return None
-        client = self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
         return PredictionCache(
             self.settings.cache_table,
             ttl_seconds=self.settings.cache_ttl_seconds,
-            client=client,
+            client=self._dynamodb_client,
             now=self._now,
             sleep=self._sleep,
         )
@@ -119,9 +123,11 @@ class PredictService:
     def call_log(self) -> CallLog | None:
         if not (self.settings.call_log_enabled and self.settings.call_log_table):
             return None
-        client = self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
         return CallLog(
-            self.settings.call_log_table, ttl_seconds=self.settings.call_log_ttl_seconds, client=client, now=self._now
+            self.settings.call_log_table,
+            ttl_seconds=self.settings.call_log_ttl_seconds,
+            client=self._dynamodb_client,
+            now=self._now,
         )
 
     @cached_property
