@@ -22,7 +22,7 @@ from typing import Any
 from benchlib import time_calls
 
 from devstack.gateway import LambdaContext
-from devstack.seed import default_seed_model
+from devstack.seed import default_seed_model, ensure_seed_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE_REPEATS = 300
@@ -77,15 +77,8 @@ def run(report: dict[str, Any]) -> None:
 def _model() -> tuple[Any, str]:
     from lodbrok.bundle import Bundle
 
-    seed = default_seed_model()
-    if seed.exists():
-        return Bundle.read(str(seed)), f"seed ({seed.relative_to(ROOT)})"
-    from lodbrok.data import load_demo_dataset
-    from lodbrok.features import FeaturizerConfig
-    from lodbrok.training import TrainingConfig, train_bundle
-
-    config = TrainingConfig(featurizer=FeaturizerConfig(num_buckets=2**14, max_tokens=128), epochs=3)
-    return train_bundle(load_demo_dataset(), config).bundle, "tiny model (no cached seed: run make local once)"
+    seed = ensure_seed_model(default_seed_model())
+    return Bundle.read(str(seed)), f"seed ({seed.relative_to(ROOT)})"
 
 
 @contextlib.contextmanager
