@@ -1,7 +1,8 @@
 """Learning benchmarks: does fine-tuning on verdicts learn without forgetting, and does it fit in Lambda?
 
 1. Forgetting: hold one spam family out of base training, fine-tune on 50 of its messages as verdicts,
-   and compare the rest of the family and the original test split before/after.
+   and compare the rest of the family and the original test split before/after; then the same draws
+   without the weight anchor, to show what it contributes.
 2. Cost: fine-tune time and peak memory (ru_maxrss of a fresh subprocess per measurement, because
    TensorFlow allocates outside Python's heap) for 100, 1,000 and 5,000 verdicts.
 3. The retrain handler end to end, in-process against moto: 100 verdicts archived, fine-tuned, gated,
@@ -56,6 +57,8 @@ CAMPAIGN = re.compile(
 )
 CAMPAIGN_VERDICTS = 50
 DRAW_SEEDS = (7, 11, 23)
+FORGETTING_LIMIT = 0.01  # largest allowed drop of a test-split F1 (macro or spam) in any draw
+TEST_F1_METRICS = ("test_macro_f1", "test_spam_f1")
 COST_SIZES = (100, 1_000, 5_000)
 HANDLER_VERDICTS = 100
 
@@ -72,7 +75,8 @@ def run(report: dict[str, Any]) -> None:
     base_seconds = time.perf_counter() - started
 
     learning: dict[str, Any] = {"base_training_seconds": round(base_seconds, 1)}
-    learning["forgetting"] = forgetting_experiment(base, campaign)
+    learning["forgetting"] = forgetting_experiment(base, campaign, FinetuneConfig())
+    learning["forgetting_without_anchor"] = forgetting_experiment(base, campaign, FinetuneConfig(anchor_strength=0.0))
     with tempfile.TemporaryDirectory() as workdir:
         base_path = Path(workdir) / "base.lbk"
         base.write(str(base_path))
@@ -85,7 +89,7 @@ def run(report: dict[str, Any]) -> None:
 # --- 1. forgetting -------------------------------------------------------------------------------------------
 
 
-def forgetting_experiment(base: Bundle, campaign: list[LabelledItem]) -> dict[str, Any]:
+def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: FinetuneConfig) -> dict[str, Any]:
     gate = items_from_jsonl(base.gate)
     base_predictor = Predictor(base)
     draws = []
@@ -93,7 +97,7 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem]) -> dict[st
         shuffled = random.Random(seed).sample(campaign, len(campaign))
         verdicts, held_out = shuffled[:CAMPAIGN_VERDICTS], shuffled[CAMPAIGN_VERDICTS:]
         started = time.perf_counter()
-        candidate, _ = finetune_bundle(base, verdicts, FinetuneConfig(), version="v2")
+        candidate, _ = finetune_bundle(base, verdicts, config, version="v2")
         seconds = time.perf_counter() - started
         candidate_predictor = Predictor(candidate)
         before_slice, after_slice = evaluate(base_predictor, held_out), evaluate(candidate_predictor, held_out)
@@ -122,17 +126,20 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem]) -> dict[st
                 "gate_would_promote": decision.promote,
             }
         )
+    mean = {
+        name: [round(sum(draw[name][side] for draw in draws) / len(draws), 4) for side in (0, 1)]
+        for name in ("slice_recall", "slice_f1", "test_accuracy", "test_macro_f1", "test_spam_f1")
+    }
     return {
         "campaign": "adult chat / dating-line spam",
+        "anchor_strength": config.anchor_strength,
         "campaign_size": len(campaign),
         "verdicts": CAMPAIGN_VERDICTS,
         "held_out": len(campaign) - CAMPAIGN_VERDICTS,
         "test_size": len(gate),
         "draws": draws,
-        "mean": {
-            name: [round(sum(draw[name][side] for draw in draws) / len(draws), 4) for side in (0, 1)]
-            for name in ("slice_recall", "slice_f1", "test_accuracy", "test_macro_f1", "test_spam_f1")
-        },
+        "mean": mean,
+        "largest_test_drop": round(max(draw[name][0] - draw[name][1] for draw in draws for name in TEST_F1_METRICS), 4),
     }
 
 
@@ -330,11 +337,12 @@ def print_tables(learning: dict[str, Any]) -> None:
             f"{_pair(draw['test_macro_f1']):>22}{_pair(draw['test_spam_f1']):>22}"
             f"  {'promote' if draw['gate_would_promote'] else 'reject'}"
         )
-    mean = forgetting["mean"]
-    print(
-        f"{'mean':>6}{_pair(mean['slice_recall']):>22}{_pair(mean['slice_f1']):>22}{'':>10}"
-        f"{_pair(mean['test_accuracy']):>22}{_pair(mean['test_macro_f1']):>22}{_pair(mean['test_spam_f1']):>22}"
-    )
+    _print_mean("mean", forgetting)
+    _print_verdict(forgetting)
+    ablation = learning["forgetting_without_anchor"]
+    print(f"\nablation, same draws without the weight anchor (anchor_strength={ablation['anchor_strength']}):")
+    _print_mean("mean", ablation)
+    _print_verdict(ablation)
     print("\n== learning: fine-tune cost (fresh process each; 5,000 is capped at the whole demo set) ==")
     print(f"{'verdicts':>10}{'seconds':>10}{'peak RSS MB':>14}{'RSS before MB':>16}")
     for row in learning["finetune_cost"]:
@@ -349,6 +357,24 @@ def print_tables(learning: dict[str, Any]) -> None:
         f"{handler['batch_item_failures']} item failures"
     )
     print(f"gate: {handler['reason']}")
+
+
+def _print_mean(title: str, forgetting: dict[str, Any]) -> None:
+    mean = forgetting["mean"]
+    print(
+        f"{title:>6}{_pair(mean['slice_recall']):>22}{_pair(mean['slice_f1']):>22}{'':>10}"
+        f"{_pair(mean['test_accuracy']):>22}{_pair(mean['test_macro_f1']):>22}{_pair(mean['test_spam_f1']):>22}"
+    )
+
+
+def _print_verdict(forgetting: dict[str, Any]) -> None:
+    drop = forgetting["largest_test_drop"]
+    within = "within" if drop <= FORGETTING_LIMIT else "OVER"
+    seconds = sum(draw["finetune_seconds"] for draw in forgetting["draws"]) / len(forgetting["draws"])
+    print(
+        f"largest test-split F1 drop in any draw (macro or spam): {drop:.4f}, {within} the {FORGETTING_LIMIT} limit; "
+        f"fine-tune {seconds:.1f} s per draw"
+    )
 
 
 def _pair(values: list[float]) -> str:

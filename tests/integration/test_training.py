@@ -17,6 +17,7 @@ from lodbrok.training import (
     check_parity,
     evaluate,
     finetune_bundle,
+    label_balance_weights,
     load_keras_model,
     train_bundle,
 )
@@ -85,6 +86,38 @@ def test_finetune_bundle_learns_unseen_tokens_without_forgetting(tiny_bundle: Bu
     assert candidate.metadata["training"]["verdict_count"] == len(NEW_CAMPAIGN)
     rehearsal = {canonical_key(item.input) for item in items_from_jsonl(candidate.rehearsal)}
     assert all(canonical_key(text) in rehearsal for text in NEW_CAMPAIGN)
+
+
+def test_finetune_bundle_anchor_keeps_known_behaviour_while_new_tokens_learn(tiny_bundle: Bundle) -> None:
+    # Given verdicts that mix the unseen campaign with everyday ham wording labelled spam
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    verdicts += [LabelledItem(f"see you at dinner tonight, {name}", "spam") for name in ("Ann", "Bob", "Cy", "Di")]
+    gate_texts = [item.input for item in items_from_jsonl(tiny_bundle.gate)]
+    parent = Predictor(tiny_bundle).predict_proba(gate_texts)
+    probe = "zorblax airdrop: verify your wallet for free tokens"
+
+    def finetuned(anchor_strength: float) -> Predictor:
+        config = FinetuneConfig(epochs=6, anchor_strength=anchor_strength)
+        return Predictor(finetune_bundle(tiny_bundle, verdicts, config)[0])
+
+    # When the model is fine-tuned without and with the anchor
+    free, anchored = finetuned(0.0), finetuned(1_000.0)
+    # Then the anchored model moves less on the data it knew, and still learns the unseen campaign
+    drift_free = np.abs(free.predict_proba(gate_texts) - parent).mean()
+    drift_anchored = np.abs(anchored.predict_proba(gate_texts) - parent).mean()
+    assert drift_anchored < 0.5 * drift_free
+    assert anchored.predict([probe])[0].probabilities["spam"] > 0.5
+
+
+def test_label_balance_weights_restore_the_reference_label_mix() -> None:
+    # Given a mixture skewed to spam by verdicts, and a reference set that is 25% spam
+    mixture = [LabelledItem(f"s{index}", "spam") for index in range(6)] + [LabelledItem("h", "ham")] * 4
+    reference = [LabelledItem("s", "spam")] + [LabelledItem(f"h{index}", "ham") for index in range(3)]
+    # When the weights are computed
+    weights = label_balance_weights(mixture, reference)
+    # Then the labels carry the reference shares of the total weight, which is unchanged
+    assert weights[:6].sum() == pytest.approx(0.25 * len(mixture))
+    assert weights[6:].sum() == pytest.approx(0.75 * len(mixture))
 
 
 def test_finetune_bundle_rejects_unknown_label(tiny_bundle: Bundle) -> None:

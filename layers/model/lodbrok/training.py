@@ -1,8 +1,9 @@
 """Training, fine-tuning and export. The only module that imports TensorFlow, and only when called.
 
 `train_bundle` builds a base model from a labelled dataset; `finetune_bundle` continues training an
-existing bundle on verdicts while rehearsing the data it was trained on (so it does not forget);
-both export through `export_bundle`, which converts to LiteRT and refuses an export whose served
+existing bundle on verdicts without forgetting what it knew: it rehearses the data the parent was trained
+on, keeps the label mix of that data, and anchors the weights that data depends on (elastic weight
+consolidation). Both export through `export_bundle`, which converts to LiteRT and refuses an export whose served
 probabilities differ from Keras by more than `PARITY_TOLERANCE`.
 """
 
@@ -14,6 +15,7 @@ import os
 import random
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,15 +63,22 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Low learning rate, few epochs, and rehearsal of earlier data against forgetting."""
+    """Few epochs on verdicts mixed with rehearsed earlier data, with the parent's important weights anchored.
+
+    The defaults were chosen with the forgetting experiment of `make bench` (scripts/bench_learning.py).
+    `anchor_strength` scales the elastic-weight-consolidation penalty: 0 turns it off, higher values
+    forget less and learn less.
+    """
 
     epochs: int = 4
     batch_size: int = 32
-    learning_rate: float = 0.002
-    verdict_repeats: int = 3
+    learning_rate: float = 0.006
+    verdict_repeats: int = 6
     rehearsal_per_verdict: int = 10
-    min_rehearsal: int = 500
+    min_rehearsal: int = 5_000
     rehearsal_limit: int = 50_000
+    anchor_strength: float = 1_000.0
+    anchor_sample: int = 4_000
     seed: int = 7
 
 
@@ -152,10 +161,16 @@ def finetune_bundle(
     rehearsal = [item for item in items_from_jsonl(parent.rehearsal) if canonical_key(item.input) not in verdict_keys]
     rng = random.Random(config.seed)
     sample_size = min(len(rehearsal), max(config.min_rehearsal, config.rehearsal_per_verdict * len(verdicts)))
-    mixture = list(verdicts) * config.verdict_repeats + rng.sample(rehearsal, sample_size)
+    rehearsed = rng.sample(rehearsal, sample_size)
+    mixture = list(verdicts) * config.verdict_repeats + rehearsed
 
     _seed_everything(config.seed)
     model = load_keras_model(parent)
+    if config.anchor_strength and rehearsed:
+        anchor_sample = Featurizer(parent.featurizer).transform(
+            [item.input for item in rehearsed[: config.anchor_sample]]
+        )
+        _anchor_weights(model, anchor_sample, config.anchor_strength)
     _fit(
         model,
         parent.featurizer,
@@ -165,6 +180,7 @@ def finetune_bundle(
         config.batch_size,
         config.learning_rate,
         progress,
+        sample_weights=label_balance_weights(mixture, rehearsal + list(verdicts)),
     )
     base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(rehearsal)))
     kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), base_size, config.rehearsal_limit)
@@ -177,6 +193,8 @@ def finetune_bundle(
             "data_fingerprint": dataset_fingerprint(verdicts),
             "verdict_count": len(verdicts),
             "rehearsal_sampled": sample_size,
+            "verdict_repeats": config.verdict_repeats,
+            "anchor_strength": config.anchor_strength,
             "epochs": config.epochs,
             "learning_rate": config.learning_rate,
             "seed": config.seed,
@@ -266,6 +284,68 @@ def next_version_label(version: str) -> str:
     return f"v{int(match.group(1)) + 1}" if match else f"{version}+1"
 
 
+def label_balance_weights(mixture: Sequence[LabelledItem], reference: Sequence[LabelledItem]) -> np.ndarray:
+    """Per-item weights that give each label the share of the total weight it has in `reference`.
+
+    Verdicts usually come from one label (missed spam, say); trained on as they are, they move the whole
+    model towards that label and borderline items of the other labels flip. Weighting restores the label
+    mix of the data the model already knows while the verdicts still teach their tokens.
+    """
+    reference_counts = Counter(item.label for item in reference)
+    mixture_counts = Counter(item.label for item in mixture)
+    shares = {label: reference_counts[label] / len(reference) for label in mixture_counts}
+    scale = len(mixture) / sum(shares.values())
+    return np.array([shares[item.label] * scale / mixture_counts[item.label] for item in mixture], dtype=np.float32)
+
+
+def _anchor_weights(model: keras.Model, token_ids: np.ndarray, strength: float) -> None:
+    """Elastic weight consolidation: penalise moving each weight in proportion to its importance.
+
+    Importance is the diagonal Fisher information of the parent on `token_ids` (rehearsed items), so the
+    weights of tokens the parent's decisions rest on stay put and tokens it never relied on learn freely.
+    """
+    import keras
+
+    class AnchorPenalty(keras.regularizers.Regularizer):
+        def __init__(self, anchor: np.ndarray, importance: np.ndarray) -> None:
+            self.anchor = keras.ops.convert_to_tensor(anchor)
+            self.importance = keras.ops.convert_to_tensor(importance)
+
+        def __call__(self, weights: Any) -> Any:
+            return strength * keras.ops.sum(self.importance * keras.ops.square(weights - self.anchor))
+
+    for variable, importance in zip(model.trainable_weights, _fisher_information(model, token_ids), strict=True):
+        variable.regularizer = AnchorPenalty(np.array(variable.numpy()), importance)
+
+
+def _fisher_information(model: keras.Model, token_ids: np.ndarray) -> list[np.ndarray]:
+    """Diagonal Fisher information of every trainable weight, averaged over items (labels drawn from the model)."""
+    import tensorflow as tf
+
+    weights = model.trainable_weights
+    totals = [tf.Variable(tf.zeros(weight.shape)) for weight in weights]
+
+    @tf.function
+    def accumulate(row: Any) -> None:
+        with tf.GradientTape(persistent=True) as tape:
+            probabilities = model(row[None, :], training=False)[0]
+            # Unstacked inside the tape so each label's log-probability is a recorded target.
+            log_probabilities = tf.unstack(tf.math.log(tf.maximum(probabilities, 1e-12)))  # softmax can round to 0
+        for label, log_probability in enumerate(log_probabilities):
+            label_probability = tf.stop_gradient(probabilities[label])
+            for total, gradient in zip(totals, tape.gradient(log_probability, weights), strict=True):
+                if isinstance(gradient, tf.IndexedSlices):  # embedding rows: sum repeated tokens, then square
+                    rows, position = tf.unique(gradient.indices)
+                    per_row = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+                    total.scatter_nd_add(rows[:, None], label_probability * tf.square(per_row))
+                else:
+                    total.assign_add(label_probability * tf.square(gradient))
+
+    for row in token_ids:
+        accumulate(tf.constant(row))
+    return [total.numpy() / max(len(token_ids), 1) for total in totals]
+
+
 def _bounded_rehearsal(items: list[LabelledItem], base_size: int, limit: int) -> list[LabelledItem]:
     """Keep the base sample and the newest verdicts within `limit` rows."""
     if len(items) <= limit:
@@ -283,6 +363,7 @@ def _fit(
     batch_size: int,
     learning_rate: float,
     progress: Progress | None,
+    sample_weights: np.ndarray | None = None,
 ) -> None:
     import keras
 
@@ -291,7 +372,16 @@ def _fit(
     targets = np.array([label_index[item.label] for item in items], dtype=np.int32)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
     callbacks = [_progress_callback(progress, epochs)] if progress else []
-    model.fit(features, targets, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+    model.fit(
+        features,
+        targets,
+        sample_weight=sample_weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
 
 
 def _seed_everything(seed: int) -> None:
