@@ -66,16 +66,20 @@ def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixt
     assert set(metadata["members"]) >= {"model.keras", "model.tflite"}
 
 
-def test_cli_finetune_writes_child_bundle(bundle_path: Path, tmp_path: Path) -> None:
+def test_cli_finetune_writes_child_bundle(
+    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given verdicts in CSV
     verdicts = tmp_path / "verdicts.csv"
     verdicts.write_text("label,text\nspam,zorblax airdrop claim your tokens\nham,see you at the zorblax cafe\n")
     out = tmp_path / "child.lbk"
     # When fine-tuning
     status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out)])
-    # Then the child records its parent
+    # Then the child records its parent, and both phases reported their completion
     assert status == 0
     assert Bundle.read(str(out)).metadata["parent_version"] == "v1"
+    progress = capsys.readouterr().err
+    assert "anchoring weights" in progress and "epoch 4/4" in progress
 
 
 def test_cli_bad_dataset_reports_line_numbers(

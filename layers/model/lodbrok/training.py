@@ -170,7 +170,7 @@ def finetune_bundle(
         anchor_sample = Featurizer(parent.featurizer).transform(
             [item.input for item in rehearsed[: config.anchor_sample]]
         )
-        _anchor_weights(model, anchor_sample, config.anchor_strength)
+        _anchor_weights(model, anchor_sample, config.anchor_strength, progress)
     _fit(
         model,
         parent.featurizer,
@@ -298,7 +298,7 @@ def label_balance_weights(mixture: Sequence[LabelledItem], reference: Sequence[L
     return np.array([shares[item.label] * scale / mixture_counts[item.label] for item in mixture], dtype=np.float32)
 
 
-def _anchor_weights(model: keras.Model, token_ids: np.ndarray, strength: float) -> None:
+def _anchor_weights(model: keras.Model, token_ids: np.ndarray, strength: float, progress: Progress | None) -> None:
     """Elastic weight consolidation: penalise moving each weight in proportion to its importance.
 
     Importance is the diagonal Fisher information of the parent on `token_ids` (rehearsed items), so the
@@ -314,11 +314,13 @@ def _anchor_weights(model: keras.Model, token_ids: np.ndarray, strength: float) 
         def __call__(self, weights: Any) -> Any:
             return strength * keras.ops.sum(self.importance * keras.ops.square(weights - self.anchor))
 
-    for variable, importance in zip(model.trainable_weights, _fisher_information(model, token_ids), strict=True):
+    for variable, importance in zip(
+        model.trainable_weights, _fisher_information(model, token_ids, progress), strict=True
+    ):
         variable.regularizer = AnchorPenalty(np.array(variable.numpy()), importance)
 
 
-def _fisher_information(model: keras.Model, token_ids: np.ndarray) -> list[np.ndarray]:
+def _fisher_information(model: keras.Model, token_ids: np.ndarray, progress: Progress | None) -> list[np.ndarray]:
     """Diagonal Fisher information of every trainable weight, averaged over items (labels drawn from the model)."""
     import tensorflow as tf
 
@@ -341,8 +343,10 @@ def _fisher_information(model: keras.Model, token_ids: np.ndarray) -> list[np.nd
                 else:
                     total.assign_add(label_probability * tf.square(gradient))
 
-    for row in token_ids:
+    for done, row in enumerate(token_ids, start=1):
         accumulate(tf.constant(row))
+        if progress and (done % 250 == 0 or done == len(token_ids)):
+            progress("anchoring weights", done, len(token_ids))
     return [total.numpy() / max(len(token_ids), 1) for total in totals]
 
 
