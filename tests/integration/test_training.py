@@ -7,7 +7,7 @@ import pytest
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
-from lodbrok.features import canonical_key
+from lodbrok.features import Featurizer, canonical_key
 from lodbrok.predictor import Predictor
 from lodbrok.training import (
     PARITY_TOLERANCE,
@@ -17,6 +17,7 @@ from lodbrok.training import (
     check_parity,
     evaluate,
     finetune_bundle,
+    fisher_information,
     label_balance_weights,
     load_keras_model,
     train_bundle,
@@ -107,6 +108,31 @@ def test_finetune_bundle_anchor_keeps_known_behaviour_while_new_tokens_learn(tin
     drift_anchored = np.abs(anchored.predict_proba(gate_texts) - parent).mean()
     assert drift_anchored < 0.5 * drift_free
     assert anchored.predict([probe])[0].probabilities["spam"] > 0.5
+
+
+def test_fisher_information_matches_per_item_gradients(tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    # Given the parent model and rehearsed items spread over three chunks, the last one partial
+    monkeypatch.setattr("lodbrok.training.FISHER_CHUNK", 25)
+    model = load_keras_model(tiny_bundle)
+    rows = Featurizer(tiny_bundle.featurizer).transform(
+        [item.input for item in items_from_jsonl(tiny_bundle.rehearsal)[:60]]
+    )
+    # When the diagonal Fisher information is computed, and again one item at a time with dense gradients
+    fisher = fisher_information(model, rows, None)
+    expected = [np.zeros(weight.shape) for weight in model.trainable_weights]
+    for row in rows:
+        with tf.GradientTape(persistent=True) as tape:
+            probabilities = model(row[None, :], training=False)[0]
+            log_probabilities = [tf.math.log(probabilities[label]) for label in range(len(tiny_bundle.labels))]
+        for label, log_probability in enumerate(log_probabilities):
+            for total, gradient in zip(expected, tape.gradient(log_probability, model.trainable_weights), strict=True):
+                total += float(probabilities[label]) * np.square(tf.convert_to_tensor(gradient).numpy()) / len(rows)
+    # Then both agree on every weight, and the embedding rows the items use carry importance
+    for computed, reference in zip(fisher, expected, strict=True):
+        np.testing.assert_allclose(computed, reference, rtol=1e-4, atol=1e-9)
+    assert np.count_nonzero(fisher[0].sum(axis=1)) > 0
 
 
 def test_label_balance_weights_restore_the_reference_label_mix() -> None:

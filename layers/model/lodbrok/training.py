@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 PARITY_TOLERANCE = 1e-5
 PARITY_ROWS = 256
+FISHER_CHUNK = 500
 
 Progress = Callable[[str, int, int], None]
 
@@ -315,38 +316,43 @@ def _anchor_weights(model: keras.Model, token_ids: np.ndarray, strength: float, 
             return strength * keras.ops.sum(self.importance * keras.ops.square(weights - self.anchor))
 
     for variable, importance in zip(
-        model.trainable_weights, _fisher_information(model, token_ids, progress), strict=True
+        model.trainable_weights, fisher_information(model, token_ids, progress), strict=True
     ):
         variable.regularizer = AnchorPenalty(np.array(variable.numpy()), importance)
 
 
-def _fisher_information(model: keras.Model, token_ids: np.ndarray, progress: Progress | None) -> list[np.ndarray]:
-    """Diagonal Fisher information of every trainable weight, averaged over items (labels drawn from the model)."""
+def fisher_information(model: keras.Model, token_ids: np.ndarray, progress: Progress | None) -> list[np.ndarray]:
+    """Diagonal Fisher information of every trainable weight, averaged over items (labels drawn from the model).
+
+    Items are looped over inside the graph, a chunk per call: a Python call per item costs more than the
+    item's gradients do.
+    """
     import tensorflow as tf
 
     weights = model.trainable_weights
     totals = [tf.Variable(tf.zeros(weight.shape)) for weight in weights]
 
-    @tf.function
-    def accumulate(row: Any) -> None:
-        with tf.GradientTape(persistent=True) as tape:
-            probabilities = model(row[None, :], training=False)[0]
-            # Unstacked inside the tape so each label's log-probability is a recorded target.
-            log_probabilities = tf.unstack(tf.math.log(tf.maximum(probabilities, 1e-12)))  # softmax can round to 0
-        for label, log_probability in enumerate(log_probabilities):
-            label_probability = tf.stop_gradient(probabilities[label])
-            for total, gradient in zip(totals, tape.gradient(log_probability, weights), strict=True):
-                if isinstance(gradient, tf.IndexedSlices):  # embedding rows: sum repeated tokens, then square
-                    rows, position = tf.unique(gradient.indices)
-                    per_row = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
-                    total.scatter_nd_add(rows[:, None], label_probability * tf.square(per_row))
-                else:
-                    total.assign_add(label_probability * tf.square(gradient))
+    @tf.function(input_signature=[tf.TensorSpec([None, token_ids.shape[1]], tf.int32)])
+    def accumulate(rows: Any) -> None:
+        for position in tf.range(tf.shape(rows)[0]):
+            with tf.GradientTape(persistent=True) as tape:
+                probabilities = model(rows[position][None, :], training=False)[0]
+                # Unstacked inside the tape so each label's log-probability is a recorded target.
+                log_probabilities = tf.unstack(tf.math.log(tf.maximum(probabilities, 1e-12)))  # softmax can round to 0
+            for label, log_probability in enumerate(log_probabilities):
+                label_probability = tf.stop_gradient(probabilities[label])
+                for total, gradient in zip(totals, tape.gradient(log_probability, weights), strict=True):
+                    if isinstance(gradient, tf.IndexedSlices):  # embedding rows: sum repeated tokens, then square
+                        rows_hit, slot = tf.unique(gradient.indices)
+                        per_row = tf.math.unsorted_segment_sum(gradient.values, slot, tf.shape(rows_hit)[0])
+                        total.scatter_nd_add(rows_hit[:, None], label_probability * tf.square(per_row))
+                    else:
+                        total.assign_add(label_probability * tf.square(gradient))
 
-    for done, row in enumerate(token_ids, start=1):
-        accumulate(tf.constant(row))
-        if progress and (done % 250 == 0 or done == len(token_ids)):
-            progress("anchoring weights", done, len(token_ids))
+    for start in range(0, len(token_ids), FISHER_CHUNK):
+        accumulate(tf.constant(token_ids[start : start + FISHER_CHUNK], dtype=tf.int32))
+        if progress:
+            progress("anchoring weights", min(start + FISHER_CHUNK, len(token_ids)), len(token_ids))
     return [total.numpy() / max(len(token_ids), 1) for total in totals]
 
 
