@@ -173,14 +173,26 @@ def _measure(base_path: str, size: int) -> None:
     items, _ = deduplicate(load_demo_dataset())
     verdicts = random.Random(size).sample(items, min(size, len(items)))
     baseline_mb = _max_rss_mb()
+    stage_ends: dict[str, float] = {}
+
+    def record_stage_end(stage: str, done: int, total: int) -> None:
+        stage_ends[stage] = time.perf_counter()
+
     started = time.perf_counter()
-    finetune_bundle(base, verdicts, FinetuneConfig(), version="v2")
-    seconds = time.perf_counter() - started
+    finetune_bundle(base, verdicts, FinetuneConfig(), version="v2", progress=record_stage_end)
+    finished = time.perf_counter()
+    # With every demo message a verdict nothing is left to rehearse, so there is no anchor stage.
+    anchored, trained = stage_ends.get("anchoring weights", started), stage_ends["epoch"]
     print(
         json.dumps(
             {
                 "verdicts": len(verdicts),
-                "finetune_seconds": round(seconds, 2),
+                "finetune_seconds": round(finished - started, 2),
+                "stage_seconds": {
+                    "load_and_anchor": round(anchored - started, 2),
+                    "training": round(trained - anchored, 2),
+                    "export_and_gate_metrics": round(finished - trained, 2),
+                },
                 "peak_rss_mb": round(_max_rss_mb()),
                 "rss_before_finetune_mb": round(baseline_mb),
             }
@@ -344,10 +356,15 @@ def print_tables(learning: dict[str, Any]) -> None:
     _print_mean("mean", ablation)
     _print_verdict(ablation)
     print("\n== learning: fine-tune cost (fresh process each; 5,000 is capped at the whole demo set) ==")
-    print(f"{'verdicts':>10}{'seconds':>10}{'peak RSS MB':>14}{'RSS before MB':>16}")
+    print(
+        f"{'verdicts':>10}{'seconds':>10}{'load+anchor':>13}{'training':>10}{'export+gate':>13}"
+        f"{'peak RSS MB':>14}{'RSS before MB':>16}"
+    )
     for row in learning["finetune_cost"]:
+        stages = row["stage_seconds"]
         print(
-            f"{row['verdicts']:>10}{row['finetune_seconds']:>10}{row['peak_rss_mb']:>14}{row['rss_before_finetune_mb']:>16}"
+            f"{row['verdicts']:>10}{row['finetune_seconds']:>10}{stages['load_and_anchor']:>13}{stages['training']:>10}"
+            f"{stages['export_and_gate_metrics']:>13}{row['peak_rss_mb']:>14}{row['rss_before_finetune_mb']:>16}"
         )
     handler = learning["handler"]
     print("\n== learning: retrain handler in-process (moto) ==")
