@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test bench local demo clean
+.PHONY: install lint format test bench bench-quality local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# scikit-learn, for the baselines of the benchmarks only.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[train,dev,bench]'
+	touch $(BENCH_STAMP)
 
 lint: install
 	$(BIN)/ruff check .
@@ -41,8 +47,12 @@ build: install
 check-artifacts: build
 	$(BIN)/python scripts/check_artifacts.py --zipped
 
-bench: install
+bench: $(BENCH_STAMP)
 	PYTHONPATH=. $(BIN)/python scripts/bench.py
+
+# Lodbrok vs scikit-learn baselines on repeated k-fold of the demo data (+ YouTube comments, if present).
+bench-quality: $(BENCH_STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/bench_quality.py
 
 # The whole system in-process: moto on loopback, resources from template.yaml, the API on :3000.
 local: install

@@ -51,3 +51,28 @@ def make_tiny_dataset(size: int = 240, seed: int = 3) -> list[LabelledItem]:
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text())
+
+
+_DESK_TEMPLATES = {
+    "billing": ["I was charged twice for {plan}, please refund", "my invoice for {plan} shows the wrong amount"],
+    "bug": ["the app crashes when I open {screen}", "{screen} shows an error after the update"],
+    "account": ["I cannot log in to my account since {day}", "please reset my password, locked out since {day}"],
+    "praise": ["thanks, the new {screen} is great", "love the {plan} plan, support was quick"],
+}
+_DESK_SLOTS = {
+    "plan": ["the family plan", "premium", "the yearly plan", "basic"],
+    "screen": ["settings", "the dashboard", "checkout", "the inbox"],
+    "day": ["monday", "yesterday", "last week", "friday"],
+}
+
+
+def make_support_desk_dataset(size: int = 200, seed: int = 5) -> list[LabelledItem]:
+    """Four labels, unevenly frequent, like the tickets of a support desk."""
+    rng = random.Random(seed)
+    shares = ["billing"] * 2 + ["bug"] * 4 + ["account"] * 3 + ["praise"]
+    items = []
+    for index in range(size):
+        label = shares[index % len(shares)]
+        values = {name: rng.choice(choices) for name, choices in _DESK_SLOTS.items()}
+        items.append(LabelledItem(f"{rng.choice(_DESK_TEMPLATES[label]).format(**values)} #{index}", label))
+    return items

@@ -209,6 +209,12 @@ def test_model_get_event_describes_active_model(api: Api, published_model: Model
     assert info["network"] == tiny_bundle.metadata["network"]
     assert info["featurizer"] == tiny_bundle.featurizer.to_dict()
     assert info["pinned"] is False
+    # And the decision rule that turns its probabilities into labels
+    stored = tiny_bundle.metadata["decision"]
+    assert info["decision"]["thresholds"] == stored["thresholds"]
+    assert info["decision"]["positive_label"] == "spam"
+    assert info["decision"]["scores_from"] == stored["scores_from"]
+    assert info["decision"]["expected"] == stored["expected"]
 
 
 def test_openapi_get_event_serves_the_spec(api: Api) -> None:

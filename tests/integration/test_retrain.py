@@ -307,8 +307,9 @@ def test_retrain_rejects_a_harmful_batch_and_keeps_the_active_model(
     assert store.head() == base_ref
     assert len(store.versions()) == 1
     [candidate] = store.candidates()
-    assert "gate accuracy fell" in candidate.reason
-    assert candidate.metrics["accuracy"] < 1.0
+    # (the model either learns the lie and loses gate accuracy, or resists it and learns nothing)
+    assert "gate accuracy fell" in candidate.reason or "nothing was learned" in candidate.reason
+    assert candidate.reason.startswith("rejected: ")
     assert read_metrics()["CandidateRejected"] == 1
     # And these verdicts are no longer pending (a rejected batch is not retried on every message)
     state, _ = _loop().state.load()

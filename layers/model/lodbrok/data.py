@@ -150,17 +150,11 @@ def stratified_split(
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
-    keys = [canonical_key(item.input) for item in items]
-    group_labels: dict[str, str] = {}
-    for key, item in zip(keys, items, strict=True):
-        group_labels.setdefault(key, item.label)
-    groups_by_label: dict[str, list[str]] = defaultdict(list)
-    for key, label in group_labels.items():
-        groups_by_label[label].append(key)
+    keys, groups_by_label = _groups_by_label(items)
 
     test_keys: set[str] = set()
     for groups in groups_by_label.values():
-        groups.sort(key=lambda key: hashlib.sha256((salt + key).encode("utf-8", "surrogatepass")).digest())
+        groups.sort(key=lambda key: _salted_digest(salt, key))
         count = len(groups)
         test_count = min(max(round(count * test_fraction), 1 if count >= 2 else 0), count - 1)
         test_keys.update(groups[:test_count])
@@ -168,6 +162,49 @@ def stratified_split(
     train = [item for key, item in zip(keys, items, strict=True) if key not in test_keys]
     test = [item for key, item in zip(keys, items, strict=True) if key in test_keys]
     return train, test
+
+
+def stratified_folds(
+    items: Sequence[LabelledItem], folds: int, *, salt: str = "lodbrok-folds"
+) -> list[tuple[list[LabelledItem], list[LabelledItem]]]:
+    """`folds` (train, held-out) pairs; each item is held out exactly once, duplicates always together.
+
+    Like `stratified_split`, groups are per canonical key and ordered per label by a salted hash, then
+    dealt round-robin, so every fold gets each label's share; another `salt` gives another repeat.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    keys, groups_by_label = _groups_by_label(items)
+    fold_of: dict[str, int] = {}
+    dealt = 0
+    for label in sorted(groups_by_label):
+        groups = sorted(groups_by_label[label], key=lambda key: _salted_digest(salt, key))
+        for group in groups:
+            fold_of[group] = dealt % folds
+            dealt += 1
+    return [
+        (
+            [item for key, item in zip(keys, items, strict=True) if fold_of[key] != fold],
+            [item for key, item in zip(keys, items, strict=True) if fold_of[key] == fold],
+        )
+        for fold in range(folds)
+    ]
+
+
+def _groups_by_label(items: Sequence[LabelledItem]) -> tuple[list[str], dict[str, list[str]]]:
+    """Each item's canonical key, and the distinct keys of each label (a key counts under its first label)."""
+    keys = [canonical_key(item.input) for item in items]
+    group_labels: dict[str, str] = {}
+    for key, item in zip(keys, items, strict=True):
+        group_labels.setdefault(key, item.label)
+    groups_by_label: dict[str, list[str]] = defaultdict(list)
+    for key, label in group_labels.items():
+        groups_by_label[label].append(key)
+    return keys, groups_by_label
+
+
+def _salted_digest(salt: str, key: str) -> bytes:
+    return hashlib.sha256((salt + key).encode("utf-8", "surrogatepass")).digest()
 
 
 def dataset_fingerprint(items: Iterable[LabelledItem]) -> str:

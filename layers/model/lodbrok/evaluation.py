@@ -77,3 +77,18 @@ def compute_metrics(labels: Sequence[str], true: Sequence[str], predicted: Seque
         confusion_matrix=matrix.tolist(),
         labels=list(labels),
     )
+
+
+def average_precision(scores: Sequence[float], positives: Sequence[bool]) -> float:
+    """Area under the precision-recall curve as the mean precision at each positive's rank (ties share a cut)."""
+    scores_array = np.asarray(scores, dtype=np.float64)
+    hits = np.asarray(positives, dtype=bool)
+    if not hits.any():
+        return 0.0
+    order = np.argsort(-scores_array, kind="stable")
+    ranked, ranked_hits = scores_array[order], hits[order]
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    true_positives = np.cumsum(ranked_hits)[ends]
+    precision = true_positives / (ends + 1)
+    recall_gain = np.diff(np.concatenate([[0], true_positives])) / hits.sum()
+    return float(np.sum(precision * recall_gain))

@@ -22,11 +22,13 @@ from pydantic import ValidationError
 
 from lodbrok.cache import PredictionCache
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
+from lodbrok.decision import DecisionRule
 from lodbrok.features import ModelInput, canonical_key
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
 from lodbrok.predictor import Prediction
 from lodbrok.queue import QueueNotConfigured, VerdictQueue
 from lodbrok.schemas import (
+    DecisionInfo,
     ItemPrediction,
     LimitExceeded,
     ModelInfo,
@@ -220,6 +222,7 @@ class PredictService:
             architecture=_dict(metadata.get("architecture")),
             network=_dict(metadata.get("network")),
             featurizer=model.bundle.featurizer.to_dict(),
+            decision=_decision_info(model.predictor.decision),
             pinned=self.models.pinned,
         )
 
@@ -302,6 +305,19 @@ def _finite(item: ModelInput) -> bool:
     if isinstance(item, str):
         return True
     return all(math.isfinite(value) for value in item.values() if isinstance(value, float))
+
+
+def _decision_info(rule: DecisionRule | None) -> DecisionInfo | None:
+    if rule is None:
+        return None
+    return DecisionInfo(
+        thresholds=rule.thresholds,
+        positive_label=rule.positive_label,
+        method=rule.method,
+        min_precision=rule.min_precision,
+        scores_from=rule.scores_from,
+        expected=rule.expected,
+    )
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -14,6 +14,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from lodbrok.bundle import Bundle, BundleError
+from lodbrok.decision import DecisionError, DecisionRule, choose_labels
 from lodbrok.features import Featurizer, ModelInput
 
 
@@ -24,12 +25,19 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a bundle once and predicts batches; safe to share between threads."""
+    """Loads a bundle once and predicts batches; safe to share between threads.
+
+    `label` follows the bundle's decision rule (`lodbrok.decision`); probabilities are the model's own.
+    """
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.labels = list(bundle.labels)
         self.featurizer = Featurizer(bundle.featurizer)
+        try:
+            self.decision = DecisionRule.from_metadata(bundle.metadata, self.labels)
+        except DecisionError as error:
+            raise BundleError(str(error)) from error
         try:
             self._interpreter = Interpreter(model_content=bundle.tflite_model, num_threads=1)
             self._input_index = self._interpreter.get_input_details()[0]["index"]
@@ -69,10 +77,11 @@ class Predictor:
 
     def predict(self, items: Sequence[ModelInput]) -> list[Prediction]:
         probabilities = self.predict_proba(items)
+        chosen = choose_labels(self.decision, self.labels, probabilities)
         return [
             Prediction(
-                label=self.labels[int(row.argmax())],
+                label=self.labels[int(index)],
                 probabilities={label: float(value) for label, value in zip(self.labels, row, strict=True)},
             )
-            for row in probabilities
+            for index, row in zip(chosen, probabilities, strict=True)
         ]

@@ -217,7 +217,10 @@ class PredictRequest(BaseModel):
 
 class ItemPrediction(BaseModel):
     id: str
-    label: str = Field(description="the most probable label")
+    label: str = Field(
+        description="the decided label: the model's decision rule (per-label thresholds, see GET /model) applied "
+        "to the probabilities; the most probable label for a model without a rule"
+    )
     probabilities: dict[str, float] = Field(description="probability of every label of the model")
     from_cache: bool = Field(description="answered from the prediction cache instead of the model")
     input: EchoedInput | None = Field(None, description="the input, only present when `echo_input` was set")
@@ -241,6 +244,18 @@ class PredictResponse(BaseModel):
 # --- GET /model --------------------------------------------------------------------------------------------------
 
 
+class DecisionInfo(BaseModel):
+    thresholds: dict[str, float] = Field(
+        description="per label; with two labels the positive label is answered when its probability reaches its "
+        "threshold, with more the label with the largest probability / threshold"
+    )
+    positive_label: str | None = Field(description="the rarer label of a two-label model, whose threshold was tuned")
+    method: str = Field(description="how the thresholds were chosen")
+    min_precision: float | None = Field(description="the precision target the thresholds were chosen for, if any")
+    scores_from: str = Field(description="which held-out scores the thresholds were chosen on")
+    expected: dict[str, Any] = Field(description="what the rule achieved on those scores")
+
+
 class ModelInfo(BaseModel):
     version: str = Field(description="S3 version id of the active bundle")
     label: str = Field(description="the bundle's version label")
@@ -251,6 +266,9 @@ class ModelInfo(BaseModel):
     architecture: dict[str, Any] = Field(description="network layers, shapes and parameter counts")
     network: dict[str, Any] = Field(description="network configuration the bundle was trained with")
     featurizer: dict[str, int]
+    decision: DecisionInfo | None = Field(
+        description="how probabilities become a label; null for a bundle without a rule (argmax)"
+    )
     pinned: bool = Field(description="true when MODEL_VERSION pins this version (no refresh)")
 
 

@@ -1,10 +1,12 @@
 """Training, fine-tuning and export. The only module that imports TensorFlow, and only when called.
 
-`train_bundle` builds a base model from a labelled dataset; `finetune_bundle` continues training an
+`train_bundle` builds a base model from a labelled dataset and chooses its decision rule from
+out-of-fold scores on the training split (`lodbrok.decision`); `finetune_bundle` continues training an
 existing bundle on verdicts without forgetting what it knew: it rehearses the data the parent was trained
 on, keeps the label mix of that data, and anchors the weights that data depends on (elastic weight
-consolidation). Both export through `export_bundle`, which converts to LiteRT and refuses an export whose served
-probabilities differ from Keras by more than `PARITY_TOLERANCE`.
+consolidation), and re-chooses the rule on the parent's gate set. Both export through `export_bundle`,
+which converts to LiteRT and refuses an export whose served probabilities differ from Keras by more than
+`PARITY_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from lodbrok.data import (
     deduplicate,
     items_from_jsonl,
     items_to_jsonl,
+    stratified_folds,
     stratified_split,
 )
+from lodbrok.decision import DecisionError, DecisionRule, fit_rule
 from lodbrok.evaluation import Metrics, compute_metrics
 from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
-from lodbrok.network import NetworkConfig, architecture_summary, build_network
+from lodbrok.network import NetworkConfig, architecture_summary, build_network, custom_objects
 from lodbrok.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -53,13 +57,22 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """Defaults chosen on repeated k-fold of the demo data (`make bench-quality`).
+
+    `threshold_folds` models are trained on parts of the training split to score the rest; the decision
+    rule is chosen on those scores (0 or 1: no rule, the label is the argmax). `min_precision` asks for
+    the rule with the highest recall of the rarer label whose out-of-fold precision reaches it.
+    """
+
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 0.005
     test_fraction: float = 0.2
     seed: int = 7
+    threshold_folds: int = 5
+    min_precision: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,19 +118,10 @@ def train_bundle(
     labels = sorted({item.label for item in unique})
     if len(labels) < 2:
         raise TrainingError(f"training needs at least two labels, the data has {labels}")
+    if config.min_precision is not None and len(labels) != 2:
+        raise DecisionError(f"a precision target needs two labels (it applies to the rarer one), the data has {labels}")
     train_items, gate_items = stratified_split(unique, config.test_fraction)
-    _seed_everything(config.seed)
-    model = build_network(config.featurizer, labels, config.network)
-    _fit(
-        model,
-        config.featurizer,
-        labels,
-        train_items,
-        config.epochs,
-        config.batch_size,
-        config.learning_rate,
-        progress,
-    )
+    model, decision = fit_base_model(train_items, labels, config, progress)
     metadata = {
         "version": version,
         "parent_version": None,
@@ -136,9 +140,21 @@ def train_bundle(
             "rehearsal_base_size": len(train_items),
         },
         "network": config.network.to_dict(),
+        "decision": decision.to_dict() if decision else None,
     }
     bundle, metrics = export_bundle(model, config.featurizer, labels, train_items, gate_items, metadata)
     return TrainResult(bundle, metrics, dedup, len(train_items), len(gate_items))
+
+
+def fit_base_model(
+    items: Sequence[LabelledItem], labels: list[str], config: TrainingConfig, progress: Progress | None = None
+) -> tuple[keras.Model, DecisionRule | None]:
+    """The base recipe on `items`: the decision rule from out-of-fold scores, then the model on all of them."""
+    decision = choose_decision_rule(items, labels, config, progress)
+    _seed_everything(config.seed)
+    model = build_network(config.featurizer, labels, config.network)
+    _fit(model, config.featurizer, labels, items, config.epochs, config.batch_size, config.learning_rate, progress)
+    return model, decision
 
 
 def finetune_bundle(
@@ -183,6 +199,8 @@ def finetune_bundle(
         progress,
         sample_weights=label_balance_weights(mixture, rehearsal + list(verdicts)),
     )
+    gate_items = items_from_jsonl(parent.gate)
+    decision = _gate_decision_rule(model, parent, gate_items)
     base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(rehearsal)))
     kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), base_size, config.rehearsal_limit)
     metadata = {
@@ -202,9 +220,59 @@ def finetune_bundle(
             "rehearsal_base_size": min(base_size, len(kept_rehearsal)),
         },
         "network": parent.metadata.get("network", {}),
+        "decision": decision.to_dict() if decision else None,
     }
-    gate_items = items_from_jsonl(parent.gate)
     return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+
+
+def choose_decision_rule(
+    items: Sequence[LabelledItem], labels: list[str], config: TrainingConfig, progress: Progress | None = None
+) -> DecisionRule | None:
+    """The decision rule from out-of-fold probabilities: each fold's model scores items it never saw.
+
+    Fewer folds are used when a label has fewer distinct items than `threshold_folds`; with fewer than
+    two there is nothing held out to learn from and the model answers the argmax.
+    """
+    smallest_label = min(Counter(item.label for item in items).values())
+    folds = min(config.threshold_folds, smallest_label)
+    if folds < 2:
+        return None
+    held_out_labels: list[str] = []
+    scores = []
+    for number, (fold_train, held_out) in enumerate(stratified_folds(items, folds), 1):
+        _seed_everything(config.seed + number)
+        model = build_network(config.featurizer, labels, config.network)
+        _fit(model, config.featurizer, labels, fold_train, config.epochs, config.batch_size, config.learning_rate, None)
+        scores.append(keras_probabilities(model, config.featurizer, held_out))
+        held_out_labels.extend(item.label for item in held_out)
+        if progress:
+            progress("threshold folds", number, folds)
+    return fit_rule(
+        labels,
+        np.concatenate(scores),
+        held_out_labels,
+        min_precision=config.min_precision,
+        scores_from=f"{folds}-fold out-of-fold scores of the training split",
+    )
+
+
+def _gate_decision_rule(model: keras.Model, parent: Bundle, gate: Sequence[LabelledItem]) -> DecisionRule | None:
+    """A fine-tuned model's rule, chosen on the parent's gate set; the parent's rule if the gate lacks a label."""
+    parent_rule = DecisionRule.from_metadata(parent.metadata, parent.labels)
+    if {item.label for item in gate} != set(parent.labels):
+        return parent_rule
+    return fit_rule(
+        parent.labels,
+        keras_probabilities(model, parent.featurizer, gate),
+        [item.label for item in gate],
+        min_precision=parent_rule.min_precision if parent_rule else None,
+        scores_from="the gate set after fine-tuning",
+    )
+
+
+def keras_probabilities(model: keras.Model, featurizer: FeaturizerConfig, items: Sequence[LabelledItem]) -> np.ndarray:
+    token_ids = Featurizer(featurizer).transform([item.input for item in items])
+    return np.asarray(model.predict(token_ids, batch_size=512, verbose=0))
 
 
 def export_bundle(
@@ -220,7 +288,7 @@ def export_bundle(
 
     # A freshly built network holding the trained weights saves without the optimizer state (Adam's two
     # moment tables would triple the file); fine-tuning starts a new optimizer anyway.
-    weights_only = build_network(featurizer, labels, NetworkConfig(**metadata["network"]))
+    weights_only = build_network(featurizer, labels, NetworkConfig.from_dict(metadata["network"]))
     weights_only.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as workdir:
         keras_path = os.path.join(workdir, "model.keras")
@@ -253,9 +321,9 @@ def export_bundle(
 
 def check_parity(model: keras.Model, predictor: Predictor, inputs: Sequence[Any]) -> float:
     token_ids = predictor.featurizer.transform(inputs)
-    keras_probabilities = np.asarray(model(token_ids, training=False))
-    served_probabilities = predictor.predict_ids(token_ids)
-    difference = float(np.max(np.abs(keras_probabilities - served_probabilities))) if len(inputs) else 0.0
+    keras_rows = np.asarray(model(token_ids, training=False))
+    served_rows = predictor.predict_ids(token_ids)
+    difference = float(np.max(np.abs(keras_rows - served_rows))) if len(inputs) else 0.0
     if not difference <= PARITY_TOLERANCE:  # also catches NaN
         raise TrainingError(f"LiteRT export differs from Keras by {difference:.2e} (> {PARITY_TOLERANCE:.0e})")
     return difference
@@ -277,7 +345,7 @@ def load_keras_model(bundle: Bundle) -> keras.Model:
         keras_path = os.path.join(workdir, "model.keras")
         with open(keras_path, "wb") as handle:
             handle.write(bundle.keras_model)
-        return keras.saving.load_model(keras_path, compile=False, safe_mode=True)
+        return keras.saving.load_model(keras_path, custom_objects=custom_objects(), compile=False, safe_mode=True)
 
 
 def next_version_label(version: str) -> str:

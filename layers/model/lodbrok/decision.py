@@ -1,0 +1,217 @@
+"""The decision rule: from a model's probabilities to the label it answers. numpy only (serving imports it).
+
+Probabilities stay the model's own; the label uses per-label thresholds chosen from scores the model
+gave to items it was not trained on (out-of-fold scores at training time, the gate set after a
+fine-tune), because a threshold chosen on training scores sees an overconfident model.
+
+- Two labels: the rarer label is the positive one. Its threshold is the F1-optimal cut of the scores,
+  or, with a precision target, the cut with the highest recall whose precision reaches the target.
+  The label is positive when p(positive) >= threshold; the other label's threshold is 1 - threshold.
+- More labels: the label with the largest p(label) / threshold(label); thresholds are found by
+  coordinate ascent on macro F1. Equal thresholds reproduce the argmax.
+- A bundle without a rule (written before rules existed) answers the argmax, which for two labels is
+  the 0.5 threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_SEARCH_ROUNDS = 3
+_GRID = np.geomspace(0.02, 0.98, 41)
+
+
+class DecisionError(ValueError):
+    """A stored decision rule does not fit the model's labels."""
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    thresholds: dict[str, float]
+    positive_label: str | None = None
+    method: str = ""
+    min_precision: float | None = None
+    scores_from: str = ""
+    scored_items: int = 0
+    expected: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "thresholds": dict(self.thresholds),
+            "positive_label": self.positive_label,
+            "method": self.method,
+            "min_precision": self.min_precision,
+            "scores_from": self.scores_from,
+            "scored_items": self.scored_items,
+            "expected": self.expected,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any], labels: Sequence[str]) -> DecisionRule | None:
+        """The rule stored in a bundle's metadata, or None for a bundle from before rules existed."""
+        raw = metadata.get("decision")
+        if raw is None:
+            return None
+        try:
+            thresholds = {str(label): float(value) for label, value in raw["thresholds"].items()}
+            positive = raw.get("positive_label")
+            rule = cls(
+                thresholds=thresholds,
+                positive_label=None if positive is None else str(positive),
+                method=str(raw.get("method", "")),
+                min_precision=None if raw.get("min_precision") is None else float(raw["min_precision"]),
+                scores_from=str(raw.get("scores_from", "")),
+                scored_items=int(raw.get("scored_items", 0)),
+                expected=dict(raw.get("expected") or {}),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise DecisionError(f"the decision rule in the bundle metadata is malformed: {error}") from error
+        if set(thresholds) != set(labels) or not all(0.0 < value < 1.0 for value in thresholds.values()):
+            raise DecisionError("the decision rule needs a threshold strictly between 0 and 1 for every label")
+        if rule.positive_label is not None and (len(labels) != 2 or rule.positive_label not in labels):
+            raise DecisionError("a positive label is only valid for a two-label model, and must be one of its labels")
+        return rule
+
+    def choose(self, labels: Sequence[str], probabilities: np.ndarray) -> np.ndarray:
+        """The index of the answered label for each row of `probabilities` (n x labels)."""
+        if self.positive_label is not None:
+            positive = labels.index(self.positive_label)
+            chosen = probabilities[:, positive] >= self.thresholds[self.positive_label]
+            return np.where(chosen, positive, 1 - positive)
+        return np.argmax(probabilities / np.array([self.thresholds[label] for label in labels]), axis=1)
+
+
+def choose_labels(rule: DecisionRule | None, labels: Sequence[str], probabilities: np.ndarray) -> np.ndarray:
+    """Label indexes under `rule`, or the argmax when there is no rule."""
+    if rule is None:
+        return np.argmax(probabilities, axis=1)
+    return rule.choose(labels, probabilities)
+
+
+def fit_rule(
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    truth: Sequence[str],
+    *,
+    min_precision: float | None = None,
+    scores_from: str,
+) -> DecisionRule:
+    """Choose thresholds from held-out probabilities (n x labels) and their true labels."""
+    labels = list(labels)
+    index = {label: position for position, label in enumerate(labels)}
+    targets = np.array([index[label] for label in truth], dtype=np.int64)
+    if len(labels) == 2:
+        counts = np.bincount(targets, minlength=2)
+        positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+        threshold, expected = _binary_threshold(probabilities[:, positive], targets == positive, min_precision)
+        method = (
+            f"highest recall at out-of-sample precision >= {min_precision}"
+            if min_precision is not None
+            else "F1-optimal for the positive label"
+        )
+        return DecisionRule(
+            thresholds={labels[positive]: threshold, labels[1 - positive]: 1.0 - threshold},
+            positive_label=labels[positive],
+            method=method,
+            min_precision=min_precision,
+            scores_from=scores_from,
+            scored_items=len(targets),
+            expected=expected,
+        )
+    if min_precision is not None:
+        raise DecisionError("a precision target needs a two-label model (it applies to the rarer label)")
+    thresholds = _multiclass_thresholds(probabilities, targets, len(labels))
+    expected = {"macro_f1": round(_macro_f1(probabilities / thresholds, targets, len(labels)), 6)}
+    return DecisionRule(
+        thresholds={label: float(value) for label, value in zip(labels, thresholds, strict=True)},
+        method="macro-F1-optimal per-label thresholds (label = argmax of probability / threshold)",
+        scores_from=scores_from,
+        scored_items=len(targets),
+        expected=expected,
+    )
+
+
+def _binary_threshold(
+    scores: np.ndarray, positive: np.ndarray, min_precision: float | None
+) -> tuple[float, dict[str, Any]]:
+    """The best cut of the ranked scores, and a threshold inside it.
+
+    A cut between two adjacent distinct scores makes the same decisions for any threshold between them.
+    Among equally good cuts the one nearest 0.5 wins, and a cut that contains 0.5 keeps 0.5: when the
+    held-out scores separate the labels anywhere, the model's own midpoint is the safest threshold for
+    items unlike any scored one. Otherwise the threshold sits halfway between the two scores in log-odds.
+    """
+    if not positive.any() or positive.all():
+        return 0.5, {"note": "the scored items hold one label only; 0.5 kept"}
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], positive[order]
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # a cut falls between distinct scores only
+    upper = ranked[ends]
+    lower = np.append(upper[1:], 0.0)
+    true_positives = np.cumsum(hits)[ends].astype(np.float64)
+    precision = true_positives / (ends + 1)
+    recall = true_positives / positive.sum()
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    if min_precision is None:
+        candidates = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    else:
+        reaching = np.flatnonzero(precision >= min_precision)
+        if len(reaching):
+            most_recall = recall[reaching].max()
+            candidates = reaching[recall[reaching] >= most_recall - 1e-12]
+            candidates = candidates[precision[candidates] >= precision[candidates].max() - 1e-12]
+        else:
+            candidates = np.flatnonzero(precision >= precision.max() - 1e-12)
+    contains_half = (lower < 0.5) & (upper >= 0.5)
+    distance = np.where(contains_half, 0.0, np.minimum(np.abs(lower - 0.5), np.abs(upper - 0.5)))
+    best = int(candidates[int(np.argmin(distance[candidates]))])
+    threshold = 0.5 if contains_half[best] else float(_sigmoid((_logit(upper[best]) + _logit(lower[best])) / 2))
+    expected = {
+        "precision": round(float(precision[best]), 6),
+        "recall": round(float(recall[best]), 6),
+        "f1": round(float(f1[best]), 6),
+    }
+    if min_precision is not None:
+        expected["target_met"] = bool(precision[best] >= min_precision)
+    return threshold, expected
+
+
+def _multiclass_thresholds(probabilities: np.ndarray, targets: np.ndarray, count: int) -> np.ndarray:
+    thresholds = np.full(count, 1.0 / count)
+    best = _macro_f1(probabilities / thresholds, targets, count)
+    for _ in range(_SEARCH_ROUNDS):
+        improved = False
+        for label in range(count):
+            for value in _GRID:
+                trial = thresholds.copy()
+                trial[label] = value
+                score = _macro_f1(probabilities / trial, targets, count)
+                if score > best + 1e-12:
+                    best, thresholds, improved = score, trial, True
+        if not improved:
+            break
+    return thresholds
+
+
+def _macro_f1(scaled: np.ndarray, targets: np.ndarray, count: int) -> float:
+    chosen = np.argmax(scaled, axis=1)
+    scores = []
+    for label in range(count):
+        true_positive = np.sum((chosen == label) & (targets == label))
+        flagged, actual = np.sum(chosen == label), np.sum(targets == label)
+        if actual:
+            scores.append(2 * true_positive / (flagged + actual) if flagged + actual else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _logit(value: float) -> float:
+    clipped = min(max(float(value), 1e-7), 1 - 1e-7)
+    return float(np.log(clipped / (1 - clipped)))
+
+
+def _sigmoid(value: float) -> float:
+    return float(1 / (1 + np.exp(-value)))
