@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lodbrok.bundle import Bundle
+from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
 from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
 from lodbrok.network import NetworkConfig
@@ -45,6 +45,18 @@ def test_train_bundle_tiny_dataset_serves_with_parity(tiny_bundle: Bundle) -> No
     assert tiny_bundle.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
     assert predictor.predict(["WINNER!! claim your free holiday, call 09012345678"])[0].label == "spam"
     assert predictor.predict(["are we still on for dinner at 7pm?"])[0].label == "ham"
+
+
+def test_predictor_refuses_a_featurizer_wider_or_narrower_than_the_model(tiny_bundle: Bundle) -> None:
+    # Given a bundle whose featurizer makes rows of another width than model.tflite takes
+    mismatched = dataclasses.replace(
+        tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, max_tokens=TINY_FEATURIZER.max_tokens + 1)
+    )
+
+    # When it is loaded for serving
+    # Then it is refused at load, not on every request
+    with pytest.raises(BundleError, match="token ids"):
+        Predictor(Bundle.from_bytes(mismatched.to_bytes()))
 
 
 def test_train_bundle_gate_and_rehearsal_never_share_a_text(tiny_bundle: Bundle) -> None:

@@ -48,6 +48,11 @@ class Predictor:
         output_width = self._interpreter.get_output_details()[0]["shape"][-1]
         if output_width != len(self.labels):
             raise BundleError(f"model.tflite has {output_width} outputs but the bundle has {len(self.labels)} labels")
+        input_width = self._interpreter.get_input_details()[0]["shape"][-1]
+        if input_width != bundle.featurizer.max_tokens:
+            raise BundleError(
+                f"model.tflite takes {input_width} token ids but the featurizer makes {bundle.featurizer.max_tokens}"
+            )
         self._batch_size = int(self._interpreter.get_input_details()[0]["shape"][0])
         self._lock = threading.Lock()
 
