@@ -119,7 +119,11 @@ def local_stack(
             deadline = time.monotonic() + startup_timeout
             while not ready_file.exists():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the local stack did not start; see {log.name}")
+                    log.flush()
+                    tail = "".join(Path(log.name).read_text(errors="replace").splitlines(keepends=True)[-30:])
+                    raise RuntimeError(
+                        f"the local stack did not start (exit status {process.poll()}); log tail:\n{tail}"
+                    )
                 time.sleep(0.5)
             yield StackInfo(**json.loads(ready_file.read_text()))
         finally:

@@ -10,7 +10,7 @@ from devstack.template import ROOT
 
 # Cached under a hash of the code that decides its features and weights, so a change to the
 # featurizer or the network retrains it instead of serving a stale bundle.
-SEED_SOURCES = ("features.py", "network.py", "training.py", "data.py")
+SEED_SOURCES = ("features.py", "network.py", "training.py", "data.py", "decision.py")
 
 
 def default_seed_model() -> Path:
