@@ -197,11 +197,16 @@ def main() -> int:
         bench_quantization(report, bundle)
         bench_serving_speed(report, bundle)
         bench_cold_start(report, bundle_path)
+    save(report)
     for module_name in ("bench_quality", "bench_predict", "bench_learning"):
         importlib.import_module(module_name).run(report)
-    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
+        save(report)  # after every section, so a long run that fails late keeps what it measured
     print(f"\nwrote {RESULTS / 'bench.json'}")
     return 0
+
+
+def save(report: dict[str, Any]) -> None:
+    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
