@@ -122,6 +122,19 @@ def test_fit_rule_more_labels_beats_argmax_on_macro_f1() -> None:
     assert rule.expected["macro_f1"] == pytest.approx(macro_f1(rule.choose(labels, probabilities)), abs=1e-6)
 
 
+def test_fit_rule_keeps_a_given_positive_label_even_when_it_is_not_the_rarer() -> None:
+    # Given scores on a set where spam happens to be the majority
+    probabilities = binary_scores([0.9, 0.8, 0.7, 0.6, 0.2])
+    truth = ["spam", "spam", "spam", "ham", "ham"]
+
+    # When a rule is fitted for a parent whose positive label was spam
+    rule = fit_rule(LABELS, probabilities, truth, positive_label="spam", scores_from="test")
+
+    # Then spam stays the positive label
+    assert rule.positive_label == "spam"
+    assert fit_rule(LABELS, probabilities, truth, scores_from="test").positive_label == "ham"
+
+
 def test_fit_rule_precision_target_needs_two_labels() -> None:
     # Given three labels
     probabilities = np.full((3, 3), 1 / 3)

@@ -98,15 +98,21 @@ def fit_rule(
     truth: Sequence[str],
     *,
     min_precision: float | None = None,
+    positive_label: str | None = None,
     scores_from: str,
 ) -> DecisionRule:
-    """Choose thresholds from held-out probabilities (n x labels) and their true labels."""
+    """Choose thresholds from held-out probabilities (n x labels) and their true labels.
+
+    With two labels the positive one is `positive_label` when given (a fine-tune keeps its parent's),
+    otherwise the rarer label of `truth`.
+    """
     labels = list(labels)
     index = {label: position for position, label in enumerate(labels)}
     targets = np.array([index[label] for label in truth], dtype=np.int64)
     if len(labels) == 2:
         counts = np.bincount(targets, minlength=2)
-        positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+        rarer = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+        positive = index[positive_label] if positive_label is not None else rarer
         threshold, expected = _binary_threshold(probabilities[:, positive], targets == positive, min_precision)
         method = (
             f"highest recall at out-of-sample precision >= {min_precision}"

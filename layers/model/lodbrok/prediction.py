@@ -308,16 +308,7 @@ def _finite(item: ModelInput) -> bool:
 
 
 def _decision_info(rule: DecisionRule | None) -> DecisionInfo | None:
-    if rule is None:
-        return None
-    return DecisionInfo(
-        thresholds=rule.thresholds,
-        positive_label=rule.positive_label,
-        method=rule.method,
-        min_precision=rule.min_precision,
-        scores_from=rule.scores_from,
-        expected=rule.expected,
-    )
+    return None if rule is None else DecisionInfo.model_validate(rule.to_dict())
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -253,6 +253,7 @@ class DecisionInfo(BaseModel):
     method: str = Field(description="how the thresholds were chosen")
     min_precision: float | None = Field(description="the precision target the thresholds were chosen for, if any")
     scores_from: str = Field(description="which held-out scores the thresholds were chosen on")
+    scored_items: int = Field(description="how many held-out items were scored")
     expected: dict[str, Any] = Field(description="what the rule achieved on those scores")
 
 

@@ -266,6 +266,7 @@ def _gate_decision_rule(model: keras.Model, parent: Bundle, gate: Sequence[Label
         keras_probabilities(model, parent.featurizer, gate),
         [item.label for item in gate],
         min_precision=parent_rule.min_precision if parent_rule else None,
+        positive_label=parent_rule.positive_label if parent_rule else None,
         scores_from="the gate set after fine-tuning",
     )
 
