@@ -18,6 +18,8 @@ SERVING_MODULES = [
     "lodbrok.predictor",
     "lodbrok.bundle",
     "lodbrok.features",
+    "lodbrok.decision",
+    "lodbrok.network",
     "lodbrok.data",
     "lodbrok.evaluation",
 ]
