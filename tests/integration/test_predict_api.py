@@ -635,6 +635,22 @@ def test_verdicts_invalid_items_are_named_and_nothing_is_queued(
     assert read_metrics()["VerdictsRejected"] == 3
 
 
+def test_verdicts_lone_surrogate_is_refused_before_queueing(
+    api: Api, published_model: ModelRef, queued_messages: Callable[[], list[str]]
+) -> None:
+    # Given a verdict whose text holds a lone surrogate (valid as a JSON escape, never as UTF-8)
+    verdicts = [{"id": "bad", "text": "free prize \ud800", "label": "spam"}]
+
+    # When it is sent
+    response = api.call(verdicts_event(verdicts))
+
+    # Then it is refused with a 4xx naming it, and nothing is queued to fail on every receive later
+    error = assert_error(response, 400, "invalid_verdicts")
+    assert [(d["index"], d["id"]) for d in error["details"]] == [(0, "bad")]
+    assert "lone surrogate" in error["details"][0]["error"]
+    assert queued_messages() == []
+
+
 def test_verdicts_unknown_label_is_rejected(
     api: Api, published_model: ModelRef, queued_messages: Callable[[], list[str]]
 ) -> None:

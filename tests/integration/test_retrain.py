@@ -191,6 +191,25 @@ def test_handler_sqs_event_archives_valid_verdicts_and_quarantines_invalid_messa
     assert emitted["VerdictsDuplicate"] == 1
 
 
+def test_handler_lone_surrogate_message_is_quarantined_not_retried(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a producer's message whose JSON escapes decode to a lone surrogate, next to a valid one
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = send(
+        {"id": "bad", "text": "free prize \ud800", "label": "spam"}, {"id": "good", "text": "lunch?", "label": "ham"}
+    )
+
+    # When the retrain function processes them
+    response = invoke(event)
+
+    # Then nothing is retried (so nothing can end in the DLQ): the bad message is quarantined, the good archived
+    assert response == {"batchItemFailures": []}
+    [quarantined] = _loop().archive.quarantined()
+    assert "lone surrogate" in quarantined["reason"]
+    assert [record.verdict.id for record in _archived(_loop())] == ["good"]
+
+
 def test_handler_transient_failure_reports_only_that_message_and_its_retry_succeeds(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,10 @@ class Verdict(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
+        strings = [self.id, self.label, self.text, self.source, *(self.fields or {}), *(self.fields or {}).values()]
+        if not all(_encodable(value) for value in strings if isinstance(value, str)):
+            # A lone surrogate parses from a JSON escape but can never be archived as UTF-8.
+            raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff) and is not valid Unicode text")
         if (self.text is None) == (self.fields is None):
             raise ValueError("give exactly one of `text` or `fields`")
         if self.text is not None and not self.text.strip():
@@ -103,6 +107,14 @@ def parse_message_body(body: str) -> list[Verdict]:
     if problems:
         raise VerdictError(problems)
     return verdicts
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _raw_id(raw: Any) -> Any:

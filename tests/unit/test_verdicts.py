@@ -1,0 +1,53 @@
+"""The verdict schema shared by the API, the queue and the CLI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from lodbrok.verdicts import Verdict, VerdictError, parse_message_body
+
+LONE_SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        {"id": "a", "text": f"free prize {LONE_SURROGATE}", "label": "spam"},
+        {"id": "a", "fields": {"subject": LONE_SURROGATE}, "label": "spam"},
+        {"id": "a", "fields": {LONE_SURROGATE: "x"}, "label": "spam"},
+        {"id": LONE_SURROGATE, "text": "hello", "label": "ham"},
+        {"id": "a", "text": "hello", "label": "ham", "source": LONE_SURROGATE},
+    ],
+)
+def test_verdict_with_a_lone_surrogate_is_invalid(verdict: dict[str, Any]) -> None:
+    # Given a verdict with a lone surrogate in any of its strings (it parses from a JSON escape)
+    # When it is validated
+    # Then it is refused, so it can never reach an archive that must write UTF-8
+    with pytest.raises(ValidationError, match=r"lone surrogate|unicode string"):
+        Verdict.model_validate(verdict)
+
+
+def test_queue_message_with_a_lone_surrogate_is_a_permanent_verdict_error() -> None:
+    # Given a queue message whose JSON escapes decode to a lone surrogate
+    body = json.dumps([{"id": "ok", "text": "hello", "label": "ham"}, {"id": "bad", "text": "\ud83d", "label": "spam"}])
+
+    # When it is parsed
+    with pytest.raises(VerdictError) as raised:
+        parse_message_body(body)
+
+    # Then the bad item is named without echoing its text, so the message is quarantined, not retried
+    [problem] = raised.value.problems
+    assert problem["index"] == 1 and problem["id"] == "bad"
+    assert "lone surrogate" in problem["error"] and "\ud83d" not in problem["error"]
+
+
+def test_verdict_with_other_unicode_is_valid() -> None:
+    # Given emoji, CJK and right-to-left text (surrogate pairs in JSON, whole code points in Python)
+    verdict = Verdict.model_validate({"id": "u", "text": "😀 日本語 שלום", "label": "ham"})
+
+    # Then it is accepted unchanged
+    assert verdict.text == "😀 日本語 שלום"
