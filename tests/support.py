@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem
 from lodbrok.features import FeaturizerConfig
 
@@ -76,3 +77,14 @@ def make_support_desk_dataset(size: int = 200, seed: int = 5) -> list[LabelledIt
         values = {name: rng.choice(choices) for name, choices in _DESK_SLOTS.items()}
         items.append(LabelledItem(f"{rng.choice(_DESK_TEMPLATES[label]).format(**values)} #{index}", label))
     return items
+
+
+def same_model(stored: bytes, original: bytes) -> bool:
+    """Two stored bundles hold the same model: every member byte for byte, and the metadata but for the
+    unique write stamp (`stored`) that the model store adds to each write."""
+    first, second = Bundle.from_bytes(stored), Bundle.from_bytes(original)
+    members = ("keras_model", "tflite_model", "featurizer", "labels", "rehearsal", "gate")
+    return all(getattr(first, name) == getattr(second, name) for name in members) and {
+        **first.metadata,
+        "stored": None,
+    } == {**second.metadata, "stored": None}

@@ -21,6 +21,7 @@ from lodbrok.store import (
     UnknownVersion,
     VersioningDisabled,
 )
+from support import same_model
 
 BUCKET = "lodbrok-models-test"
 
@@ -69,13 +70,33 @@ def test_store_rollback_restores_exact_bytes_and_keeps_history(store: ModelStore
     original = store.load(v1.version_id).data
     # When rolling back to v1
     restored = store.rollback(v1.version_id)
-    # Then the active bytes are v1's, history has all three, and the restore is recorded
-    assert sha(store.load().data) == sha(original)
+    # Then the active bundle is v1's model byte for byte (only the write stamp in the metadata differs),
+    # history has all three, and the restore is recorded
+    assert same_model(store.load().data, original)
+    assert sha(store.load().data) != sha(original)
+    active = Bundle.from_bytes(store.load().data)
+    assert active.metadata["stored"]["action"] == "rollback"
+    assert active.metadata["stored"]["restored_from"] == v1.version_id
     versions = store.versions()
     assert [info.version_id for info in versions] == [restored.version_id, v2.version_id, v1.version_id]
     assert versions[0].is_active and versions[0].action == "rollback"
     assert versions[0].restored_from == v1.version_id and versions[0].label == "v1"
     assert store.next_label() == "v3"
+
+
+def test_store_publish_prepared_before_a_rollback_is_refused(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given a retrain that read v1, then v2 published and an operator rolling back to v1 (same model bytes)
+    v1 = store.publish(tiny_bundle, expected=None)
+    read_by_retrain = store.head()
+    v2 = store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1)
+    store.rollback(v1.version_id)
+
+    # When the retrain publishes on what it read
+    # Then it is a conflict: the rollback was a new write with its own ETag, not v1's again (ABA)
+    assert read_by_retrain == v1 and store.head() not in (v1, v2)
+    with pytest.raises(ConcurrentUpdate):
+        store.publish(tiny_bundle.with_metadata(version="v3"), expected=read_by_retrain)
+    assert store.versions()[0].action == "rollback"
 
 
 def test_store_errors_are_explained(aws: None, tiny_bundle: Bundle) -> None:

@@ -1,9 +1,11 @@
 """The model registry: bundles in a versioned S3 bucket.
 
 One object key holds the active model; every write to it (publish, promotion, rollback) is a new S3
-version, so the history is S3's version list and a rollback copies an earlier version's bytes back
-on top (history kept). Writes are conditional on the ETag the writer last read (`If-Match`), so two
-writers racing cannot silently overwrite each other's promotion. A summary of each bundle's
+version, so the history is S3's version list and a rollback writes an earlier version's model back on
+top (history kept). Writes are conditional on the ETag the writer last read (`If-Match`), so two
+writers racing cannot silently overwrite each other's promotion. Every write stamps the bundle's
+metadata with a unique write id, so no two writes share an ETag: a rollback to v1 after v2 gets a new
+ETag, and a retrain that read v1 before v2 cannot publish over the rollback (ABA). A summary of each bundle's
 metadata rides along as S3 user metadata, so listing versions needs no bundle downloads.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,9 +143,7 @@ class ModelStore:
         if current and current.version_id == version_id:
             raise ModelStoreError(f"version {version_id} is already the active model")
         earlier = self.load(version_id)
-        return self._put_active(
-            earlier.bundle(), expected=current, action="rollback", restored_from=version_id, data=earlier.data
-        )
+        return self._put_active(earlier.bundle(), expected=current, action="rollback", restored_from=version_id)
 
     def versions(self) -> list[VersionInfo]:
         """Every version of the active key, newest first."""
@@ -198,7 +199,7 @@ class ModelStore:
                 raise UnknownVersion(f"no candidate {key!r} in s3://{self.bucket}") from error
             raise self._translate(error) from error
         bundle = Bundle.from_bytes(data)
-        return self._put_active(bundle, expected=self.head(), action="manual-promote", data=data)
+        return self._put_active(bundle, expected=self.head(), action="manual-promote")
 
     def ensure_versioning(self) -> None:
         if self._versioning_checked:
@@ -220,20 +221,21 @@ class ModelStore:
         action: str,
         restored_from: str = "",
         verdict_count: int = 0,
-        data: bytes | None = None,
     ) -> ModelRef:
         self.ensure_versioning()
+        stored_at = utc_now_iso()
+        write = {"action": action, "at": stored_at, "id": uuid.uuid4().hex, "restored_from": restored_from or None}
         metadata = {
             **_summary_metadata(bundle),
             "action": action,
-            "stored-at": utc_now_iso(),
+            "stored-at": stored_at,
             "restored-from": restored_from,
             "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
         }
         arguments: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.active_key,
-            "Body": data if data is not None else bundle.to_bytes(),
+            "Body": bundle.with_metadata(stored=write).to_bytes(),
             "Metadata": metadata,
         }
         if expected is None:
