@@ -12,7 +12,7 @@ from typing import Any
 
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
-from lodbrok.decision import DecisionError
+from lodbrok.decision import DecisionError, DecisionRule
 from lodbrok.store import ModelStoreError
 
 DESCRIPTION = """\
@@ -327,18 +327,18 @@ def _inspect(arguments: argparse.Namespace) -> int:
         ("parameters", metadata.get("architecture", {}).get("parameters")),
         ("tflite bytes", metadata.get("tflite_bytes")),
         ("featurizer", json.dumps(bundle.featurizer.to_dict())),
-        ("decision", _describe_decision(metadata.get("decision"))),
+        ("decision", _describe_decision(DecisionRule.from_metadata(metadata, bundle.labels))),
     ]
     for name, value in rows:
         print(f"{name:<18}{value}")
     return 0
 
 
-def _describe_decision(decision: Any) -> str:
-    if not isinstance(decision, dict):
+def _describe_decision(rule: DecisionRule | None) -> str:
+    if rule is None:
         return "argmax (no thresholds in this bundle)"
-    thresholds = ", ".join(f"{label} {value:.4f}" for label, value in decision.get("thresholds", {}).items())
-    return f"thresholds {thresholds}; {decision.get('method')}, on {decision.get('scores_from')}"
+    thresholds = ", ".join(f"{label} {value:.4f}" for label, value in rule.thresholds.items())
+    return f"thresholds {thresholds}; {rule.method}, on {rule.scores_from}"
 
 
 def _fraction(raw: str) -> float:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from lodbrok.evaluation import ranked_cuts
+
 _SEARCH_ROUNDS = 3
 _GRID = np.geomspace(0.02, 0.98, 41)
 
@@ -153,13 +155,9 @@ def _binary_threshold(
     """
     if not positive.any() or positive.all():
         return 0.5, {"note": "the scored items hold one label only; 0.5 kept"}
-    order = np.argsort(-scores, kind="stable")
-    ranked, hits = scores[order], positive[order]
-    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # a cut falls between distinct scores only
-    upper = ranked[ends]
+    upper, flagged, true_positives = ranked_cuts(scores, positive)
     lower = np.append(upper[1:], 0.0)
-    true_positives = np.cumsum(hits)[ends].astype(np.float64)
-    precision = true_positives / (ends + 1)
+    precision = true_positives / flagged
     recall = true_positives / positive.sum()
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     if min_precision is None:

@@ -79,16 +79,24 @@ def compute_metrics(labels: Sequence[str], true: Sequence[str], predicted: Seque
     )
 
 
+def ranked_cuts(scores: Sequence[float], positives: Sequence[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cut of the scores ranked high to low, between distinct scores only (ties share a cut).
+
+    For each cut: the lowest score still flagged, how many items are flagged, and how many of them are
+    positives.
+    """
+    scores_array = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores_array, kind="stable")
+    ranked, ranked_hits = scores_array[order], np.asarray(positives, dtype=bool)[order]
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    return ranked[ends], ends + 1, np.cumsum(ranked_hits)[ends]
+
+
 def average_precision(scores: Sequence[float], positives: Sequence[bool]) -> float:
     """Area under the precision-recall curve as the mean precision at each positive's rank (ties share a cut)."""
-    scores_array = np.asarray(scores, dtype=np.float64)
-    hits = np.asarray(positives, dtype=bool)
-    if not hits.any():
+    total = int(np.sum(np.asarray(positives, dtype=bool)))
+    if not total:
         return 0.0
-    order = np.argsort(-scores_array, kind="stable")
-    ranked, ranked_hits = scores_array[order], hits[order]
-    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
-    true_positives = np.cumsum(ranked_hits)[ends]
-    precision = true_positives / (ends + 1)
-    recall_gain = np.diff(np.concatenate([[0], true_positives])) / hits.sum()
-    return float(np.sum(precision * recall_gain))
+    _, flagged, true_positives = ranked_cuts(scores, positives)
+    recall_gain = np.diff(np.concatenate([[0], true_positives])) / total
+    return float(np.sum(true_positives / flagged * recall_gain))

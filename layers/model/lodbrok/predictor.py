@@ -40,20 +40,21 @@ class Predictor:
             raise BundleError(str(error)) from error
         try:
             self._interpreter = Interpreter(model_content=bundle.tflite_model, num_threads=1)
-            self._input_index = self._interpreter.get_input_details()[0]["index"]
-            self._output_index = self._interpreter.get_output_details()[0]["index"]
+            input_details = self._interpreter.get_input_details()[0]
+            output_details = self._interpreter.get_output_details()[0]
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"the bundle's model.tflite cannot be loaded: {error}") from error
-        output_width = self._interpreter.get_output_details()[0]["shape"][-1]
+        self._input_index, self._output_index = input_details["index"], output_details["index"]
+        output_width = output_details["shape"][-1]
         if output_width != len(self.labels):
             raise BundleError(f"model.tflite has {output_width} outputs but the bundle has {len(self.labels)} labels")
-        input_width = self._interpreter.get_input_details()[0]["shape"][-1]
+        input_width = input_details["shape"][-1]
         if input_width != bundle.featurizer.max_tokens:
             raise BundleError(
                 f"model.tflite takes {input_width} token ids but the featurizer makes {bundle.featurizer.max_tokens}"
             )
-        self._batch_size = int(self._interpreter.get_input_details()[0]["shape"][0])
+        self._batch_size = int(input_details["shape"][0])
         self._lock = threading.Lock()
 
     @classmethod

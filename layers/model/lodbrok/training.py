@@ -151,10 +151,17 @@ def fit_base_model(
 ) -> tuple[keras.Model, DecisionRule | None]:
     """The base recipe on `items`: the decision rule from out-of-fold scores, then the model on all of them."""
     decision = choose_decision_rule(items, labels, config, progress)
-    _seed_everything(config.seed)
+    return _train_network(items, labels, config, config.seed, progress), decision
+
+
+def _train_network(
+    items: Sequence[LabelledItem], labels: list[str], config: TrainingConfig, seed: int, progress: Progress | None
+) -> keras.Model:
+    """A new network trained on `items` with `config`, from `seed`."""
+    _seed_everything(seed)
     model = build_network(config.featurizer, labels, config.network)
     _fit(model, config.featurizer, labels, items, config.epochs, config.batch_size, config.learning_rate, progress)
-    return model, decision
+    return model
 
 
 def finetune_bundle(
@@ -240,9 +247,7 @@ def choose_decision_rule(
     held_out_labels: list[str] = []
     scores = []
     for number, (fold_train, held_out) in enumerate(stratified_folds(items, folds), 1):
-        _seed_everything(config.seed + number)
-        model = build_network(config.featurizer, labels, config.network)
-        _fit(model, config.featurizer, labels, fold_train, config.epochs, config.batch_size, config.learning_rate, None)
+        model = _train_network(fold_train, labels, config, config.seed + number, None)
         scores.append(keras_probabilities(model, config.featurizer, held_out))
         held_out_labels.extend(item.label for item in held_out)
         if progress:
