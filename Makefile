@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test bench bench-quality local demo clean
+.PHONY: install lint format test bench bench-quality bench-learning local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench: $(BENCH_STAMP)
 # Lodbrok vs scikit-learn baselines on repeated k-fold of the demo data (+ YouTube comments, if present).
 bench-quality: $(BENCH_STAMP)
 	PYTHONPATH=. $(BIN)/python scripts/bench_quality.py
+
+# The learning loop: a new domain from verdicts (leave one YouTube video out, if the file is present), lies,
+# forgetting, fine-tune cost, the retrain handler against moto.
+bench-learning: $(BENCH_STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/bench_learning.py
 
 # The whole system in-process: moto on loopback, resources from template.yaml, the API on :3000.
 local: install

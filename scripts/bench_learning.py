@@ -1,20 +1,31 @@
-"""Learning benchmarks: does fine-tuning on verdicts learn without forgetting, and does it fit in Lambda?
+"""`make bench-learning`: does the learning loop learn from verdicts, keep what it knew, and refuse lies?
 
-1. Forgetting: hold one spam family out of base training, fine-tune on 50 of its messages as verdicts,
-   and compare the rest of the family and the original test split before/after; then the same draws
-   without the weight anchor, to show what it contributes.
-2. Cost: fine-tune time and peak memory (ru_maxrss of a fresh subprocess per measurement, because
-   TensorFlow allocates outside Python's heap) for 100, 1,000 and 5,000 verdicts.
-3. The retrain handler end to end, in-process against moto: 100 verdicts archived, fine-tuned, gated,
-   promoted.
+Every fine-tune here goes through `lodbrok.learning.propose`, the path of the retrain function and
+`lodbrok finetune`: screening, probes, candidate, the real gate.
+
+1. Domain shift, leave one video out (YouTube comments, `--youtube`; skipped with a message when the
+   file is absent): the demo model gets the comments of two videos as verdicts; spam F1 on the third
+   video and on the SMS test split, and whether the gate promotes it. In the same run, the baselines a
+   user would pick instead, retrained from scratch on the SMS training split plus the two videos: the same
+   network with its full recipe, and char_wb TF-IDF + LinearSVC (scikit-learn, a bench-only extra).
+2. Lies: 40 prize-spam texts labelled ham and 40 everyday chat texts labelled spam, as one batch.
+3. Forgetting: hold one spam family out of base training, send 50 of its messages as verdicts, and
+   compare the rest of the family and the original test split before/after; then the same draws without
+   the weight anchor, to show what it contributes.
+4. Cost: one fine-tune's time and peak memory (a fresh subprocess per measurement, because TensorFlow
+   allocates outside Python's heap) for 100, 1,000 and 5,000 verdicts.
+5. The retrain handler end to end, in-process against moto: 100 verdicts archived, screened, fine-tuned,
+   gated, promoted.
 
 `run(report)` fills `report["learning"]` and prints tables; `make bench` calls it through bench.py, or
-run it alone: `python scripts/bench_learning.py`. No timing is asserted.
+run it alone. No result is asserted.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import csv
 import importlib.util
 import io
 import json
@@ -34,16 +45,21 @@ from devstack.gateway import LambdaContext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from bench_quality import DEFAULT_YOUTUBE, Contender, baseline_contenders, lodbrok_contender
+
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem, deduplicate, items_from_jsonl, load_demo_dataset
-from lodbrok.evaluation import Metrics
+from lodbrok.evaluation import Metrics, compute_metrics
 from lodbrok.features import canonical_key
+from lodbrok.learning import LearningConfig, Proposal, propose
 from lodbrok.predictor import Predictor
-from lodbrok.retraining import decide
-from lodbrok.training import FinetuneConfig, evaluate, finetune_bundle, train_bundle
+from lodbrok.training import FinetuneConfig, TrainingConfig, evaluate, finetune_bundle, train_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results"
 RETRAIN_APP = ROOT / "functions" / "retrain" / "app.py"
+DOMAIN_TARGET_F1 = 0.90  # mean held-out-video spam F1 the learning loop aims for
+DOMAIN_SMS_DROP_LIMIT = 0.01  # with SMS spam F1 dropping no more than this
 
 # The adult chat / dating-line spam family of the SMS demo set (92 messages). It is one recognisable
 # campaign family, and the hardest one for a model that never saw it: its wording ("babe", "chat",
@@ -63,8 +79,13 @@ COST_SIZES = (100, 1_000, 5_000)
 HANDLER_VERDICTS = 100
 
 
-def run(report: dict[str, Any]) -> None:
+def run(report: dict[str, Any], *, youtube: Path = DEFAULT_YOUTUBE) -> None:
     items, _ = deduplicate(load_demo_dataset())
+    learning: dict[str, Any] = {}
+    demo_model = train_bundle(items).bundle
+    learning["domain_shift"] = domain_shift(demo_model, youtube)
+    learning["lies"] = lies_experiment(demo_model)
+
     campaign = [
         item for item in items if item.label == "spam" and isinstance(item.input, str) and CAMPAIGN.search(item.input)
     ]
@@ -72,11 +93,11 @@ def run(report: dict[str, Any]) -> None:
     base_items = [item for item in items if canonical_key(item.input) not in campaign_keys]
     started = time.perf_counter()
     base = train_bundle(base_items).bundle
-    base_seconds = time.perf_counter() - started
-
-    learning: dict[str, Any] = {"base_training_seconds": round(base_seconds, 1)}
-    learning["forgetting"] = forgetting_experiment(base, campaign, FinetuneConfig())
-    learning["forgetting_without_anchor"] = forgetting_experiment(base, campaign, FinetuneConfig(anchor_strength=0.0))
+    learning["base_training_seconds"] = round(time.perf_counter() - started, 1)
+    learning["forgetting"] = forgetting_experiment(base, campaign, LearningConfig())
+    learning["forgetting_without_anchor"] = forgetting_experiment(
+        base, campaign, LearningConfig(finetune=FinetuneConfig(anchor_strength=0.0))
+    )
     with tempfile.TemporaryDirectory() as workdir:
         base_path = Path(workdir) / "base.lbk"
         base.write(str(base_path))
@@ -86,34 +107,159 @@ def run(report: dict[str, Any]) -> None:
     print_tables(learning)
 
 
-# --- 1. forgetting -------------------------------------------------------------------------------------------
+# --- 1. domain shift: leave one video out ---------------------------------------------------------------------
 
 
-def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: FinetuneConfig) -> dict[str, Any]:
+def read_videos(path: Path) -> dict[str, list[LabelledItem]]:
+    """The YouTube comments by video (columns label, text, video), deduplicated within the file."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    unique, _ = deduplicate(LabelledItem(row["text"], row["label"], item_id=row["video"]) for row in rows)
+    videos: dict[str, list[LabelledItem]] = {}
+    for item in unique:
+        videos.setdefault(str(item.item_id), []).append(LabelledItem(item.input, item.label))
+    return videos
+
+
+def domain_shift(base: Bundle, path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        print(f"\ndomain-shift experiment skipped: {path} not found", file=sys.stderr)
+        return {"skipped": f"{path} not found"}
+    videos = read_videos(path)
+    sms_train, sms_test = items_from_jsonl(base.rehearsal), items_from_jsonl(base.gate)
+    base_predictor = Predictor(base)
+    baselines: dict[str, Contender] = {
+        "same network, retrained from scratch on SMS + the two videos": lodbrok_contender(TrainingConfig()),
+        "char_wb TF-IDF + LinearSVC, retrained on SMS + the two videos": baseline_contenders()[
+            "char_wb TF-IDF + LinearSVC, default threshold"
+        ],
+    }
+    sms_before = {name: round(_spam_f1(contender(sms_train), sms_test), 4) for name, contender in baselines.items()}
+    rows = []
+    for held_video in sorted(videos):
+        verdicts = [item for video, comments in sorted(videos.items()) if video != held_video for item in comments]
+        held = videos[held_video]
+        proposal = propose(base, verdicts, LearningConfig())
+        candidate = Predictor(proposal.candidate) if proposal.candidate else base_predictor
+        results: dict[str, Any] = {
+            "lodbrok": {
+                "video_f1": [
+                    round(evaluate(base_predictor, held).f1("spam"), 4),
+                    round(evaluate(candidate, held).f1("spam"), 4),
+                ],
+                "sms_f1": [
+                    round(evaluate(base_predictor, sms_test).f1("spam"), 4),
+                    round(evaluate(candidate, sms_test).f1("spam"), 4),
+                ],
+                "promoted": bool(proposal.decision and proposal.decision.promote),
+                "gate": proposal.decision.reason if proposal.decision else "no candidate",
+                "seconds": round(proposal.seconds, 1),
+            },
+        }
+        for name, contender in baselines.items():
+            started = time.perf_counter()
+            scorer = contender(sms_train + verdicts)
+            results[name] = {
+                "video_f1": round(_spam_f1(scorer, held), 4),
+                "sms_f1": [sms_before[name], round(_spam_f1(scorer, sms_test), 4)],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        row = {
+            "held_video": held_video,
+            "verdicts": len(verdicts),
+            "held_for_review": len(proposal.screening.held),
+            "results": results,
+        }
+        rows.append(row)
+        print(f"  held out {held_video}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    names = ["lodbrok", *baselines]
+    mean = {
+        name: {
+            "video_f1": round(sum(_after(row["results"][name]["video_f1"]) for row in rows) / len(rows), 4),
+            "sms_f1_drop": round(sum(_drop(row["results"][name]) for row in rows) / len(rows), 4),
+            "largest_sms_f1_drop": round(max(_drop(row["results"][name]) for row in rows), 4),
+        }
+        for name in names
+    }
+    mean["lodbrok"]["all_promoted"] = all(row["results"]["lodbrok"]["promoted"] for row in rows)
+    return {
+        "data": path.name,
+        "videos": {video: len(comments) for video, comments in videos.items()},
+        "rows": rows,
+        "mean": mean,
+    }
+
+
+def _spam_f1(scorer: Any, items: list[LabelledItem]) -> float:
+    _, decided = scorer(items)
+    return compute_metrics(["ham", "spam"], [item.label for item in items], decided).f1("spam")
+
+
+def _after(value: Any) -> float:
+    return value[1] if isinstance(value, list) else value
+
+
+def _drop(result: dict[str, Any]) -> float:
+    before, after = result["sms_f1"]
+    return before - after
+
+
+# --- 2. lies ----------------------------------------------------------------------------------------------------
+
+
+def make_lies(count: int = 40, seed: int = 5) -> list[LabelledItem]:
+    """`count` prize-spam texts labelled ham and `count` everyday chat texts labelled spam."""
+    rng = random.Random(seed)
+    prizes = ["£1000 cash", "£2000 prize", "$500 voucher", "holiday to Tenerife", "brand new mobile"]
+    chats = [
+        "ok see you at home later",
+        "are you coming to dinner tonight?",
+        "sorry i'll call you later, in a meeting",
+        "can you pick up some milk on the way",
+        "haha that's so funny, see you tomorrow",
+        "just got home, going to bed now",
+        "where are you? we're waiting at the station",
+    ]
+    spam = [
+        f"URGENT! You have won a {rng.choice(prizes)}! Call 0906{rng.randint(1000000, 9999999)} to claim. T&C apply"
+        for _ in range(count)
+    ]
+    chat = [f"{rng.choice(chats)} {rng.choice(['x', 'love you', 'mate', ':)', ''])}".strip() for _ in range(count)]
+    return [LabelledItem(text, "ham") for text in spam] + [LabelledItem(text, "spam") for text in chat]
+
+
+def lies_experiment(base: Bundle) -> dict[str, Any]:
+    lies = make_lies()
+    proposal = propose(base, lies, LearningConfig())
+    return {
+        "verdicts": len(lies),
+        "unique": len(proposal.screening.learn) + len(proposal.screening.held),
+        "held_for_review": len(proposal.screening.held),
+        "learned": len(proposal.screening.learn),
+        "promoted": bool(proposal.decision and proposal.decision.promote),
+        "gate": proposal.decision.reason if proposal.decision else "no candidate (nothing left to learn)",
+    }
+
+
+# --- 3. forgetting -------------------------------------------------------------------------------------------
+
+
+def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: LearningConfig) -> dict[str, Any]:
     gate = items_from_jsonl(base.gate)
     base_predictor = Predictor(base)
     draws = []
     for seed in DRAW_SEEDS:
         shuffled = random.Random(seed).sample(campaign, len(campaign))
         verdicts, held_out = shuffled[:CAMPAIGN_VERDICTS], shuffled[CAMPAIGN_VERDICTS:]
-        started = time.perf_counter()
-        candidate, _ = finetune_bundle(base, verdicts, config, version="v2")
-        seconds = time.perf_counter() - started
-        candidate_predictor = Predictor(candidate)
+        proposal: Proposal = propose(base, verdicts, config, version="v2")
+        candidate_predictor = Predictor(proposal.candidate) if proposal.candidate else base_predictor
         before_slice, after_slice = evaluate(base_predictor, held_out), evaluate(candidate_predictor, held_out)
         before_gate, after_gate = evaluate(base_predictor, gate), evaluate(candidate_predictor, gate)
-        decision = decide(
-            before_gate,
-            after_gate,
-            active_correct=_correct(evaluate(base_predictor, verdicts)),
-            candidate_correct=_correct(evaluate(candidate_predictor, verdicts)),
-            verdicts=len(verdicts),
-            tolerance=0.01,
-        )
         draws.append(
             {
                 "seed": seed,
-                "finetune_seconds": round(seconds, 2),
+                "finetune_seconds": round(proposal.seconds, 2),
+                "held_for_review": len(proposal.screening.held),
                 "slice_recall": [
                     round(before_slice.per_label["spam"].recall, 4),
                     round(after_slice.per_label["spam"].recall, 4),
@@ -123,7 +269,8 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: Fi
                 "test_accuracy": [round(before_gate.accuracy, 4), round(after_gate.accuracy, 4)],
                 "test_macro_f1": [round(before_gate.macro_f1, 4), round(after_gate.macro_f1, 4)],
                 "test_spam_f1": [round(before_gate.f1("spam"), 4), round(after_gate.f1("spam"), 4)],
-                "gate_would_promote": decision.promote,
+                "gate_would_promote": bool(proposal.decision and proposal.decision.promote),
+                "gate": proposal.decision.reason if proposal.decision else "no candidate",
             }
         )
     mean = {
@@ -132,7 +279,7 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: Fi
     }
     return {
         "campaign": "adult chat / dating-line spam",
-        "anchor_strength": config.anchor_strength,
+        "anchor_strength": config.finetune.anchor_strength,
         "campaign_size": len(campaign),
         "verdicts": CAMPAIGN_VERDICTS,
         "held_out": len(campaign) - CAMPAIGN_VERDICTS,
@@ -143,15 +290,11 @@ def forgetting_experiment(base: Bundle, campaign: list[LabelledItem], config: Fi
     }
 
 
-def _correct(metrics: Metrics) -> int:
-    return sum(row[index] for index, row in enumerate(metrics.confusion_matrix))
-
-
 def _missed(metrics: Metrics) -> int:
-    return metrics.count - _correct(metrics)
+    return metrics.count - sum(row[index] for index, row in enumerate(metrics.confusion_matrix))
 
 
-# --- 2. fine-tune cost (one subprocess per size) ---------------------------------------------------------------
+# --- 4. fine-tune cost (one subprocess per size) ---------------------------------------------------------------
 
 
 def measure_in_subprocess(base_path: Path, size: int) -> dict[str, Any]:
@@ -213,7 +356,7 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-# --- 3. the retrain handler, in-process against moto -----------------------------------------------------------
+# --- 5. the retrain handler, in-process against moto -----------------------------------------------------------
 
 
 def _retrain_context() -> LambdaContext:
@@ -331,6 +474,13 @@ def _sqs_event(verdicts: list[LabelledItem], per_message: int) -> dict[str, Any]
 
 
 def print_tables(learning: dict[str, Any]) -> None:
+    print_domain_shift(learning["domain_shift"])
+    lies = learning["lies"]
+    print("\n== learning: a batch of lies (prize spam labelled ham, chat labelled spam) ==")
+    print(
+        f"{lies['verdicts']} verdicts ({lies['unique']} distinct): {lies['held_for_review']} held for review, "
+        f"{lies['learned']} learned; promoted: {lies['promoted']}; gate: {lies['gate']}"
+    )
     forgetting = learning["forgetting"]
     print("\n== learning: forgetting experiment ==")
     print(
@@ -376,6 +526,38 @@ def print_tables(learning: dict[str, Any]) -> None:
     print(f"gate: {handler['reason']}")
 
 
+def print_domain_shift(domain: dict[str, Any]) -> None:
+    print("\n== learning: a new domain from verdicts (YouTube comments, leave one video out) ==")
+    if "skipped" in domain:
+        print(f"skipped: {domain['skipped']}")
+        return
+    print(f"{'held-out video':<16}{'model':<64}{'video spam F1':>16}{'SMS spam F1':>20}  gate")
+    for row in domain["rows"]:
+        for name, result in row["results"].items():
+            video = result["video_f1"]
+            video_text = _pair(video) if isinstance(video, list) else f"{video:.4f}"
+            lodbrok = name == "lodbrok"
+            title = f"Lodbrok fine-tune ({row['held_for_review']} of {row['verdicts']} held)" if lodbrok else name
+            gate = ("promoted" if result["promoted"] else "REJECTED") if lodbrok else ""
+            print(f"{row['held_video']:<16}{title:<64}{video_text:>16}{_pair(result['sms_f1']):>20}  {gate}")
+    print("mean:")
+    for name, mean in domain["mean"].items():
+        print(
+            f"  {name:<62} held-out video spam F1 {mean['video_f1']:.4f}, SMS spam F1 drop {mean['sms_f1_drop']:+.4f} "
+            f"(largest {mean['largest_sms_f1_drop']:+.4f})"
+        )
+    lodbrok = domain["mean"]["lodbrok"]
+    met = (
+        lodbrok["video_f1"] >= DOMAIN_TARGET_F1
+        and lodbrok["largest_sms_f1_drop"] <= DOMAIN_SMS_DROP_LIMIT
+        and lodbrok["all_promoted"]
+    )
+    print(
+        f"target (mean video F1 >= {DOMAIN_TARGET_F1}, SMS drop <= {DOMAIN_SMS_DROP_LIMIT}, every candidate "
+        f"promoted): {'met' if met else 'NOT met'}"
+    )
+
+
 def _print_mean(title: str, forgetting: dict[str, Any]) -> None:
     mean = forgetting["mean"]
     print(
@@ -398,10 +580,20 @@ def _pair(values: list[float]) -> str:
     return f"{values[0]:.4f} -> {values[1]:.4f}"
 
 
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "--measure":
+        _measure(argv[1], int(argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--youtube", type=Path, default=DEFAULT_YOUTUBE, help="YouTube comments CSV (label,text,video)")
+    arguments = parser.parse_args(argv)
+    report: dict[str, Any] = {}
+    run(report, youtube=arguments.youtube)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "learning.json").write_text(json.dumps(report["learning"], indent=2))
+    print(f"\nwrote {RESULTS / 'learning.json'}")
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
-        _measure(sys.argv[2], int(sys.argv[3]))
-    else:
-        results: dict[str, Any] = {}
-        run(results)
-        print(json.dumps(results["learning"], indent=2))
+    sys.exit(main(sys.argv[1:]))

@@ -194,7 +194,11 @@ def variants() -> list[Variant]:
 
     legacy_featurizer = FeaturizerConfig(version=1, max_tokens=384, char_ngram_min=3)
     return [
-        Variant("chosen: featurizer v2, length power 0.75, 5 epochs", argmax()),
+        Variant("chosen: featurizer v3, length power 0.75, 5 epochs", argmax()),
+        Variant(
+            "featurizer v2: a URL is only <url> + domain (else as chosen)",
+            argmax(featurizer=FeaturizerConfig(version=2)),
+        ),
         Variant(
             "previous model: featurizer v1, mean pooling, 10 epochs",
             argmax(featurizer=legacy_featurizer, network=NetworkConfig(length_power=1.0), epochs=10),

@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lodbrok.observability import logger, metrics, tracer
-from lodbrok.retraining import LearningLoop, Mode, build_learning_loop, is_scheduled_event
+from lodbrok.retrain_state import Mode
+from lodbrok.retraining import LearningLoop, build_learning_loop, is_scheduled_event
 from lodbrok.settings import get_settings
 
 processor = BatchProcessor(event_type=EventType.SQS)

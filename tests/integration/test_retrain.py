@@ -7,6 +7,7 @@ a real (moto) SQS queue and received the way Lambda's event source mapping would
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,9 +18,11 @@ from botocore.exceptions import ClientError
 from devstack.resources import create_table
 from devstack.template import Template
 from lodbrok.bundle import Bundle
+from lodbrok.cli import main
 from lodbrok.data import LabelledItem
 from lodbrok.predictor import Predictor
-from lodbrok.retraining import LearningLoop, RetrainState
+from lodbrok.retrain_state import Mode, RetrainState
+from lodbrok.retraining import LearningLoop
 from lodbrok.settings import get_settings
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import Verdict
@@ -141,6 +144,10 @@ def _archived(loop: LearningLoop) -> list[Any]:
 
 def _active_bundle(store: ModelStore) -> Bundle:
     return store.load().bundle()
+
+
+def _raise_s3_error(*args: Any, **kwargs: Any) -> Any:
+    raise ClientError({"Error": {"Code": "InternalError", "Message": "We encountered an internal error"}}, "PutObject")
 
 
 def _zorblax_verdicts(count: int, start: int = 0) -> list[dict[str, Any]]:
@@ -298,8 +305,16 @@ def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
     assert promoted.metadata["parent_version"] == "v1"
     assert promoted.metadata["parent_version_id"] == base_ref.version_id
     assert promoted.metadata["verdict_count"] == 12
-    decision = promoted.metadata["learning"]["decision"]
+    learning = promoted.metadata["learning"]
+    assert learning["held"] == 0, "a new campaign contradicts nothing the model knows well"
+    decision = learning["decision"]
     assert decision["promote"] and decision["candidate_correct"] > decision["active_correct"]
+    assert [check["name"] for check in decision["checks"] if check["passed"]] == [
+        "gate-set",
+        "per-label",
+        "near-verdicts",
+        "held-out-verdicts",
+    ]
     newest = store.versions()[0]
     assert (newest.version_id, newest.action, newest.parent, newest.verdict_count) == (
         head.version_id,
@@ -309,30 +324,131 @@ def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
     )
 
 
-def test_retrain_rejects_a_harmful_batch_and_keeps_the_active_model(
+def _flipped_template_spam(count: int, source: str = "mallory") -> list[dict[str, Any]]:
+    """Obvious spam, worded like the model's trusted training data, labelled ham: a lie."""
+    spam = [item for item in make_tiny_dataset(size=4 * count, seed=99) if item.label == "spam"][:count]
+    return [
+        {"id": f"bad-{index}", "text": item.input, "label": "ham", "source": source} for index, item in enumerate(spam)
+    ]
+
+
+def test_retrain_holds_a_flipped_batch_of_near_duplicates_and_promotes_nothing(
     base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, read_metrics: Any
 ) -> None:
-    # Given 40 verdicts that call obvious spam "ham"
-    spam = [item for item in make_tiny_dataset(size=150, seed=99) if item.label == "spam"][:40]
-    mislabelled = [{"id": f"bad-{index}", "text": item.input, "label": "ham"} for index, item in enumerate(spam)]
-    event = send(*(mislabelled[index : index + 10] for index in range(0, 40, 10)))
+    # Given 40 verdicts that call spam worded like the training data "ham", all from one source
+    event = send(*(_flipped_template_spam(40)[index : index + 10] for index in range(0, 40, 10)))
     read_metrics()
 
     # When the function learns from them
     invoke(event)
 
-    # Then the gate rejected the candidate: the active version is unchanged and the candidate is kept with why
-    assert store.head() == base_ref
-    assert len(store.versions()) == 1
-    [candidate] = store.candidates()
-    # (the model either learns the lie and loses gate accuracy, or resists it and learns nothing)
-    assert "gate accuracy fell" in candidate.reason or "nothing was learned" in candidate.reason
-    assert candidate.reason.startswith("rejected: ")
-    assert read_metrics()["CandidateRejected"] == 1
-    # And these verdicts are no longer pending (a rejected batch is not retried on every message)
+    # Then every one is held for review, with the reason and the evidence; nothing is trained or promoted
+    assert store.head() == base_ref and store.candidates() == []
+    held = _loop().archive.held()
+    assert len(held) == 40 and {record["status"] for record in held} == {"held"}
+    assert "nearest trusted items" in held[0]["reason"]
+    evidence = held[0]["evidence"]
+    assert evidence["model_label"] == "spam" and evidence["verdict_label_probability"] < 0.05
+    assert {neighbour["label"] for neighbour in evidence["neighbours"]} == {"spam"}
+    emitted = read_metrics()
+    assert emitted["VerdictsHeld"] == 40 and emitted["VerdictSourcesSuspect"] == 1
+    # And they are no longer pending (they wait for a reviewer, not for the next batch)
     state, _ = _loop().state.load()
-    assert state.last_attempt is not None and state.last_attempt.status == "rejected"
+    assert state.last_attempt is not None and state.last_attempt.status == "held"
     assert _loop().archive.pending(state.cursor).keys == []
+
+
+def test_retrain_mixed_batch_learns_the_new_campaign_and_holds_the_lies(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given one batch: a new campaign labelled spam, and obvious template spam labelled ham
+    lies = _flipped_template_spam(10)
+    event = send(_zorblax_verdicts(12)[:6], lies[:5], _zorblax_verdicts(12)[6:], lies[5:])
+
+    # When the function learns from it
+    assert invoke(event) == {"batchItemFailures": []}
+
+    # Then the campaign is learned and promoted, and the lies are held, not learned
+    promoted = _active_bundle(store)
+    assert store.head() != base_ref
+    assert promoted.metadata["learning"]["verdict_count"] == 12 and promoted.metadata["learning"]["held"] == 10
+    served = Predictor(promoted)
+    assert served.predict([PROBE])[0].label == "spam"
+    assert {prediction.label for prediction in served.predict([lie["text"] for lie in lies])} == {"spam"}
+    assert len(_loop().archive.held()) == 10
+    state, _ = _loop().state.load()
+    assert _loop().archive.pending(state.cursor).keys == []
+
+
+def test_held_verdicts_survive_a_crash_and_are_accepted_or_rejected_for_good(
+    base_ref: ModelRef,
+    store: ModelStore,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a retrain that crashes after holding a batch, before its cursor moves
+    loop = _loop()
+    event = send(_flipped_template_spam(6, source="moderator-9"))
+    with monkeypatch.context() as crash:
+        crash.setattr(loop.state, "update", _raise_s3_error)
+        invoke(event)
+
+    # Then the held verdicts are there, and the next retrain moves past them without learning them
+    held = loop.archive.held()
+    assert len(held) == 6
+    assert loop.retrain().status == "held"
+    assert store.head() == base_ref
+
+    # When a reviewer lists them and accepts two and rejects the others, with the CLI
+    capsys.readouterr()  # the function's logs so far
+    assert main(["held", "list", "--bucket", BUCKET, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [record["key"] for record in listed] == [record["key"] for record in held]
+    keys = [record["key"] for record in listed]
+    assert main(["held", "accept", *keys[:2], "--bucket", BUCKET, "--reviewer", "ana"]) == 0
+    assert main(["held", "reject", *keys[2:], "--bucket", BUCKET, "--reviewer", "ana", "--note", "prize spam"]) == 0
+
+    # Then both decisions are recorded, and an accepted verdict is archived again as trusted
+    archive = loop.archive
+    accepted, rejected = archive.held("accepted"), archive.held("rejected")
+    assert [record["reviewer"] for record in accepted] == ["ana", "ana"] and len(rejected) == 4
+    assert rejected[0]["note"] == "prize spam" and not any(record.get("accepted_key") for record in rejected)
+    assert all(record["accepted_key"].startswith(archive.archive_prefix) for record in accepted)
+    # And a second review of the same verdict is refused
+    capsys.readouterr()
+    assert main(["held", "reject", keys[0], "--bucket", BUCKET]) == 2
+    assert "already accepted" in capsys.readouterr().err
+
+    # When the loop runs again: the accepted ones are learned without screening, the rejected never
+    outcome = loop.retrain()
+    assert outcome.held == 0 and outcome.verdicts == 2
+    assert outcome.status in {"promoted", "rejected"}
+    since_promotion = loop.retrain(Mode.SINCE_PROMOTION)
+    assert since_promotion.verdicts <= 2 and since_promotion.held == 0
+
+
+def test_retrain_rejects_verdicts_it_can_only_memorise(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given 24 made-up words with labels that follow no pattern (14 ham, 10 spam)
+    rng = random.Random(5)
+    words = ["".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(9)) for _ in range(24)]
+    labels = ["ham"] * 14 + ["spam"] * 10
+    rng.shuffle(labels)
+    verdicts = [
+        {"id": f"w-{index}", "text": word, "label": label}
+        for index, (word, label) in enumerate(zip(words, labels, strict=True))
+    ]
+
+    # When the function learns from them
+    invoke(send(verdicts[:12], verdicts[12:]))
+
+    # Then the candidate is rejected: on verdicts held out of each fine-tune it is no better than the active model
+    assert store.head() == base_ref
+    [candidate] = store.candidates()
+    assert "held-out-verdicts" in candidate.reason and "nothing was learned" in candidate.reason
 
 
 def test_retrain_waits_for_min_verdicts_across_batches(
@@ -498,10 +614,10 @@ def test_store_rollback_restores_exact_bytes_and_lists_every_version(
     assert history[0].action == "rollback" and history[0].restored_from == base_ref.version_id
 
 
-def test_latest_verdicts_keeps_the_newest_label_per_input() -> None:
+def test_latest_records_keep_the_newest_label_per_input() -> None:
     # Given a verdict, an exact copy and a later correction of another input
     from lodbrok.archive import ArchivedVerdict
-    from lodbrok.retraining import latest_verdicts
+    from lodbrok.retraining import latest_records
 
     def archived(verdict_id: str, text: str, label: str) -> ArchivedVerdict:
         verdict = Verdict(id=verdict_id, text=text, label=label)
@@ -515,7 +631,7 @@ def test_latest_verdicts_keeps_the_newest_label_per_input() -> None:
     ]
 
     # When the training set is built
-    items = latest_verdicts(records)
+    items = [record.verdict.to_labelled_item() for record in latest_records(records)]
 
     # Then each input appears once, with its latest label
     assert items == [

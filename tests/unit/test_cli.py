@@ -102,20 +102,41 @@ def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixt
     assert set(metadata["members"]) >= {"model.keras", "model.tflite"}
 
 
-def test_cli_finetune_writes_child_bundle(
+def test_cli_finetune_writes_child_bundle_when_the_gate_would_promote_it(
     bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given verdicts in CSV
+    # Given verdicts in CSV about a campaign the model never saw
     verdicts = tmp_path / "verdicts.csv"
-    verdicts.write_text("label,text\nspam,zorblax airdrop claim your tokens\nham,see you at the zorblax cafe\n")
+    rows = [f"spam,zorblax airdrop {word} claim your tokens" for word in ("now", "today", "friends", "free", "hurry")]
+    verdicts.write_text("label,text\n" + "\n".join(rows) + "\nham,see you at the cafe later\n")
     out = tmp_path / "child.lbk"
     # When fine-tuning
     status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out)])
-    # Then the child records its parent, and both phases reported their completion
+    # Then the child records its parent, the gate's reason is printed, and the phases reported their progress
+    captured = capsys.readouterr()
     assert status == 0
     assert Bundle.read(str(out)).metadata["parent_version"] == "v1"
-    progress = capsys.readouterr().err
-    assert "anchoring weights" in progress and "epoch 4/4" in progress
+    assert "promoted: gate-set: accuracy" in captured.out
+    assert "anchoring weights" in captured.err and "epoch 4/4" in captured.err
+
+
+def test_cli_finetune_holds_lies_writes_nothing_and_exits_3(
+    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given verdicts that call spam worded like the training data "ham"
+    spam = [item for item in make_tiny_dataset(size=60, seed=99) if item.label == "spam"]
+    verdicts = tmp_path / "lies.jsonl"
+    verdicts.write_text("".join(json.dumps({"text": item.input, "label": "ham"}) + "\n" for item in spam))
+    out = tmp_path / "child.lbk"
+
+    # When fine-tuning with --json
+    status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out), "--json"])
+
+    # Then the verdicts are listed as held, with the evidence, and no bundle is written
+    outcome = json.loads(capsys.readouterr().out)
+    assert status == 3 and not out.exists()
+    assert outcome["status"] == "rejected" and outcome["reason"] == "every verdict was held for review"
+    assert len(outcome["held"]) == len(spam) and outcome["held"][0]["evidence"]["model_label"] == "spam"
 
 
 def test_cli_bad_dataset_reports_line_numbers(

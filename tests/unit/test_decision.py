@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lodbrok.decision import DecisionError, DecisionRule, choose_labels, fit_rule
+from lodbrok.decision import DecisionError, DecisionRule, choose_labels, fit_rule, fit_rule_keeping
 
 LABELS = ["ham", "spam"]
 
@@ -187,3 +187,57 @@ def test_decision_rule_malformed_metadata_is_refused(decision: dict[str, object]
     # Then it is refused with a DecisionError rather than silently mislabelling
     with pytest.raises(DecisionError):
         DecisionRule.from_metadata({"decision": decision}, LABELS)
+
+
+def _rows(spam_scores: list[float]) -> np.ndarray:
+    spam = np.array(spam_scores)
+    return np.column_stack([1 - spam, spam])
+
+
+def test_fit_rule_keeping_serves_the_verdicts_as_far_as_the_gate_set_allows() -> None:
+    # Given a gate set whose spam sits at 0.9 and ham at 0.1, except one ham at 0.35,
+    # and new-domain verdicts whose spam scores only 0.3-0.4
+    gate = _rows([0.9] * 10 + [0.1] * 29 + [0.35])
+    gate_truth = ["spam"] * 10 + ["ham"] * 30
+    verdicts = _rows([0.3, 0.33, 0.4, 0.38, 0.05, 0.02])
+    verdict_truth = ["spam"] * 4 + ["ham"] * 2
+
+    def fit(floor: float) -> DecisionRule | None:
+        return fit_rule_keeping(
+            LABELS,
+            verdicts,
+            verdict_truth,
+            reference_probabilities=gate,
+            reference_truth=gate_truth,
+            floors={"spam": (floor, floor), "ham": (floor, floor)},
+            positive_label="spam",
+            scores_from="test",
+        )
+
+    # When every gate precision and recall must stay at 1.0: only thresholds above the ham at 0.35 qualify
+    strict = fit(1.0)
+    # Then the threshold is the lowest that keeps the gate set perfect, catching the verdicts above 0.35
+    assert strict is not None and 0.35 < strict.thresholds["spam"] <= 0.38
+    assert strict.expected["gate_f1"] == 1.0 and strict.expected["verdicts_f1"] == pytest.approx(2 * 2 / (2 + 4))
+
+    # When a little gate precision may be given up: the threshold drops below every verdict spam, because the
+    # verdicts gain more F1 (0.67 -> 1.0) than the gate set loses (1.0 -> 0.95)
+    loose = fit(0.9)
+    assert loose is not None and 0.05 < loose.thresholds["spam"] <= 0.3
+    assert loose.expected["verdicts_f1"] == 1.0
+    assert loose.positive_label == "spam" and loose.method.startswith("best verdicts F1 + gate-set F1")
+
+
+def test_fit_rule_keeping_without_a_threshold_that_keeps_the_floors_returns_none() -> None:
+    gate = _rows([0.6, 0.4])  # spam below ham: no threshold gets both right
+    rule = fit_rule_keeping(
+        LABELS,
+        _rows([0.9]),
+        ["spam"],
+        reference_probabilities=gate,
+        reference_truth=["ham", "spam"],
+        floors={"spam": (1.0, 1.0), "ham": (1.0, 1.0)},
+        positive_label="spam",
+        scores_from="test",
+    )
+    assert rule is None

@@ -421,11 +421,23 @@ def test_featurizer_url_with_www_yields_url_and_domain_tokens() -> None:
     # When it is tokenized
     tokens = featurizer.tokens("claim at www.win-big.biz/claim?id=7 today")
 
-    # Then a generic <url> token and the bare domain are emitted, and the URL's parts are not words
+    # Then a generic <url> token and the bare domain are emitted, and the URL's own words too
     assert "<url>" in tokens
     assert "url:win-big.biz" in tokens
     assert "claim" in tokens and "today" in tokens
-    assert "id" not in tokens
+    assert {"www", "win", "big", "biz", "id", "#<biz>"} <= set(tokens)
+
+
+def test_featurizer_version_2_keeps_a_url_to_its_url_and_domain_tokens() -> None:
+    # Given a version 2 featurizer (bundles made before URLs were read as words)
+    featurizer = Featurizer(FeaturizerConfig(version=2))
+
+    # When a text with a URL is tokenized
+    tokens = featurizer.tokens("claim at www.win-big.biz/claim?id=7 today")
+
+    # Then the URL gives only its <url> and domain tokens, as it did
+    assert "<url>" in tokens and "url:win-big.biz" in tokens
+    assert "id" not in tokens and "biz" not in tokens and "www" not in tokens
 
 
 def test_featurizer_bare_domain_yields_url_and_domain_tokens() -> None:

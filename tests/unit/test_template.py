@@ -72,6 +72,7 @@ BUSINESS_METRICS = {
     "VerdictsAccepted",
     "CandidatePromoted",
     "CandidateRejected",
+    "VerdictsHeld",
 }
 REQUIRED_OUTPUTS = {
     "ApiUrl",
@@ -506,7 +507,9 @@ def test_template_dashboard_is_json_with_the_business_metrics(resources: dict[st
     assert charted >= BUSINESS_METRICS
 
 
-def test_template_alarms_watch_dead_letters_errors_and_rejected_candidates(resources: dict[str, Any]) -> None:
+def test_template_alarms_watch_dead_letters_errors_rejected_candidates_and_held_verdicts(
+    resources: dict[str, Any],
+) -> None:
     # Given the alarms
     alarms = {
         (body["Properties"]["Namespace"], body["Properties"]["MetricName"])
@@ -518,6 +521,7 @@ def test_template_alarms_watch_dead_letters_errors_and_rejected_candidates(resou
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in alarms
     assert ("AWS/ApiGateway", "5XXError") in alarms
     assert (observability.METRICS_NAMESPACE, "CandidateRejected") in alarms
+    assert (observability.METRICS_NAMESPACE, "VerdictsHeld") in alarms
 
 
 def test_template_outputs_name_what_operators_and_the_cli_need(template: dict[str, Any]) -> None:

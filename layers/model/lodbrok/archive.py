@@ -4,12 +4,19 @@ Layout under the archive prefix (`VERDICT_ARCHIVE_PREFIX`, default `verdicts/`):
 
     verdicts/archive/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>-<nnn>.jsonl   one accepted verdict
     verdicts/quarantine/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>.json        one rejected message
+    verdicts/held/<yyyy>/<mm>/<dd>/<archive name>.json                                     one verdict held for review
 
 The timestamp is the UTC time of archiving with a fixed width, so lexicographic key order is time order
 and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
 once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
 `label`) plus provenance (`source`, `received_at`, `message_id`, `sent_at`, `archived_at`,
-`fingerprint`), so `lodbrok.data.items_from_jsonl` and `lodbrok finetune --data` read it as is.
+`fingerprint`, and `trusted` for a verdict a reviewer accepted), so `lodbrok.data.items_from_jsonl` and
+`lodbrok finetune --data` read it as is.
+
+A held record (`lodbrok.screening` decided not to learn the verdict) sits beside the archive under the
+same name, with the reason, the evidence and a review status: `held`, then `accepted` (the verdict was
+archived again as trusted, so the loop learns it without screening) or `rejected` (never learned).
+Holding is write-once, so a retried retrain never overwrites a review.
 
 An `ArchiveCursor` says which archived verdicts were already consumed: every key up to its watermark,
 plus the keys listed in `consumed` (keys newer than the watermark that a training run already used).
@@ -23,16 +30,19 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from lodbrok.observability import logger
 from lodbrok.verdicts import Verdict
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
-PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at")
+PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted")
+REVIEW_STATUSES = ("accepted", "rejected")
 READ_WORKERS = 16
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -74,6 +84,11 @@ class ArchivedVerdict:
     message_id: str
     sent_at: str | None
     archived_at: str
+    trusted: bool = False
+
+
+class ReviewError(ValueError):
+    """A held verdict that does not exist, or was already reviewed."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ class VerdictArchive:
         prefix = prefix.strip("/")
         self.archive_prefix = f"{prefix}/archive/" if prefix else "archive/"
         self.quarantine_prefix = f"{prefix}/quarantine/" if prefix else "quarantine/"
+        self.held_prefix = f"{prefix}/held/" if prefix else "held/"
         self.s3 = s3 or boto3.client("s3")
 
     def position(self, moment: datetime) -> str:
@@ -97,7 +113,9 @@ class VerdictArchive:
         moment = moment.astimezone(UTC)
         return f"{self.archive_prefix}{moment:%Y/%m/%d}/{moment.strftime(TIMESTAMP_FORMAT)}"
 
-    def write(self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0) -> str:
+    def write(
+        self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0, trusted: bool = False
+    ) -> str:
         """Archive one verdict as a new object; returns its key."""
         now = datetime.now(UTC)
         key = f"{self.position(now)}-{_safe(message_id)}-{index:03d}.jsonl"
@@ -108,6 +126,7 @@ class VerdictArchive:
             "message_id": message_id,
             "sent_at": sent_at,
             "archived_at": _iso(now),
+            **({"trusted": True} if trusted else {}),
         }
         body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
@@ -157,15 +176,73 @@ class VerdictArchive:
                     logger.warning("skipping an unreadable archive row", extra={"key": key, "error": str(error)})
         return verdicts
 
+    def hold(self, record: ArchivedVerdict, reason: str, evidence: dict[str, Any]) -> str:
+        """Keep an archived verdict out of learning until it is reviewed; a second hold changes nothing."""
+        key = self._held_key(record.key)
+        document = {
+            "archive_key": record.key,
+            "status": "held",
+            "held_at": _iso(datetime.now(UTC)),
+            "reason": reason,
+            "evidence": evidence,
+            "verdict": record.verdict.model_dump(mode="json", exclude_none=True),
+        }
+        data = json.dumps(document, ensure_ascii=False, indent=2).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise
+        return key
+
+    def held_archive_keys(self) -> set[str]:
+        """The archive keys of every held verdict, whatever its review status (one listing, no reads)."""
+        return {self._archive_key(key) for key in self._list(self.held_prefix)}
+
+    def held(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Held verdict records (with their `key`), oldest first; only those with `status` if given."""
+        records = [{"key": key, **json.loads(self._get(key))} for key in self._list(self.held_prefix)]
+        return [record for record in records if status is None or record["status"] == status]
+
+    def review(self, key: str, status: str, *, reviewer: str | None = None, note: str | None = None) -> dict[str, Any]:
+        """Accept (archive the verdict again as trusted) or reject one held verdict; both are recorded."""
+        if status not in REVIEW_STATUSES:
+            raise ReviewError(f"a review is one of {REVIEW_STATUSES}, not {status!r}")
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise ReviewError(f"no held verdict at s3://{self.bucket}/{key}") from error
+            raise
+        record = json.loads(response["Body"].read())
+        if record["status"] != "held":
+            raise ReviewError(f"{key} was already {record['status']} at {record.get('reviewed_at')}")
+        record.update(status=status, reviewed_at=_iso(datetime.now(UTC)), reviewer=reviewer, note=note)
+        if status == "accepted":
+            verdict = Verdict.model_validate(record["verdict"])
+            record["accepted_key"] = self.write(
+                verdict, message_id=f"review-{PurePosixPath(key).stem}", sent_at=None, trusted=True
+            )
+        data = json.dumps(record, ensure_ascii=False, indent=2).encode()
+        # Conditional on the record read, so two reviewers cannot both decide.
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfMatch=response["ETag"]
+        )
+        return {"key": key, **record}
+
     def quarantined(self) -> list[dict[str, Any]]:
         """Every quarantined message record, oldest first (for operators and tests)."""
-        records = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.quarantine_prefix
-        ):
-            for entry in page.get("Contents", []):
-                records.append({"key": entry["Key"], **json.loads(self._get(entry["Key"]))})
-        return records
+        return [{"key": key, **json.loads(self._get(key))} for key in self._list(self.quarantine_prefix)]
+
+    def _held_key(self, archive_key: str) -> str:
+        return self.held_prefix + archive_key.removeprefix(self.archive_prefix).removesuffix(".jsonl") + ".json"
+
+    def _archive_key(self, held_key: str) -> str:
+        return self.archive_prefix + held_key.removeprefix(self.held_prefix).removesuffix(".json") + ".jsonl"
+
+    def _list(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
 
     def _get(self, key: str) -> str:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
@@ -182,6 +259,7 @@ def _parse_row(key: str, line: str) -> ArchivedVerdict:
         message_id=provenance["message_id"] or "",
         sent_at=provenance["sent_at"],
         archived_at=provenance["archived_at"] or "",
+        trusted=provenance["trusted"] is True,
     )
 
 

@@ -93,11 +93,39 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print predictions as JSON lines")
     predict.set_defaults(handler=_predict)
 
-    finetune = commands.add_parser("finetune", help="fine-tune a bundle on new labelled items (verdicts)")
+    finetune = commands.add_parser(
+        "finetune",
+        help="screen verdicts, fine-tune a bundle on them and gate it, as the retrain function does "
+        "(exit 3 when the gate would not promote it)",
+    )
     finetune.add_argument("--model", required=True, help="bundle to start from")
     finetune.add_argument("--data", required=True, help="verdicts as CSV/TSV/JSONL with the model's labels")
-    finetune.add_argument("--out", required=True, help="where to write the fine-tuned bundle")
+    finetune.add_argument("--out", required=True, help="where to write the fine-tuned bundle, if the gate passes it")
+    finetune.add_argument(
+        "--gate-tolerance", type=_fraction, default=0.01, help="how much worse on the gate set a candidate may be"
+    )
+    finetune.add_argument("--json", action="store_true", help="print the outcome, held verdicts included, as JSON")
     finetune.set_defaults(handler=_finetune)
+
+    held = commands.add_parser("held", help="review verdicts held back from learning (list, accept, reject)")
+    held_commands = held.add_subparsers(dest="held_command", required=True, metavar="ACTION")
+    held_list = held_commands.add_parser("list", help="held verdicts with the reason and evidence")
+    held_list.add_argument(
+        "--status", choices=["held", "accepted", "rejected", "all"], default="held", help="which ones (default: held)"
+    )
+    held_list.add_argument("--json", action="store_true", help="print the records as JSON")
+    _add_store_arguments(held_list)
+    held_list.set_defaults(handler=_held_list)
+    for action, text in (
+        ("accept", "learn these verdicts after all (they are archived again as trusted)"),
+        ("reject", "never learn these verdicts"),
+    ):
+        review = held_commands.add_parser(action, help=text)
+        review.add_argument("keys", nargs="+", metavar="KEY", help="held verdict keys, as `held list` shows them")
+        review.add_argument("--reviewer", default=os.environ.get("USER"), help="who decided (default: $USER)")
+        review.add_argument("--note", help="why, for the record")
+        _add_store_arguments(review)
+        review.set_defaults(handler=_held_review, status="accepted" if action == "accept" else "rejected")
 
     inspect = commands.add_parser("inspect", help="show a bundle's metadata")
     inspect.add_argument("bundle", help="bundle file")
@@ -142,11 +170,23 @@ def _store(arguments: argparse.Namespace) -> Any:
     from lodbrok.settings import get_settings
     from lodbrok.store import ModelStore
 
-    settings = get_settings()
-    bucket = arguments.bucket or (_stack_bucket(arguments.stack) if arguments.stack else settings.model_bucket)
+    return ModelStore(_bucket(arguments), arguments.model_name or get_settings().model_name)
+
+
+def _archive(arguments: argparse.Namespace) -> Any:
+    from lodbrok.archive import VerdictArchive
+    from lodbrok.settings import get_settings
+
+    return VerdictArchive(_bucket(arguments), get_settings().verdict_archive_prefix)
+
+
+def _bucket(arguments: argparse.Namespace) -> str:
+    from lodbrok.settings import get_settings
+
+    bucket = arguments.bucket or (_stack_bucket(arguments.stack) if arguments.stack else get_settings().model_bucket)
     if not bucket:
         raise CliError("no model bucket: pass --bucket NAME or --stack STACK, or set MODEL_BUCKET")
-    return ModelStore(bucket, arguments.model_name or settings.model_name)
+    return bucket
 
 
 def _stack_bucket(stack: str) -> str:
@@ -292,15 +332,78 @@ def _predict(arguments: argparse.Namespace) -> int:
 
 
 def _finetune(arguments: argparse.Namespace) -> int:
-    from lodbrok.training import finetune_bundle
+    from lodbrok.learning import LearningConfig, propose
 
     parent = Bundle.read(arguments.model)
     verdicts = load_dataset(arguments.data, labels=parent.labels)
-    print(f"fine-tuning {parent.version} on {len(verdicts)} verdicts", file=sys.stderr)
-    bundle, metrics = finetune_bundle(parent, verdicts, progress=ProgressBar("fine-tuning"))
-    bundle.write(arguments.out)
-    print(metrics.table())
-    print(f"wrote {arguments.out} ({bundle.version}, parent {parent.version})")
+    print(f"screening and fine-tuning {parent.version} on {len(verdicts)} verdicts", file=sys.stderr)
+    config = LearningConfig(gate_tolerance=arguments.gate_tolerance)
+    proposal = propose(parent, verdicts, config, progress=ProgressBar("fine-tuning"))
+    held = [
+        {"label": entry.item.label, "input": entry.item.input, "reason": entry.reason, "evidence": entry.evidence}
+        for entry in proposal.screening.held
+    ]
+    decision = proposal.decision
+    if proposal.candidate is None or decision is None:
+        reason = (
+            "every verdict was held for review"
+            if not proposal.screening.learn
+            else "only one verdict to learn: a candidate needs at least two, so that some can be held out"
+        )
+    else:
+        reason = decision.reason
+    candidate = proposal.candidate if decision is not None and decision.promote else None
+    if candidate is not None:
+        candidate.write(arguments.out)
+    if arguments.json:
+        outcome = {
+            "status": "passed" if candidate else "rejected",
+            "reason": reason,
+            "out": arguments.out if candidate else None,
+            "learned": len(proposal.screening.learn),
+            "held": held,
+            "decision": decision.model_dump(mode="json") if decision else None,
+        }
+        print(json.dumps(outcome, indent=2, ensure_ascii=False, default=str))
+        return 0 if candidate else 3
+    for entry in held:
+        print(f"held\t{entry['label']}\t{_preview(entry['input'])}\t{entry['reason']}")
+    if candidate is None:
+        print(f"not written: {reason}", file=sys.stderr)
+        return 3
+    print(reason)
+    print(f"wrote {arguments.out} ({candidate.version}, parent {parent.version})")
+    return 0
+
+
+def _held_list(arguments: argparse.Namespace) -> int:
+    records = _archive(arguments).held(None if arguments.status == "all" else arguments.status)
+    if arguments.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+        return 0
+    sources: dict[str, int] = {}
+    for record in records:
+        verdict = record["verdict"]
+        source = verdict.get("source") or "unknown"
+        sources[source] = sources.get(source, 0) + 1
+        text = verdict.get("text") if verdict.get("text") is not None else verdict.get("fields")
+        print(f"{record['key']}\t{record['status']}\t{verdict['label']}\t{source}\t{_preview(text)}")
+        print(f"    {record['reason']}")
+    print(f"{len(records)} {arguments.status} verdicts; by source: {sources}", file=sys.stderr)
+    return 0
+
+
+def _held_review(arguments: argparse.Namespace) -> int:
+    from lodbrok.archive import ReviewError
+
+    archive = _archive(arguments)
+    for key in arguments.keys:
+        try:
+            record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)
+        except ReviewError as error:
+            raise CliError(str(error)) from error
+        follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
+        print(f"{arguments.status} {key}{follow_up}")
     return 0
 
 

@@ -143,6 +143,66 @@ def fit_rule(
     )
 
 
+def fit_rule_keeping(
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    truth: Sequence[str],
+    *,
+    reference_probabilities: np.ndarray,
+    reference_truth: Sequence[str],
+    floors: Mapping[str, tuple[float, float]],
+    positive_label: str,
+    scores_from: str,
+) -> DecisionRule | None:
+    """Two labels: among the thresholds that keep every label's precision and recall on the reference set
+    at or above `floors` (label -> (precision, recall)), the one with the best sum of the F1 of
+    `positive_label` on `truth` and on the reference set; ties go to the threshold nearest 0.5.
+
+    A fine-tune uses it with out-of-sample verdict scores and the gate set: the verdicts' domain and the
+    known one count alike (one more verdict caught is not worth any loss on the gate set), and the known
+    one never falls below the floors. None when no threshold keeps the floors.
+    """
+    labels = list(labels)
+    positive = labels.index(positive_label)
+    scores = np.asarray(probabilities, dtype=np.float64)[:, positive]
+    reference = np.asarray(reference_probabilities, dtype=np.float64)[:, positive]
+    distinct = _logit_array(np.unique(np.concatenate([scores, reference])))
+    candidates = _sigmoid_array(np.append((distinct[1:] + distinct[:-1]) / 2, [_logit(0.5), distinct[0] - 1.0]))
+    hits = np.array([label == positive_label for label in truth])
+    reference_hits = np.array([label == positive_label for label in reference_truth])
+    verdict_f1 = _f1_at(scores, hits, candidates)
+    reference_flagged = reference[None, :] >= candidates[:, None]
+    feasible = np.ones(len(candidates), dtype=bool)
+    for label, (min_precision, min_recall) in floors.items():
+        flagged = reference_flagged if label == positive_label else ~reference_flagged
+        actual = reference_hits if label == positive_label else ~reference_hits
+        true_positives = (flagged & actual[None, :]).sum(axis=1)
+        precision = np.where(flagged.sum(axis=1) > 0, true_positives / np.maximum(flagged.sum(axis=1), 1), 0.0)
+        recall = true_positives / max(int(actual.sum()), 1)
+        feasible &= (precision >= min_precision - 1e-12) & (recall >= min_recall - 1e-12)
+    if not feasible.any():
+        return None
+    reference_f1 = _f1_at(reference, reference_hits, candidates)
+    order = np.lexsort((np.abs(candidates - 0.5), -(verdict_f1 + reference_f1)))
+    best = int(next(index for index in order if feasible[index]))
+    threshold = float(candidates[best])
+    return DecisionRule(
+        thresholds={positive_label: threshold, labels[1 - positive]: 1.0 - threshold},
+        positive_label=positive_label,
+        method="best verdicts F1 + gate-set F1, keeping every label's gate-set precision and recall within the gate",
+        scores_from=scores_from,
+        scored_items=len(scores) + len(reference),
+        expected={"verdicts_f1": round(float(verdict_f1[best]), 6), "gate_f1": round(float(reference_f1[best]), 6)},
+    )
+
+
+def _f1_at(scores: np.ndarray, hits: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    flagged = scores[None, :] >= thresholds[:, None]
+    true_positives = (flagged & hits[None, :]).sum(axis=1)
+    denominator = flagged.sum(axis=1) + hits.sum()
+    return np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), 0.0)
+
+
 def _binary_threshold(
     scores: np.ndarray, positive: np.ndarray, min_precision: float | None
 ) -> tuple[float, dict[str, Any]]:
@@ -219,3 +279,12 @@ def _logit(value: float) -> float:
 
 def _sigmoid(value: float) -> float:
     return float(1 / (1 + np.exp(-value)))
+
+
+def _logit_array(values: np.ndarray) -> np.ndarray:
+    clipped = np.clip(values, 1e-7, 1 - 1e-7)
+    return np.log(clipped / (1 - clipped))
+
+
+def _sigmoid_array(values: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-values))

@@ -1,161 +1,74 @@
-"""The learning loop: verdicts in, archived once, fine-tuned into a candidate, gated, promoted or parked.
+"""The learning loop: verdicts in, archived once, screened, fine-tuned into a candidate, gated, promoted.
 
-1. Intake (`LearningLoop.accept`, one queue message): parse and validate the verdicts again (producers
-   may write to the queue directly), check their labels against the active model, and archive each one
-   in S3 (`lodbrok.archive`) *before* the message is acknowledged. Archiving is idempotent per verdict
-   (`Verdict.fingerprint()`: id + input + label) through Powertools idempotency on DynamoDB, so a
-   verdict sent twice, or a message delivered twice, is archived once. Messages that can never become
-   valid go to the quarantine with the reason and count as processed; anything else raises, so the
-   queue redelivers the message (and after maxReceiveCount moves it to the DLQ).
-2. Retraining (`LearningLoop.retrain`): the verdicts archived since the last training attempt (or, on
-   the schedule, since the last promotion) are deduplicated (the latest label per input wins), and once
-   there are at least MIN_VERDICTS_TO_TRAIN of them the active model is fine-tuned on them with
-   rehearsal. The candidate is promoted only if the gate passes (`decide`); otherwise it is saved as a
-   candidate with the reason and the active model is left alone.
-3. Promotion is a conditional write on the active model's ETag. If another promotion won the race the
-   fine-tune is redone from the new parent (bounded attempts): a candidate trained on a stale parent is
-   never published, and the other promotion is never overwritten.
+It composes the parts, each in its own module:
+- `lodbrok.intake`: every verdict of a queue message archived exactly once (or the message quarantined);
+- `lodbrok.learning`: a batch of verdicts screened (`lodbrok.screening`), learned into a candidate and
+  judged by the gate (`lodbrok.gate`);
+- `lodbrok.retrain_state`: the archive cursor of the last attempt and of the last promotion.
 
-Progress is an `ArchiveCursor`: the state object `state/<model>/retrain.json` holds the position of the
-last training attempt, and every promoted bundle records the position it was trained up to
-(`metadata.learning.archive_cursor`), written atomically with the model itself. A failure anywhere
-before the cursor moves leaves the verdicts pending, so the next batch or the schedule retries them.
+A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
+the schedule, since the last promotion), leaves out the ones held for review, and keeps the latest label
+per input. Held verdicts are written under the archive's `held/` prefix before the cursor moves, so a
+crash never loses them. The candidate is promoted only if the gate passes; otherwise it is saved as a
+candidate with the reason and the active model is left alone. Promotion is a conditional write on the
+active model's ETag: if another promotion won the race the fine-tune is redone from the new parent
+(bounded attempts), so a candidate trained on a stale parent is never published.
 """
 
 from __future__ import annotations
 
-import enum
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import boto3
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
 from lodbrok.bundle import Bundle, utc_now_iso
-from lodbrok.data import LabelledItem, dataset_fingerprint, items_from_jsonl
-from lodbrok.evaluation import Metrics
+from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
+from lodbrok.gate import GateDecision
+from lodbrok.intake import MessageResult, VerdictIntake
+from lodbrok.learning import LearningConfig, Proposal, propose
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.predictor import Predictor
+from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
 from lodbrok.settings import Settings
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
-from lodbrok.training import FinetuneConfig, evaluate, finetune_bundle
-from lodbrok.verdicts import Verdict, VerdictError, check_labels, parse_message_body
+from lodbrok.training import FinetuneConfig
 
-IDEMPOTENCY_KEY_PREFIX = "lodbrok-retrain.archive_verdict"
 MIN_SECONDS_LEFT_TO_TRAIN = 180
-_EPSILON = 1e-9
-
-
-class Mode(enum.StrEnum):
-    PENDING = "pending"  # everything archived since the last training attempt (the SQS path)
-    SINCE_PROMOTION = "since-promotion"  # everything archived since the last promotion (the schedule)
+SUSPECT_SOURCE_MIN_VERDICTS = 5  # a source is reported when at least this many of its verdicts were screened
+SUSPECT_SOURCE_HELD_SHARE = 0.5  # and more than this share of them was held
 
 
 class RetrainConflict(ModelStoreError):
     """Every attempt lost the promotion race; the verdicts stay pending and are retried later."""
 
 
-@dataclass(frozen=True)
-class LearningConfig:
-    min_verdicts: int = 1
-    gate_tolerance: float = 0.01
-    max_attempts: int = 3
-    max_verdicts: int = 5_000
-    settle_seconds: float = 300.0
-    idempotency_ttl_seconds: int = 30 * 86_400
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LearningConfig:
-        return cls(
-            min_verdicts=settings.min_verdicts_to_train,
-            gate_tolerance=settings.gate_tolerance,
-            max_attempts=settings.retrain_max_attempts,
-            max_verdicts=settings.max_verdicts_per_retrain,
-            settle_seconds=settings.archive_settle_seconds,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-            finetune=FinetuneConfig(epochs=settings.finetune_epochs),
-        )
-
-
-class GateDecision(BaseModel):
-    """Candidate vs. active model on the gate set and on the verdicts being learned."""
-
-    promote: bool
-    reason: str
-    tolerance: float
-    active_gate: dict[str, Any]
-    candidate_gate: dict[str, Any]
-    verdicts: int
-    active_correct: int
-    candidate_correct: int
-
-
-def decide(
-    active_gate: Metrics,
-    candidate_gate: Metrics,
-    *,
-    active_correct: int,
-    candidate_correct: int,
-    verdicts: int,
-    tolerance: float,
-) -> GateDecision:
-    """The promotion rule.
-
-    Promote only if all hold:
-    - the gate set is not empty;
-    - candidate gate accuracy >= active gate accuracy - tolerance, and the same for gate macro F1;
-    - the candidate learned the verdicts: it classifies strictly more of them correctly than the active
-      model, or all of them when the active model already did (confirming verdicts are learned too).
-    """
-    problems = []
-    if candidate_gate.count == 0:
-        problems.append("the model has no gate set to check a candidate against")
-    if candidate_gate.accuracy < active_gate.accuracy - tolerance - _EPSILON:
-        problems.append(
-            f"gate accuracy fell from {active_gate.accuracy:.4f} to {candidate_gate.accuracy:.4f} "
-            f"(tolerance {tolerance})"
-        )
-    if candidate_gate.macro_f1 < active_gate.macro_f1 - tolerance - _EPSILON:
-        problems.append(
-            f"gate macro F1 fell from {active_gate.macro_f1:.4f} to {candidate_gate.macro_f1:.4f} "
-            f"(tolerance {tolerance})"
-        )
-    learned = candidate_correct > active_correct or candidate_correct == active_correct == verdicts
-    if not learned:
-        problems.append(
-            f"the candidate gets {candidate_correct}/{verdicts} verdicts right and the active model "
-            f"{active_correct}/{verdicts}: nothing was learned"
-        )
-    summary = (
-        f"gate accuracy {active_gate.accuracy:.4f} -> {candidate_gate.accuracy:.4f}, "
-        f"macro F1 {active_gate.macro_f1:.4f} -> {candidate_gate.macro_f1:.4f}, "
-        f"verdicts right {active_correct}/{verdicts} -> {candidate_correct}/{verdicts}"
-    )
-    return GateDecision(
-        promote=not problems,
-        reason="rejected: " + "; ".join(problems) if problems else "promoted: " + summary,
-        tolerance=tolerance,
-        active_gate=active_gate.summary(),
-        candidate_gate=candidate_gate.summary(),
-        verdicts=verdicts,
-        active_correct=active_correct,
-        candidate_correct=candidate_correct,
+def learning_config(settings: Settings) -> LearningConfig:
+    return LearningConfig(
+        min_verdicts=settings.min_verdicts_to_train,
+        gate_tolerance=settings.gate_tolerance,
+        max_attempts=settings.retrain_max_attempts,
+        max_verdicts=settings.max_verdicts_per_retrain,
+        settle_seconds=settings.archive_settle_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        finetune=FinetuneConfig(epochs=settings.finetune_epochs),
     )
 
 
 class RetrainOutcome(BaseModel):
-    status: Literal["promoted", "rejected", "waiting", "up-to-date"]
+    status: Literal["promoted", "rejected", "held", "waiting", "up-to-date"]
     mode: Mode
     pending: int = 0
     min_verdicts: int = 1
     verdicts: int = 0
+    held: int = 0
+    suspect_sources: list[str] = []
     attempts: int = 0
     version: str | None = None
     version_id: str | None = None
@@ -164,72 +77,6 @@ class RetrainOutcome(BaseModel):
     candidate_key: str | None = None
     decision: GateDecision | None = None
     finetune_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class MessageResult:
-    archived: int = 0
-    duplicates: int = 0
-    quarantine_key: str | None = None
-
-
-class AttemptRecord(BaseModel):
-    at: str
-    mode: Mode
-    status: str
-    verdicts: int
-    fingerprint: str
-    parent_version_id: str
-    version: str | None = None
-    version_id: str | None = None
-    candidate_key: str | None = None
-
-
-class RetrainState(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    cursor: ArchiveCursor = ArchiveCursor()  # what the last training attempt (promoted or not) considered
-    promoted_cursor: ArchiveCursor = ArchiveCursor()  # what the last promotion by this loop had learned
-    last_attempt: AttemptRecord | None = None
-
-
-class RetrainStateStore:
-    """The small state object `state/<model>/retrain.json`, updated with conditional writes."""
-
-    def __init__(self, bucket: str, model_name: str = "default", s3: Any = None) -> None:
-        self.bucket = bucket
-        self.key = f"state/{model_name}/retrain.json"
-        self.s3 = s3 or boto3.client("s3")
-
-    def load(self) -> tuple[RetrainState, str | None]:
-        try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                return RetrainState(), None
-            raise
-        return RetrainState.model_validate_json(response["Body"].read()), response["ETag"]
-
-    def update(self, change: Callable[[RetrainState], RetrainState], attempts: int = 5) -> RetrainState:
-        """Read, change and write back; a concurrent writer makes it re-read and re-apply `change`."""
-        for _ in range(attempts):
-            state, etag = self.load()
-            updated = change(state)
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-            try:
-                self.s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=updated.model_dump_json(indent=2).encode(),
-                    ContentType="application/json",
-                    **condition,
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                    continue
-                raise
-            return updated
-        raise ConcurrentUpdate(f"s3://{self.bucket}/{self.key} kept changing; giving up after {attempts} attempts")
 
 
 @dataclass(frozen=True)
@@ -255,77 +102,18 @@ class LearningLoop:
         self.state = state
         self.config = config or LearningConfig()
         self._active_model: ActiveModel | None = None
-        self._labels: list[str] | None = None
-        self._idempotency_config = None
-        self._archive_once: Callable[..., dict[str, Any]] = self._archive_verdict
-        if idempotency_store is not None:
-            from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-
-            self._idempotency_config = IdempotencyConfig(
-                expires_after_seconds=self.config.idempotency_ttl_seconds, response_hook=_mark_duplicate
-            )
-            self._archive_once = idempotent_function(
-                self._archive_verdict,
-                data_keyword_argument="fingerprint",
-                persistence_store=idempotency_store,
-                config=self._idempotency_config,
-                key_prefix=IDEMPOTENCY_KEY_PREFIX,
-            )
-
-    # ---- intake ---------------------------------------------------------------------------------
+        self.intake = VerdictIntake(
+            archive,
+            lambda: list(self._active().bundle.labels),
+            idempotency_store=idempotency_store,
+            idempotency_ttl_seconds=self.config.idempotency_ttl_seconds,
+        )
 
     def start_batch(self, lambda_context: Any = None) -> None:
-        """Per invocation: re-read the active model's labels, and give idempotency the deadline."""
-        self._labels = None
-        if self._idempotency_config is not None and lambda_context is not None:
-            self._idempotency_config.register_lambda_context(lambda_context)
+        self.intake.start_batch(lambda_context)
 
     def accept(self, body: str, *, message_id: str, sent_timestamp: str | None = None) -> MessageResult:
-        """Archive every verdict of one queue message, or quarantine the message if it is invalid.
-
-        Raises on transient failures (S3, DynamoDB, no active model yet) so the message is retried.
-        """
-        sent_at = _epoch_millis_to_iso(sent_timestamp)
-        try:
-            verdicts = parse_message_body(body)
-            check_labels(verdicts, self._current_labels())
-        except VerdictError as error:
-            key = self.archive.quarantine(body, error.problems, message_id=message_id, sent_at=sent_at)
-            metrics.add_metric(name="VerdictsQuarantined", unit=MetricUnit.Count, value=1)
-            logger.warning(
-                "verdict message quarantined", extra={"message_id": message_id, "problems": error.problems, "key": key}
-            )
-            return MessageResult(quarantine_key=key)
-        archived = duplicates = 0
-        for index, verdict in enumerate(verdicts):
-            result = self._archive_once(
-                fingerprint=verdict.fingerprint(), verdict=verdict, message_id=message_id, sent_at=sent_at, index=index
-            )
-            if result.get("duplicate"):
-                duplicates += 1
-            else:
-                archived += 1
-        if archived:
-            metrics.add_metric(name="VerdictsArchived", unit=MetricUnit.Count, value=archived)
-        if duplicates:
-            metrics.add_metric(name="VerdictsDuplicate", unit=MetricUnit.Count, value=duplicates)
-        logger.info(
-            "verdict message archived",
-            extra={"message_id": message_id, "archived": archived, "duplicates": duplicates},
-        )
-        return MessageResult(archived=archived, duplicates=duplicates)
-
-    def _archive_verdict(
-        self, *, fingerprint: str, verdict: Verdict, message_id: str, sent_at: str | None, index: int
-    ) -> dict[str, Any]:
-        """The idempotent step (keyed on `fingerprint`): write one verdict to the archive."""
-        key = self.archive.write(verdict, message_id=message_id, sent_at=sent_at, index=index)
-        return {"key": key, "fingerprint": fingerprint}
-
-    def _current_labels(self) -> list[str]:
-        if self._labels is None:
-            self._labels = list(self._active().bundle.labels)
-        return self._labels
+        return self.intake.accept(body, message_id=message_id, sent_timestamp=sent_timestamp)
 
     # ---- retraining -----------------------------------------------------------------------------
 
@@ -368,11 +156,15 @@ class LearningLoop:
             if len(pending.keys) < min_verdicts:
                 logger.info("waiting for more verdicts", extra={"pending": len(pending.keys), "min": min_verdicts})
                 return outcome
-            items = latest_verdicts(self.archive.read(pending.keys))
+            held_before = self.archive.held_archive_keys()
+            records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
+            items = [record.verdict.to_labelled_item() for record in records]
             outcome = outcome.model_copy(update={"verdicts": len(items)})
+            fingerprint = dataset_fingerprint(items)
+            if not items:  # all pending verdicts were held by an attempt that crashed before the cursor moved
+                return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
             if len(items) < min_verdicts:
                 return outcome
-            fingerprint = dataset_fingerprint(items)
             last = state.last_attempt
             if (
                 mode is Mode.SINCE_PROMOTION
@@ -385,39 +177,57 @@ class LearningLoop:
 
             settled = self._settled_position(pending, listed_at)
             considered = ArchiveCursor.merge(state.cursor, model_cursor).advance(pending.keys, settled)
-            candidate, seconds = self._finetune(active, items)
-            decision = self._judge(active.bundle, candidate, items)
-            candidate = candidate.with_metadata(
+            version = self.store.next_label()
+            logger.info("screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(items)})
+            proposal = propose(
+                active.bundle,
+                items,
+                self.config,
+                reviewed={canonical_key(record.verdict.input) for record in records if record.trusted},
+                version=version,
+                parent_version=active.bundle.version,
+            )
+            held, suspects = self._hold(records, proposal)
+            outcome = outcome.model_copy(update={"held": held, "suspect_sources": suspects})
+            if proposal.candidate is None or proposal.decision is None:
+                if proposal.screening.learn:
+                    logger.info("one verdict to learn: waiting for another, so that one can be held out")
+                    return outcome
+                return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
+            decision, learned = proposal.decision, len(proposal.screening.learn)
+            candidate = proposal.candidate.with_metadata(
                 parent_version=active.bundle.version,
                 parent_version_id=active.ref.version_id,
-                verdict_count=len(items),
-                metrics={**candidate.metadata.get("metrics", {}), "gate": decision.candidate_gate},
+                verdict_count=learned,
+                metrics={**proposal.candidate.metadata.get("metrics", {}), "gate": decision.candidate_gate},
                 learning={
                     "mode": str(mode),
-                    "verdict_count": len(items),
+                    "verdict_count": learned,
+                    "held": held,
                     "verdicts_fingerprint": fingerprint,
                     "first_key": pending.keys[0],
                     "last_key": pending.keys[-1],
                     "archive_cursor": considered.model_dump(mode="json"),
                     "decision": decision.model_dump(mode="json"),
-                    "finetune_seconds": round(seconds, 3),
+                    "finetune_seconds": round(proposal.seconds, 3),
                     "attempt": attempt,
                     "decided_at": utc_now_iso(),
                 },
             )
             outcome = outcome.model_copy(
                 update={
+                    "verdicts": learned,
                     "version": candidate.version,
                     "parent_version": active.bundle.version,
                     "parent_version_id": active.ref.version_id,
                     "decision": decision,
-                    "finetune_seconds": round(seconds, 3),
+                    "finetune_seconds": round(proposal.seconds, 3),
                 }
             )
-            metrics.add_metric(name="FineTuneSeconds", unit=MetricUnit.Seconds, value=seconds)
+            metrics.add_metric(name="FineTuneSeconds", unit=MetricUnit.Seconds, value=proposal.seconds)
             if decision.promote:
                 try:
-                    ref = self.store.publish(candidate, expected=active.ref, action="promote", verdict_count=len(items))
+                    ref = self.store.publish(candidate, expected=active.ref, action="promote", verdict_count=learned)
                 except ConcurrentUpdate:
                     metrics.add_metric(name="RetrainConflicts", unit=MetricUnit.Count, value=1)
                     logger.warning(
@@ -430,7 +240,7 @@ class LearningLoop:
                     outcome, fingerprint, model_cursor, pending.keys, settled, promoted=considered, must_succeed=False
                 )
                 metrics.add_metric(name="CandidatePromoted", unit=MetricUnit.Count, value=1)
-                metrics.add_metric(name="VerdictsLearned", unit=MetricUnit.Count, value=len(items))
+                metrics.add_metric(name="VerdictsLearned", unit=MetricUnit.Count, value=learned)
                 logger.info("candidate promoted", extra=_log_fields(outcome))
                 return outcome
             key = self.store.save_candidate(candidate, decision.reason)
@@ -445,6 +255,50 @@ class LearningLoop:
             f"the active model changed during each of {self.config.max_attempts} retrain attempts; "
             "the verdicts stay pending and are retried with the next batch or schedule"
         )
+
+    def _record_held(
+        self,
+        outcome: RetrainOutcome,
+        fingerprint: str,
+        model_cursor: ArchiveCursor,
+        pending: PendingKeys,
+        listed_at: datetime,
+        active: ActiveModel,
+    ) -> RetrainOutcome:
+        """Nothing left to learn: every verdict is held for review; move the cursor past them."""
+        outcome = outcome.model_copy(update={"status": "held", "parent_version_id": active.ref.version_id})
+        settled = self._settled_position(pending, listed_at)
+        self._record_attempt(
+            outcome, fingerprint, model_cursor, pending.keys, settled, promoted=None, must_succeed=True
+        )
+        logger.warning("every pending verdict is held for review", extra=_log_fields(outcome))
+        return outcome
+
+    def _hold(self, records: Sequence[ArchivedVerdict], proposal: Proposal) -> tuple[int, list[str]]:
+        """Write the held verdicts beside the archive (before the cursor moves); report mostly-held sources."""
+        by_input = {canonical_key(record.verdict.input): record for record in records}
+        held_sources: Counter[str] = Counter()
+        for held in proposal.screening.held:
+            record = by_input[canonical_key(held.item.input)]
+            key = self.archive.hold(record, held.reason, held.evidence)
+            held_sources[record.verdict.source or "unknown"] += 1
+            logger.warning("verdict held for review", extra={"key": key, "reason": held.reason})
+        if not held_sources:
+            return 0, []
+        metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=sum(held_sources.values()))
+        screened = Counter(record.verdict.source or "unknown" for record in records)
+        suspects = sorted(
+            source
+            for source, count in held_sources.items()
+            if screened[source] >= SUSPECT_SOURCE_MIN_VERDICTS and count > SUSPECT_SOURCE_HELD_SHARE * screened[source]
+        )
+        if suspects:
+            metrics.add_metric(name="VerdictSourcesSuspect", unit=MetricUnit.Count, value=len(suspects))
+            logger.warning(
+                "most verdicts of these sources were held for review",
+                extra={"sources": {source: f"{held_sources[source]}/{screened[source]}" for source in suspects}},
+            )
+        return sum(held_sources.values()), suspects
 
     def _active(self) -> ActiveModel:
         """The active model, downloaded only when its S3 version changed since the last call."""
@@ -464,27 +318,6 @@ class LearningLoop:
         """
         settled = self.archive.position(listed_at - timedelta(seconds=self.config.settle_seconds))
         return min(settled, pending.keys[-1]) if pending.truncated else settled
-
-    def _finetune(self, active: ActiveModel, items: Sequence[LabelledItem]) -> tuple[Bundle, float]:
-        label = self.store.next_label()
-        logger.info("fine-tuning", extra={"parent": active.ref.version_id, "version": label, "verdicts": len(items)})
-        started = time.perf_counter()
-        candidate, _ = finetune_bundle(
-            active.bundle, items, self.config.finetune, version=label, parent_version=active.bundle.version
-        )
-        return candidate, time.perf_counter() - started
-
-    def _judge(self, active: Bundle, candidate: Bundle, items: Sequence[LabelledItem]) -> GateDecision:
-        gate = items_from_jsonl(active.gate)
-        active_predictor, candidate_predictor = Predictor(active), Predictor(candidate)
-        return decide(
-            evaluate(active_predictor, gate),
-            evaluate(candidate_predictor, gate),
-            active_correct=_correct(evaluate(active_predictor, items)),
-            candidate_correct=_correct(evaluate(candidate_predictor, items)),
-            verdicts=len(items),
-            tolerance=self.config.gate_tolerance,
-        )
 
     def _record_attempt(
         self,
@@ -507,17 +340,10 @@ class LearningLoop:
             version=outcome.version,
             version_id=outcome.version_id,
             candidate_key=outcome.candidate_key,
+            held=outcome.held,
         )
-
-        def change(state: RetrainState) -> RetrainState:
-            cursor = ArchiveCursor.merge(state.cursor, model_cursor).advance(keys, settled)
-            promoted_cursor = (
-                state.promoted_cursor if promoted is None else ArchiveCursor.merge(state.promoted_cursor, promoted)
-            )
-            return RetrainState(cursor=cursor, promoted_cursor=promoted_cursor, last_attempt=record)
-
         try:
-            self.state.update(change)
+            self.state.record_attempt(record, model_cursor.advance(keys, settled), promoted=promoted)
         except (ClientError, ModelStoreError):
             if must_succeed:
                 raise
@@ -539,26 +365,18 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         ModelStore(settings.model_bucket, settings.model_name, s3=s3),
         VerdictArchive(settings.model_bucket, settings.verdict_archive_prefix, s3=s3),
         RetrainStateStore(settings.model_bucket, settings.model_name, s3=s3),
-        LearningConfig.from_settings(settings),
+        learning_config(settings),
         idempotency_store=persistence,
     )
 
 
-def archive_cursor_of(bundle: Bundle) -> ArchiveCursor:
-    """Up to where a bundle has seen the archive (a base model has seen nothing)."""
-    learning = bundle.metadata.get("learning")
-    raw = learning.get("archive_cursor") if isinstance(learning, dict) else None
-    return ArchiveCursor.model_validate(raw) if isinstance(raw, dict) else ArchiveCursor()
-
-
-def latest_verdicts(records: Sequence[ArchivedVerdict]) -> list[LabelledItem]:
-    """One item per input, in archive order; the latest verdict on an input wins (a correction)."""
-    latest: dict[str, LabelledItem] = {}
+def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
+    """One record per input, in archive order; the latest verdict on an input wins (a correction)."""
+    latest: dict[str, ArchivedVerdict] = {}
     for record in records:
-        item = record.verdict.to_labelled_item()
-        key = canonical_key(item.input)
+        key = canonical_key(record.verdict.input)
         latest.pop(key, None)
-        latest[key] = item
+        latest[key] = record
     return list(latest.values())
 
 
@@ -569,23 +387,6 @@ def is_scheduled_event(event: Any) -> bool:
         and event.get("detail-type") == "Scheduled Event"
         and event.get("source") in {"aws.events", "aws.scheduler"}
     )
-
-
-def _mark_duplicate(response: Any, data_record: Any) -> dict[str, Any]:
-    """Idempotency response hook: the verdict was archived before, this call archived nothing."""
-    return {**(response if isinstance(response, dict) else {}), "duplicate": True}
-
-
-def _correct(metrics_: Metrics) -> int:
-    return sum(row[index] for index, row in enumerate(metrics_.confusion_matrix))
-
-
-def _epoch_millis_to_iso(value: str | None) -> str | None:
-    try:
-        moment = datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
 
 def _log_fields(outcome: RetrainOutcome) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""The promotion gate: a candidate replaces the active model only if it is not worse where harm would show.
+
+Checks (anchor: TFX Evaluator's per-slice change thresholds), each with its numbers in the decision:
+- `gate-set`: the trusted gate set is not empty, and candidate accuracy and macro F1 are each within
+  `tolerance` of the active model's;
+- `per-label`: the precision and the recall of every label on the gate set are each within `tolerance`
+  (so teaching "prize spam is ham" cannot hide in an overall number that barely moves);
+- `near-verdicts`: on the trusted gate items nearest to the verdicts, where a change would show first,
+  the candidate gets at most `max(1, tolerance x slice)` more of them wrong than the active model;
+- `held-out-verdicts`: the verdicts were learned, measured on verdicts the model that scored them did not
+  see (k-fold of the batch): more of them right than the active model, or all of them when it already
+  was. Memorising a batch cannot pass it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from lodbrok.evaluation import Metrics
+
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The active model and the candidate on the same items."""
+
+    active: Metrics
+    candidate: Metrics
+
+
+@dataclass(frozen=True)
+class HeldOutVerdicts:
+    """How many of `count` verdicts each model got right; the candidate side comes from models that did not
+    see the verdict they scored."""
+
+    count: int
+    active_correct: int
+    candidate_correct: int
+
+
+class GateCheck(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class GateDecision(BaseModel):
+    promote: bool
+    reason: str
+    tolerance: float
+    checks: list[GateCheck]
+    active_gate: dict
+    candidate_gate: dict
+    verdicts: int
+    active_correct: int
+    candidate_correct: int
+    near_verdicts: int
+
+
+def judge(
+    gate: Comparison, near_verdicts: Comparison | None, held_out: HeldOutVerdicts, *, tolerance: float
+) -> GateDecision:
+    checks = [
+        _gate_set(gate, tolerance),
+        _per_label(gate, tolerance),
+        _near_verdicts(near_verdicts, tolerance),
+        _held_out(held_out),
+    ]
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        reason = "rejected: " + "; ".join(f"{check.name}: {check.detail}" for check in failed)
+    else:
+        reason = "promoted: " + "; ".join(f"{check.name}: {check.detail}" for check in checks)
+    return GateDecision(
+        promote=not failed,
+        reason=reason,
+        tolerance=tolerance,
+        checks=checks,
+        active_gate=gate.active.summary(),
+        candidate_gate=gate.candidate.summary(),
+        verdicts=held_out.count,
+        active_correct=held_out.active_correct,
+        candidate_correct=held_out.candidate_correct,
+        near_verdicts=near_verdicts.candidate.count if near_verdicts else 0,
+    )
+
+
+def _gate_set(gate: Comparison, tolerance: float) -> GateCheck:
+    active, candidate = gate.active, gate.candidate
+    if candidate.count == 0:
+        return GateCheck(name="gate-set", passed=False, detail="the model has no gate set to check a candidate against")
+    fell = [
+        f"{name} fell from {before:.4f} to {after:.4f}"
+        for name, before, after in (
+            ("accuracy", active.accuracy, candidate.accuracy),
+            ("macro F1", active.macro_f1, candidate.macro_f1),
+        )
+        if after < before - tolerance - _EPSILON
+    ]
+    detail = (
+        f"accuracy {active.accuracy:.4f} -> {candidate.accuracy:.4f}, "
+        f"macro F1 {active.macro_f1:.4f} -> {candidate.macro_f1:.4f}"
+    )
+    return GateCheck(
+        name="gate-set", passed=not fell, detail=(", ".join(fell) + f" (tolerance {tolerance})") if fell else detail
+    )
+
+
+def _per_label(gate: Comparison, tolerance: float) -> GateCheck:
+    fell = []
+    for label, before in gate.active.per_label.items():
+        after = gate.candidate.per_label[label]
+        if not before.support:
+            continue
+        for name, old, new in (
+            ("precision", before.precision, after.precision),
+            ("recall", before.recall, after.recall),
+        ):
+            if new < old - tolerance - _EPSILON:
+                fell.append(f"{label} {name} fell from {old:.4f} to {new:.4f}")
+    if fell:
+        return GateCheck(name="per-label", passed=False, detail=", ".join(fell) + f" (tolerance {tolerance})")
+    return GateCheck(name="per-label", passed=True, detail=f"every label's precision and recall within {tolerance}")
+
+
+def _near_verdicts(near: Comparison | None, tolerance: float) -> GateCheck:
+    if near is None or near.candidate.count == 0:
+        return GateCheck(name="near-verdicts", passed=True, detail="no trusted gate item is near the verdicts")
+    count = near.candidate.count
+    active_wrong = round((1 - near.active.accuracy) * count)
+    candidate_wrong = round((1 - near.candidate.accuracy) * count)
+    allowed = max(1, math.floor(tolerance * count))
+    detail = f"{active_wrong} -> {candidate_wrong} of {count} nearest gate items wrong"
+    if candidate_wrong - active_wrong > allowed:
+        return GateCheck(name="near-verdicts", passed=False, detail=f"{detail} (at most {allowed} more allowed)")
+    return GateCheck(name="near-verdicts", passed=True, detail=detail)
+
+
+def _held_out(held_out: HeldOutVerdicts) -> GateCheck:
+    count, before, after = held_out.count, held_out.active_correct, held_out.candidate_correct
+    detail = f"held-out verdicts right {before}/{count} -> {after}/{count}"
+    learned = after > before or after == before == count
+    if not learned:
+        return GateCheck(name="held-out-verdicts", passed=False, detail=f"{detail}: nothing was learned")
+    return GateCheck(name="held-out-verdicts", passed=True, detail=detail)

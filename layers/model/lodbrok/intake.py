@@ -1,0 +1,126 @@
+"""Verdict intake: every verdict of a queue message archived exactly once, or the message quarantined.
+
+Producers may write to the queue directly, so each message is parsed and validated again and its labels
+checked against the active model. Each verdict is archived in S3 (`lodbrok.archive`) *before* the message
+is acknowledged. Archiving is idempotent per verdict (`Verdict.fingerprint()`: id + input + label) through
+Powertools idempotency on DynamoDB, so a verdict sent twice, or a message delivered twice, is archived once.
+Messages that can never become valid go to the quarantine with the reason and count as processed; anything
+else raises, so the queue redelivers the message (and after maxReceiveCount moves it to the DLQ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lodbrok.archive import VerdictArchive
+from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.verdicts import Verdict, VerdictError, check_labels, parse_message_body
+
+IDEMPOTENCY_KEY_PREFIX = "lodbrok-retrain.archive_verdict"
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    archived: int = 0
+    duplicates: int = 0
+    quarantine_key: str | None = None
+
+
+class VerdictIntake:
+    """Archives queue messages; `labels` returns the active model's labels (read once per batch)."""
+
+    def __init__(
+        self,
+        archive: VerdictArchive,
+        labels: Callable[[], list[str]],
+        *,
+        idempotency_store: Any = None,
+        idempotency_ttl_seconds: int = 30 * 86_400,
+    ) -> None:
+        self.archive = archive
+        self._read_labels = labels
+        self._labels: list[str] | None = None
+        self._idempotency_config = None
+        self._archive_once: Callable[..., dict[str, Any]] = self._archive_verdict
+        if idempotency_store is not None:
+            from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
+            self._idempotency_config = IdempotencyConfig(
+                expires_after_seconds=idempotency_ttl_seconds, response_hook=_mark_duplicate
+            )
+            self._archive_once = idempotent_function(
+                self._archive_verdict,
+                data_keyword_argument="fingerprint",
+                persistence_store=idempotency_store,
+                config=self._idempotency_config,
+                key_prefix=IDEMPOTENCY_KEY_PREFIX,
+            )
+
+    def start_batch(self, lambda_context: Any = None) -> None:
+        """Per invocation: re-read the active model's labels, and give idempotency the deadline."""
+        self._labels = None
+        if self._idempotency_config is not None and lambda_context is not None:
+            self._idempotency_config.register_lambda_context(lambda_context)
+
+    def accept(self, body: str, *, message_id: str, sent_timestamp: str | None = None) -> MessageResult:
+        """Archive every verdict of one queue message, or quarantine the message if it is invalid.
+
+        Raises on transient failures (S3, DynamoDB, no active model yet) so the message is retried.
+        """
+        sent_at = _epoch_millis_to_iso(sent_timestamp)
+        try:
+            verdicts = parse_message_body(body)
+            check_labels(verdicts, self._current_labels())
+        except VerdictError as error:
+            key = self.archive.quarantine(body, error.problems, message_id=message_id, sent_at=sent_at)
+            metrics.add_metric(name="VerdictsQuarantined", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "verdict message quarantined", extra={"message_id": message_id, "problems": error.problems, "key": key}
+            )
+            return MessageResult(quarantine_key=key)
+        archived = duplicates = 0
+        for index, verdict in enumerate(verdicts):
+            result = self._archive_once(
+                fingerprint=verdict.fingerprint(), verdict=verdict, message_id=message_id, sent_at=sent_at, index=index
+            )
+            if result.get("duplicate"):
+                duplicates += 1
+            else:
+                archived += 1
+        if archived:
+            metrics.add_metric(name="VerdictsArchived", unit=MetricUnit.Count, value=archived)
+        if duplicates:
+            metrics.add_metric(name="VerdictsDuplicate", unit=MetricUnit.Count, value=duplicates)
+        logger.info(
+            "verdict message archived",
+            extra={"message_id": message_id, "archived": archived, "duplicates": duplicates},
+        )
+        return MessageResult(archived=archived, duplicates=duplicates)
+
+    def _archive_verdict(
+        self, *, fingerprint: str, verdict: Verdict, message_id: str, sent_at: str | None, index: int
+    ) -> dict[str, Any]:
+        """The idempotent step (keyed on `fingerprint`): write one verdict to the archive."""
+        key = self.archive.write(verdict, message_id=message_id, sent_at=sent_at, index=index)
+        return {"key": key, "fingerprint": fingerprint}
+
+    def _current_labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = self._read_labels()
+        return self._labels
+
+
+def _mark_duplicate(response: Any, data_record: Any) -> dict[str, Any]:
+    """Idempotency response hook: the verdict was archived before, this call archived nothing."""
+    return {**(response if isinstance(response, dict) else {}), "duplicate": True}
+
+
+def _epoch_millis_to_iso(value: str | None) -> str | None:
+    try:
+        moment = datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None

@@ -1,0 +1,136 @@
+"""From a batch of verdicts to a judged candidate: screen, probe, fine-tune, gate.
+
+One code path for the retrain function (`lodbrok.retraining`) and `lodbrok finetune`:
+
+1. Screening (`lodbrok.screening`) holds the verdicts that contradict well-founded knowledge.
+2. Probes: the batch is split into `probe_folds` folds and the parent is fine-tuned on all but one, to
+   score the verdicts it did not see. Those out-of-sample scores say whether the verdicts generalise
+   (the gate's held-out check) and, with the gate set, choose the candidate's decision rule, so the
+   threshold also fits the verdicts' domain.
+3. The candidate is fine-tuned on every learnable verdict and judged (`lodbrok.gate`).
+
+A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that some can be held out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lodbrok.bundle import Bundle
+from lodbrok.data import LabelledItem, deduplicate, items_from_jsonl, stratified_folds
+from lodbrok.decision import DecisionRule, choose_labels
+from lodbrok.evaluation import Metrics
+from lodbrok.features import canonical_key
+from lodbrok.gate import Comparison, GateDecision, HeldOutVerdicts, judge
+from lodbrok.predictor import Predictor
+from lodbrok.screening import Screening, ScreeningConfig, TokenIndex, screen
+from lodbrok.training import FinetuneConfig, Finetuner, Progress, evaluate, keras_probabilities
+
+MIN_VERDICTS_TO_LEARN = 2
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    min_verdicts: int = 1
+    gate_tolerance: float = 0.01
+    max_attempts: int = 3
+    max_verdicts: int = 5_000
+    settle_seconds: float = 300.0
+    idempotency_ttl_seconds: int = 30 * 86_400
+    probe_folds: int = 2
+    near_gate_items: int = 3  # per verdict: the trusted gate items nearest to it form the near-verdicts slice
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a batch produced. No candidate means nothing to learn, or too few verdicts to hold some out."""
+
+    screening: Screening
+    candidate: Bundle | None = None
+    decision: GateDecision | None = None
+    seconds: float = 0.0
+
+
+def propose(
+    parent: Bundle,
+    verdicts: Sequence[LabelledItem],
+    config: LearningConfig,
+    *,
+    reviewed: Collection[str] = (),
+    version: str | None = None,
+    parent_version: str | None = None,
+    progress: Progress | None = None,
+) -> Proposal:
+    """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
+
+    `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held.
+    """
+    started = time.perf_counter()
+    latest, _ = deduplicate(reversed(verdicts))
+    latest.reverse()
+    active = Predictor(parent)
+    gate_items = items_from_jsonl(parent.gate)
+    trusted = TokenIndex(parent.featurizer, items_from_jsonl(parent.rehearsal) + gate_items)
+    screening = screen(active, trusted, latest, config.screening, reviewed=reviewed)
+    learn = screening.learn
+    if len(learn) < MIN_VERDICTS_TO_LEARN:
+        return Proposal(screening, seconds=time.perf_counter() - started)
+
+    finetuner = Finetuner(parent, config.finetune, progress)
+    verdict_scores = held_out_scores(finetuner, learn, config.probe_folds)
+    candidate, candidate_gate = finetuner.export(
+        finetuner.fit(learn),
+        learn,
+        verdict_scores=verdict_scores,
+        keep_within=config.gate_tolerance,
+        version=version,
+        parent_version=parent_version,
+    )
+    rule = DecisionRule.from_metadata(candidate.metadata, candidate.labels)
+    held_out_labels = choose_labels(rule, candidate.labels, verdict_scores)
+    held_out = HeldOutVerdicts(
+        count=len(learn),
+        active_correct=_correct(evaluate(active, learn)),
+        candidate_correct=sum(
+            candidate.labels[index] == item.label for index, item in zip(held_out_labels, learn, strict=True)
+        ),
+    )
+    near_items = _nearest_gate_items(parent, gate_items, learn, config)
+    near = Comparison(evaluate(active, near_items), evaluate(Predictor(candidate), near_items)) if near_items else None
+    decision = judge(
+        Comparison(evaluate(active, gate_items), candidate_gate), near, held_out, tolerance=config.gate_tolerance
+    )
+    return Proposal(screening, candidate, decision, time.perf_counter() - started)
+
+
+def held_out_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
+    """Every verdict's probabilities from a probe fine-tuned on the other folds of the batch."""
+    parent = finetuner.parent
+    scores: dict[str, np.ndarray] = {}
+    # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
+    for train, held in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
+        probabilities = keras_probabilities(finetuner.fit(train), parent.featurizer, held)
+        scores.update(zip((canonical_key(item.input) for item in held), probabilities, strict=True))
+    return np.array([scores[canonical_key(item.input)] for item in verdicts])
+
+
+def _nearest_gate_items(
+    parent: Bundle, gate_items: list[LabelledItem], verdicts: Sequence[LabelledItem], config: LearningConfig
+) -> list[LabelledItem]:
+    index = TokenIndex(parent.featurizer, gate_items)
+    positions = {
+        neighbour.index
+        for item in verdicts
+        for neighbour in index.nearest(item.input, config.near_gate_items, config.screening.min_similarity)
+    }
+    return [gate_items[position] for position in sorted(positions)]
+
+
+def _correct(metrics: Metrics) -> int:
+    return sum(row[index] for index, row in enumerate(metrics.confusion_matrix))
