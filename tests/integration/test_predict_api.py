@@ -257,7 +257,9 @@ def test_verdicts_post_event_queues_one_message_per_verdict(
     assert response.status == 202, response.body
     assert response.body["queued"] == 2
     assert len(response.body["message_ids"]) == 2
-    verdicts = [verdict for body in queued_messages() for verdict in parse_message_body(body)]
+    verdicts = [
+        verdict for body in queued_messages() for verdict in parse_message_body(body, max_text_chars=5000, labels=None)
+    ]
     assert sorted((v.id, v.label) for v in verdicts) == [("e1", "spam"), ("e2", "ham")]
     assert all(v.received_at and v.received_at.endswith("Z") for v in verdicts)
     assert {v.source for v in verdicts} == {"moderator-42"}
@@ -704,9 +706,9 @@ def test_verdicts_more_than_ten_are_sent_in_batches_of_ten(
     assert response.status == 202, response.body
     assert sizes == [10, 10, 3]
     assert response.body["queued"] == 23 and len(set(response.body["message_ids"])) == 23
-    assert sorted(v.id for body in queued_messages() for v in parse_message_body(body)) == sorted(
-        f"v{i}" for i in range(23)
-    )
+    assert sorted(
+        v.id for body in queued_messages() for v in parse_message_body(body, max_text_chars=5000, labels=None)
+    ) == sorted(f"v{i}" for i in range(23))
 
 
 class PartlyFailingSqs:
@@ -745,7 +747,9 @@ def test_verdicts_failed_entries_are_retried(
     # Then the entry was retried until queued, and 202 reports both
     assert response.status == 202, response.body
     assert sqs.calls == 3
-    assert sorted(v.id for body in queued_messages() for v in parse_message_body(body)) == ["e1", "e2"]
+    assert sorted(
+        v.id for body in queued_messages() for v in parse_message_body(body, max_text_chars=5000, labels=None)
+    ) == ["e1", "e2"]
 
 
 def test_verdicts_that_still_fail_are_named_in_a_503(
@@ -763,7 +767,9 @@ def test_verdicts_that_still_fail_are_named_in_a_503(
     # Then 503 names exactly the verdict that was not queued, and only the other one is on the queue
     error = assert_error(response, 503, "verdicts_not_queued")
     assert [(d["index"], d["id"], d["queued"]) for d in error["details"]] == [(1, "e2", False)]
-    assert [v.id for body in queued_messages() for v in parse_message_body(body)] == ["e1"]
+    assert [v.id for body in queued_messages() for v in parse_message_body(body, max_text_chars=5000, labels=None)] == [
+        "e1"
+    ]
     counted = read_metrics()
     assert (counted["VerdictsAccepted"], counted["VerdictsNotQueued"]) == (1, 1)
 

@@ -19,7 +19,7 @@ from devstack.resources import create_table
 from devstack.template import Template
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
-from lodbrok.data import LabelledItem
+from lodbrok.data import LabelledItem, items_from_jsonl
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import Mode, RetrainState
 from lodbrok.retraining import LearningLoop
@@ -216,6 +216,27 @@ def test_handler_lone_surrogate_message_is_quarantined_not_retried(
     assert [record.verdict.id for record in _archived(_loop())] == ["good"]
 
 
+def test_handler_verdict_over_the_size_limit_from_the_queue_is_quarantined(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given MAX_TEXT_CHARS as the template sets it for both functions, and a producer writing to the queue
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    monkeypatch.setenv("MAX_TEXT_CHARS", "5000")
+    _fresh_container()
+    event = send(
+        {"id": "huge", "text": "free prize " * 20_000, "label": "spam"}, {"id": "ok", "text": "hi", "label": "ham"}
+    )
+
+    # When the retrain function processes them
+    response = invoke(event)
+
+    # Then the 220,000-character verdict is quarantined with the limit, never archived; the other one is
+    assert response == {"batchItemFailures": []}
+    [quarantined] = _loop().archive.quarantined()
+    assert "input has 220000 characters; at most 5000 are allowed" in quarantined["reason"]
+    assert [record.verdict.id for record in _archived(_loop())] == ["ok"]
+
+
 def test_handler_transient_failure_reports_only_that_message_and_its_retry_succeeds(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +300,65 @@ def test_handler_duplicate_verdicts_are_archived_and_learned_once(
     learned = _active_bundle(store).metadata
     assert learned["verdict_count"] == len(VALID_IDS)
     assert learned["training"]["verdict_count"] == len(VALID_IDS)
+
+
+def test_handler_a_correction_back_to_an_earlier_label_is_archived_and_learned(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: Any
+) -> None:
+    # Given one item judged spam, then ham, then spam again (three POST /verdicts, three acceptance times)
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    _fresh_container()
+    text = "zorblax crypto airdrop for the early wallets, free tokens tonight"
+    judged = [
+        {"id": "item-7", "text": text, "label": label, "received_at": f"2026-12-01T10:00:0{second}.000Z"}
+        for second, label in ((1, "spam"), (2, "ham"), (3, "spam"))
+    ]
+    for verdict in judged:
+        invoke(send(verdict))
+    # And the last message delivered twice
+    redelivered = send(judged[-1])
+    invoke(redelivered)
+    invoke(redelivered)
+
+    # Then every judgement is archived once, and the latest label (spam) is the one learned
+    archived = [record for record in _archived(_loop()) if record.verdict.id == "item-7"]
+    assert [record.verdict.label for record in archived] == ["spam", "ham", "spam"]
+    invoke(send(_zorblax_verdicts(6)))
+    outcome = invoke(load_event("retrain_schedule.json"))
+    assert outcome["status"] == "promoted"
+    learned = {item.input: item.label for item in items_from_jsonl(_active_bundle(store).rehearsal)}
+    assert learned[text] == "spam"
+
+
+def test_handler_archives_valid_verdicts_while_the_active_model_is_unreadable(
+    base_ref: ModelRef,
+    store: ModelStore,
+    tiny_bundle: Bundle,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    read_metrics: Any,
+) -> None:
+    # Given an active model whose bundle is corrupt
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=store.active_key, Body=b"PK\x03\x04 not a bundle")
+    read_metrics()
+
+    # When verdicts arrive, one with a label the model may not have
+    unchecked = {"id": "x-1", "text": "verify your account at this link", "label": "phishing"}
+    response = invoke(send(_zorblax_verdicts(4), unchecked))
+
+    # Then every schema-valid verdict is archived (nothing waits for the DLQ), and the broken model is counted
+    assert response == {"batchItemFailures": []}
+    assert len(_archived(_loop())) == 5
+    assert read_metrics()["ActiveModelUnreadable"] == 1
+
+    # When a readable model is active again and the loop retrains
+    store.publish(tiny_bundle, expected=store.head(), action="rollback")
+    outcome = _loop().retrain()
+
+    # Then the verdict with the unknown label is held for review, and the others are learned
+    [held] = _loop().archive.held()
+    assert held["verdict"]["id"] == "x-1" and "'phishing' is not a label of the model" in held["reason"]
+    assert outcome.held == 1 and outcome.verdicts == 4 and outcome.status == "promoted"
 
 
 # --- learning -----------------------------------------------------------------------------------------------

@@ -139,6 +139,31 @@ def test_cli_finetune_holds_lies_writes_nothing_and_exits_3(
     assert len(outcome["held"]) == len(spam) and outcome["held"][0]["evidence"]["model_label"] == "spam"
 
 
+def test_cli_finetune_refuses_verdicts_over_the_api_size_limit(
+    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a verdicts file with one text longer than MAX_TEXT_CHARS
+    from lodbrok.settings import get_settings
+
+    monkeypatch.setenv("MAX_TEXT_CHARS", "100")
+    get_settings.cache_clear()
+    verdicts = tmp_path / "verdicts.jsonl"
+    rows = [{"text": "zorblax airdrop", "label": "spam"}, {"text": "x" * 101, "label": "ham"}]
+    verdicts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    # When fine-tuning
+    try:
+        status = main(
+            ["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(tmp_path / "x.lbk")]
+        )
+    finally:
+        get_settings.cache_clear()
+
+    # Then it is refused before any training, naming the row and the limit
+    assert status == 2
+    assert "1 verdicts (rows [2]) are longer than MAX_TEXT_CHARS (100 characters)" in capsys.readouterr().err
+
+
 def test_cli_bad_dataset_reports_line_numbers(
     bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,9 +18,9 @@ from lodbrok.schemas import (
     PredictRequest,
     PredictResponse,
     VerdictsRequest,
-    input_size,
     parse_json_body,
 )
+from lodbrok.verdicts import input_size
 
 LIMITS = {"max_items": 100, "max_text_chars": 5000}
 

@@ -597,3 +597,9 @@ def test_template_passes_sam_validate_lint() -> None:
 
     # Then there is no finding
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_template_gives_both_functions_the_same_verdict_size_limit(template: dict[str, Any]) -> None:
+    # The queue path must refuse what the API refuses, and accept what it accepts: no verdict is lost between them
+    assert environment(template, "PredictFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
+    assert environment(template, "RetrainFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}

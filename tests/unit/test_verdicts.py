@@ -37,7 +37,7 @@ def test_queue_message_with_a_lone_surrogate_is_a_permanent_verdict_error() -> N
 
     # When it is parsed
     with pytest.raises(VerdictError) as raised:
-        parse_message_body(body)
+        parse_message_body(body, max_text_chars=5000, labels=None)
 
     # Then the bad item is named without echoing its text, so the message is quarantined, not retried
     [problem] = raised.value.problems

@@ -2,8 +2,10 @@
 
 Producers may write to the queue directly, so each message is parsed and validated again and its labels
 checked against the active model. Each verdict is archived in S3 (`lodbrok.archive`) *before* the message
-is acknowledged. Archiving is idempotent per verdict (`Verdict.fingerprint()`: id + input + label) through
-Powertools idempotency on DynamoDB, so a verdict sent twice, or a message delivered twice, is archived once.
+is acknowledged. Archiving is idempotent per occurrence of a verdict (`occurrence_key`: id + input + label,
+and when it was given) through Powertools idempotency on DynamoDB, so a message delivered twice, or a copy
+of a verdict with the same acceptance time, is archived once, while a correction that returns to an
+earlier label (spam, then ham, then spam again) is archived every time and its latest label is learned.
 Messages that can never become valid go to the quarantine with the reason and count as processed; anything
 else raises, so the queue redelivers the message (and after maxReceiveCount moves it to the DLQ).
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 from lodbrok.archive import VerdictArchive
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.verdicts import Verdict, VerdictError, check_labels, parse_message_body
+from lodbrok.verdicts import Verdict, VerdictError, parse_message_body
 
 IDEMPOTENCY_KEY_PREFIX = "lodbrok-retrain.archive_verdict"
 
@@ -30,19 +32,24 @@ class MessageResult:
 
 
 class VerdictIntake:
-    """Archives queue messages; `labels` returns the active model's labels (read once per batch)."""
+    """Archives queue messages; `labels` returns the active model's labels (read once per batch), or None
+    when the model cannot be read: then verdicts are archived without the label check, so a broken model
+    never stops intake (the retrain holds a verdict whose label the model turns out not to have)."""
 
     def __init__(
         self,
         archive: VerdictArchive,
-        labels: Callable[[], list[str]],
+        labels: Callable[[], list[str] | None],
         *,
+        max_text_chars: int,
         idempotency_store: Any = None,
         idempotency_ttl_seconds: int = 30 * 86_400,
     ) -> None:
         self.archive = archive
+        self.max_text_chars = max_text_chars
         self._read_labels = labels
         self._labels: list[str] | None = None
+        self._labels_read = False
         self._idempotency_config = None
         self._archive_once: Callable[..., dict[str, Any]] = self._archive_verdict
         if idempotency_store is not None:
@@ -53,7 +60,7 @@ class VerdictIntake:
             )
             self._archive_once = idempotent_function(
                 self._archive_verdict,
-                data_keyword_argument="fingerprint",
+                data_keyword_argument="occurrence",
                 persistence_store=idempotency_store,
                 config=self._idempotency_config,
                 key_prefix=IDEMPOTENCY_KEY_PREFIX,
@@ -61,7 +68,7 @@ class VerdictIntake:
 
     def start_batch(self, lambda_context: Any = None) -> None:
         """Per invocation: re-read the active model's labels, and give idempotency the deadline."""
-        self._labels = None
+        self._labels_read = False
         if self._idempotency_config is not None and lambda_context is not None:
             self._idempotency_config.register_lambda_context(lambda_context)
 
@@ -72,8 +79,7 @@ class VerdictIntake:
         """
         sent_at = _epoch_millis_to_iso(sent_timestamp)
         try:
-            verdicts = parse_message_body(body)
-            check_labels(verdicts, self._current_labels())
+            verdicts = parse_message_body(body, max_text_chars=self.max_text_chars, labels=self._current_labels())
         except VerdictError as error:
             key = self.archive.quarantine(body, error.problems, message_id=message_id, sent_at=sent_at)
             metrics.add_metric(name="VerdictsQuarantined", unit=MetricUnit.Count, value=1)
@@ -84,7 +90,11 @@ class VerdictIntake:
         archived = duplicates = 0
         for index, verdict in enumerate(verdicts):
             result = self._archive_once(
-                fingerprint=verdict.fingerprint(), verdict=verdict, message_id=message_id, sent_at=sent_at, index=index
+                occurrence=occurrence_key(verdict, message_id),
+                verdict=verdict,
+                message_id=message_id,
+                sent_at=sent_at,
+                index=index,
             )
             if result.get("duplicate"):
                 duplicates += 1
@@ -101,16 +111,22 @@ class VerdictIntake:
         return MessageResult(archived=archived, duplicates=duplicates)
 
     def _archive_verdict(
-        self, *, fingerprint: str, verdict: Verdict, message_id: str, sent_at: str | None, index: int
+        self, *, occurrence: str, verdict: Verdict, message_id: str, sent_at: str | None, index: int
     ) -> dict[str, Any]:
-        """The idempotent step (keyed on `fingerprint`): write one verdict to the archive."""
+        """The idempotent step (keyed on `occurrence`): write one verdict to the archive."""
         key = self.archive.write(verdict, message_id=message_id, sent_at=sent_at, index=index)
-        return {"key": key, "fingerprint": fingerprint}
+        return {"key": key, "occurrence": occurrence}
 
-    def _current_labels(self) -> list[str]:
-        if self._labels is None:
-            self._labels = self._read_labels()
+    def _current_labels(self) -> list[str] | None:
+        if not self._labels_read:
+            self._labels, self._labels_read = self._read_labels(), True
         return self._labels
+
+
+def occurrence_key(verdict: Verdict, message_id: str) -> str:
+    """One giving of a verdict: its fingerprint and the time the API accepted it (`received_at`), or, for a
+    producer writing to the queue without one, the queue message it came in (a redelivery keeps its id)."""
+    return f"{verdict.fingerprint()}@{verdict.received_at or 'message:' + message_id}"
 
 
 def _mark_duplicate(response: Any, data_record: Any) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class LearningConfig:
     max_verdicts: int = 5_000
     settle_seconds: float = 300.0
     idempotency_ttl_seconds: int = 30 * 86_400
+    max_text_chars: int = 5_000  # a verdict's input, as MAX_TEXT_CHARS (the template sets it for both functions)
     probe_folds: int = 2
     near_gate_items: int = 3  # per verdict: the trusted gate items nearest to it form the near-verdicts slice
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

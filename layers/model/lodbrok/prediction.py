@@ -8,7 +8,6 @@ injected; those not injected are created on first use and kept for warm invocati
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from pydantic import ValidationError
 
 from lodbrok.cache import PredictionCache
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
@@ -37,12 +35,11 @@ from lodbrok.schemas import (
     RecentCalls,
     VerdictsAccepted,
     VerdictsRequest,
-    input_size,
 )
 from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.settings import Settings
 from lodbrok.store import BucketNotFound, ModelStore
-from lodbrok.verdicts import Verdict, VerdictError, check_labels
+from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
 
 # Fail fast: a cache that does not answer quickly is worse than no cache.
 CACHE_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
@@ -266,45 +263,13 @@ class PredictService:
 
     def _valid_verdicts(self, raw_verdicts: Sequence[Any]) -> list[Verdict]:
         """Every verdict validated; one VerdictError names every bad one (nothing is queued then)."""
-        problems: list[dict[str, Any]] = []
-        valid: list[tuple[int, Verdict]] = []
-        for index, raw in enumerate(raw_verdicts):
-            raw_id = raw.get("id") if isinstance(raw, dict) else None
-            try:
-                verdict = Verdict.model_validate(raw)
-            except ValidationError as error:
-                problems.append({"index": index, "id": raw_id, "error": _describe(error)})
-                continue
-            if (size := input_size(verdict.input)) > self.settings.max_text_chars:
-                error = f"input has {size} characters; at most {self.settings.max_text_chars} are allowed"
-                problems.append({"index": index, "id": verdict.id, "error": error})
-            elif not _finite(verdict.input):
-                problems.append({"index": index, "id": verdict.id, "error": "fields: numbers must be finite"})
-            else:
-                valid.append((index, verdict))
-        if valid:
-            try:
-                check_labels([verdict for _, verdict in valid], self.models.current().labels)
-            except VerdictError as error:
-                for problem in error.problems:
-                    problems.append({**problem, "index": valid[problem["index"]][0]})
-        if problems:
-            metrics.add_metric(name="VerdictsRejected", unit=MetricUnit.Count, value=len(problems))
-            raise VerdictError(sorted(problems, key=lambda problem: problem["index"]))
-        return [verdict for _, verdict in valid]
-
-
-def _describe(error: ValidationError) -> str:
-    """Pydantic's messages with their locations, never the input values."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'verdict'}: {detail['msg']}" for detail in error.errors()
-    )
-
-
-def _finite(item: ModelInput) -> bool:
-    if isinstance(item, str):
-        return True
-    return all(math.isfinite(value) for value in item.values() if isinstance(value, float))
+        try:
+            return parse_verdicts(
+                raw_verdicts, max_text_chars=self.settings.max_text_chars, labels=self.models.current().labels
+            )
+        except VerdictError as error:
+            metrics.add_metric(name="VerdictsRejected", unit=MetricUnit.Count, value=len(error.problems))
+            raise
 
 
 def _decision_info(rule: DecisionRule | None) -> DecisionInfo | None:

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
-from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok.bundle import Bundle, BundleError, utc_now_iso
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
@@ -57,6 +57,7 @@ def learning_config(settings: Settings) -> LearningConfig:
         max_verdicts=settings.max_verdicts_per_retrain,
         settle_seconds=settings.archive_settle_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        max_text_chars=settings.max_text_chars,
         finetune=FinetuneConfig(epochs=settings.finetune_epochs),
     )
 
@@ -104,10 +105,20 @@ class LearningLoop:
         self._active_model: ActiveModel | None = None
         self.intake = VerdictIntake(
             archive,
-            lambda: list(self._active().bundle.labels),
+            self._labels_for_intake,
+            max_text_chars=self.config.max_text_chars,
             idempotency_store=idempotency_store,
             idempotency_ttl_seconds=self.config.idempotency_ttl_seconds,
         )
+
+    def _labels_for_intake(self) -> list[str] | None:
+        """The active model's labels; None when its bundle cannot be read (intake goes on unchecked)."""
+        try:
+            return list(self._active().bundle.labels)
+        except BundleError:
+            metrics.add_metric(name="ActiveModelUnreadable", unit=MetricUnit.Count, value=1)
+            logger.exception("the active model cannot be read; verdicts are archived without the label check")
+            return None
 
     def start_batch(self, lambda_context: Any = None) -> None:
         self.intake.start_batch(lambda_context)
@@ -158,10 +169,11 @@ class LearningLoop:
                 return outcome
             held_before = self.archive.held_archive_keys()
             records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
+            records, unknown_label = self._hold_unknown_labels(records, active.bundle.labels)
             items = [record.verdict.to_labelled_item() for record in records]
-            outcome = outcome.model_copy(update={"verdicts": len(items)})
+            outcome = outcome.model_copy(update={"verdicts": len(items), "held": unknown_label})
             fingerprint = dataset_fingerprint(items)
-            if not items:  # all pending verdicts were held by an attempt that crashed before the cursor moved
+            if not items:  # all held: for a label the model lacks, or by an attempt that crashed before moving on
                 return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
             if len(items) < min_verdicts:
                 return outcome
@@ -188,7 +200,7 @@ class LearningLoop:
                 parent_version=active.bundle.version,
             )
             held, suspects = self._hold(records, proposal)
-            outcome = outcome.model_copy(update={"held": held, "suspect_sources": suspects})
+            outcome = outcome.model_copy(update={"held": held + unknown_label, "suspect_sources": suspects})
             if proposal.candidate is None or proposal.decision is None:
                 if proposal.screening.learn:
                     logger.info("one verdict to learn: waiting for another, so that one can be held out")
@@ -273,6 +285,21 @@ class LearningLoop:
         )
         logger.warning("every pending verdict is held for review", extra=_log_fields(outcome))
         return outcome
+
+    def _hold_unknown_labels(
+        self, records: Sequence[ArchivedVerdict], labels: Sequence[str]
+    ) -> tuple[list[ArchivedVerdict], int]:
+        """Hold verdicts archived without the label check (the model was unreadable) whose label it lacks."""
+        known = [record for record in records if record.verdict.label in labels]
+        for record in records:
+            if record.verdict.label not in labels:
+                reason = f"label {record.verdict.label!r} is not a label of the model ({', '.join(labels)})"
+                key = self.archive.hold(record, reason, {"model_labels": list(labels)})
+                logger.warning("verdict held for review", extra={"key": key, "reason": reason})
+        unknown = len(records) - len(known)
+        if unknown:
+            metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=unknown)
+        return known, unknown
 
     def _hold(self, records: Sequence[ArchivedVerdict], proposal: Proposal) -> tuple[int, list[str]]:
         """Write the held verdicts beside the archive (before the cursor moves); report mostly-held sources."""

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from lodbrok.features import ModelInput
-from lodbrok.verdicts import MAX_FIELDS, MAX_ID_CHARS, Verdict
+from lodbrok.verdicts import MAX_FIELDS, MAX_ID_CHARS, Verdict, input_size
 
 MAX_FIELD_NAME_CHARS = 256
 
@@ -112,13 +112,6 @@ Record = Annotated[
     AfterValidator(_has_content),
 ]
 EchoedInput = str | dict[str, str | int | float | bool | None]
-
-
-def input_size(item: ModelInput) -> int:
-    """Characters counted against MAX_TEXT_CHARS: the text, or a record's field names and string values."""
-    if isinstance(item, str):
-        return len(item)
-    return sum(len(name) + (len(value) if isinstance(value, str) else 0) for name, value in item.items())
 
 
 # --- POST /predict and GET /predict -----------------------------------------------------------------------------

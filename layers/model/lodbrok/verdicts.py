@@ -1,14 +1,17 @@
 """Verdicts: the right label for an item, sent by a client after the fact.
 
-The same schema is used by `POST /verdicts` (which validates before queueing) and by the retrain
-function (which validates again, because producers may also write to the queue directly). A queue
-message body is one verdict object, a JSON list of them, or `{"verdicts": [...]}`.
+One definition of a verdict and its limits (`parse_verdicts`), used by `POST /verdicts` (which validates
+before queueing), by the retrain function (which validates again, because producers may also write to the
+queue directly) and by `lodbrok finetune`. A queue message body is one verdict object, a JSON list of
+them, or `{"verdicts": [...]}`. The size limit (`MAX_TEXT_CHARS`, set for both functions by the
+template) counts a text's characters, or a record's field names and string values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -74,18 +77,39 @@ class VerdictError(ValueError):
         super().__init__("; ".join(f"item {p.get('index')}: {p.get('error')}" for p in problems))
 
 
-def check_labels(verdicts: Sequence[Verdict], labels: Sequence[str]) -> None:
-    """Raise VerdictError naming every verdict whose label the model does not know."""
-    problems = [
-        {"index": index, "id": verdict.id, "error": f"unknown label {verdict.label!r}; expected one of {list(labels)}"}
-        for index, verdict in enumerate(verdicts)
-        if verdict.label not in labels
-    ]
+def input_size(item: ModelInput) -> int:
+    """Characters counted against MAX_TEXT_CHARS: the text, or a record's field names and string values."""
+    if isinstance(item, str):
+        return len(item)
+    return sum(len(name) + (len(value) if isinstance(value, str) else 0) for name, value in item.items())
+
+
+def parse_verdicts(raw_items: Sequence[Any], *, max_text_chars: int, labels: Sequence[str] | None) -> list[Verdict]:
+    """Every raw verdict validated against the schema, the limits and (unless None) the model's labels;
+    one VerdictError names every bad one."""
+    verdicts, problems = [], []
+    for index, raw in enumerate(raw_items):
+        try:
+            verdict = Verdict.model_validate(raw)
+        except ValidationError as error:
+            problems.append({"index": index, "id": _raw_id(raw), "error": describe(error)})
+            continue
+        if (size := input_size(verdict.input)) > max_text_chars:
+            error = f"input has {size} characters; at most {max_text_chars} are allowed"
+            problems.append({"index": index, "id": verdict.id, "error": error})
+        elif not _finite(verdict.input):
+            problems.append({"index": index, "id": verdict.id, "error": "fields: numbers must be finite"})
+        elif labels is not None and verdict.label not in labels:
+            error = f"unknown label {verdict.label!r}; expected one of {list(labels)}"
+            problems.append({"index": index, "id": verdict.id, "error": error})
+        else:
+            verdicts.append(verdict)
     if problems:
         raise VerdictError(problems)
+    return verdicts
 
 
-def parse_message_body(body: str) -> list[Verdict]:
+def parse_message_body(body: str, *, max_text_chars: int, labels: Sequence[str] | None) -> list[Verdict]:
     """Parse one queue message into verdicts; raise VerdictError describing every problem."""
     try:
         payload = json.loads(body)
@@ -98,15 +122,20 @@ def parse_message_body(body: str) -> list[Verdict]:
         raise VerdictError([{"index": None, "error": "message holds no verdicts"}])
     if len(raw_items) > MAX_VERDICTS_PER_MESSAGE:
         raise VerdictError([{"index": None, "error": f"more than {MAX_VERDICTS_PER_MESSAGE} verdicts in one message"}])
-    verdicts, problems = [], []
-    for index, raw in enumerate(raw_items):
-        try:
-            verdicts.append(Verdict.model_validate(raw))
-        except ValidationError as error:
-            problems.append({"index": index, "id": _raw_id(raw), "error": _describe(error)})
-    if problems:
-        raise VerdictError(problems)
-    return verdicts
+    return parse_verdicts(raw_items, max_text_chars=max_text_chars, labels=labels)
+
+
+def describe(error: ValidationError) -> str:
+    """Pydantic's messages with their locations, never the input values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'item'}: {detail['msg']}" for detail in error.errors()
+    )
+
+
+def _finite(item: ModelInput) -> bool:
+    if isinstance(item, str):
+        return True
+    return all(math.isfinite(value) for value in item.values() if isinstance(value, float))
 
 
 def _encodable(value: str) -> bool:
@@ -119,9 +148,3 @@ def _encodable(value: str) -> bool:
 
 def _raw_id(raw: Any) -> Any:
     return raw.get("id") if isinstance(raw, dict) else None
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'item'}: {detail['msg']}" for detail in error.errors()
-    )
