@@ -6,6 +6,7 @@ a real (moto) SQS queue and received the way Lambda's event source mapping would
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from devstack.template import Template
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
 from lodbrok.data import LabelledItem, items_from_jsonl
+from lodbrok.observability import logger
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import Mode, RetrainState
 from lodbrok.retraining import LearningLoop
@@ -359,6 +361,39 @@ def test_handler_archives_valid_verdicts_while_the_active_model_is_unreadable(
     [held] = _loop().archive.held()
     assert held["verdict"]["id"] == "x-1" and "'phishing' is not a label of the model" in held["reason"]
     assert outcome.held == 1 and outcome.verdicts == 4 and outcome.status == "promoted"
+
+
+def test_retrain_logs_never_contain_user_text(
+    base_ref: ModelRef,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the structured log captured, and a marker text in verdicts that are learned, held and refused,
+    # and in an archive row that cannot be read
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    marker = "QUOKKA-TRAMLINE-4417"
+    archive = _loop().archive
+    archive.s3.put_object(
+        Bucket=BUCKET, Key=archive.archive_prefix + "2000/01/01/unreadable.jsonl", Body=f'{{"text": "{marker}"}}\n'
+    )
+    lie = _flipped_template_spam(1)[0]
+    event = send(
+        [{**verdict, "text": f"{verdict['text']} {marker}"} for verdict in _zorblax_verdicts(4)],
+        [{**lie, "text": f"{lie['text']} {marker}"}],
+        {"id": "bad", "text": marker, "label": "spam", "colour": marker},
+    )
+
+    # When the function archives, screens, learns and quarantines them
+    invoke(event)
+    invoke(load_event("retrain_schedule.json"))
+
+    # Then the steps were logged, but the text appears in nothing the function wrote
+    logged = stream.getvalue() + capsys.readouterr().out
+    assert "skipping an unreadable archive row" in logged and "verdict message quarantined" in logged
+    assert marker not in logged
 
 
 # --- learning -----------------------------------------------------------------------------------------------

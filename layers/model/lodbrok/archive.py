@@ -35,10 +35,10 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lodbrok.observability import logger
-from lodbrok.verdicts import Verdict
+from lodbrok.verdicts import Verdict, describe
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted")
@@ -173,7 +173,9 @@ class VerdictArchive:
                 try:
                     verdicts.append(_parse_row(key, line))
                 except (ValueError, TypeError, AttributeError) as error:  # one bad row must not block learning
-                    logger.warning("skipping an unreadable archive row", extra={"key": key, "error": str(error)})
+                    # Pydantic's own text quotes the input; the description never does.
+                    problem = describe(error) if isinstance(error, ValidationError) else type(error).__name__
+                    logger.warning("skipping an unreadable archive row", extra={"key": key, "error": problem})
         return verdicts
 
     def hold(self, record: ArchivedVerdict, reason: str, evidence: dict[str, Any]) -> str:
