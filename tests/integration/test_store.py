@@ -160,3 +160,33 @@ def test_cli_publish_versions_rollback(
     assert latest.is_active and latest.restored_from == versions[-1]["version_id"]
     assert main(["rollback", "--to", "nope"]) == 2
     get_settings.cache_clear()
+
+
+def test_store_only_later_versions_can_expire_and_keep_exempts_one(
+    store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a seed, a promotion and a rollback to the seed
+    seed = store.publish(tiny_bundle, expected=None)
+    promoted = store.publish(tiny_bundle, expected=seed, action="promote")
+    restored = store.rollback(seed.version_id)
+
+    # Then the seed version carries no expirable tag, every later write does (the lifecycle rule's filter)
+    assert store.is_kept(seed.version_id)
+    assert not store.is_kept(promoted.version_id) and not store.is_kept(restored.version_id)
+
+    # When an operator keeps the promoted version (pinned with MODEL_VERSION), with the CLI
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    get_settings.cache_clear()
+    try:
+        assert main(["keep", promoted.version_id]) == 0
+    finally:
+        get_settings.cache_clear()
+
+    # Then it can no longer expire either, and the model history is unchanged
+    assert store.is_kept(promoted.version_id)
+    assert "lifecycle rule will never expire it" in capsys.readouterr().out
+    assert [version.version_id for version in store.versions()] == [
+        restored.version_id,
+        promoted.version_id,
+        seed.version_id,
+    ]

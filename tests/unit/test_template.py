@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 
 from lodbrok import cache, calllog, observability
 from lodbrok.settings import Settings
+from lodbrok.store import EXPIRABLE_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -420,6 +421,9 @@ def test_template_model_bucket_keeps_history_for_rollback(template: dict[str, An
         }
     ]
     assert int(template["Parameters"]["NoncurrentVersionsToKeep"]["Default"]) >= 10
+    # And only versions the store tags as expirable (never the seed, nor a kept, pinned version)
+    [history] = [rule for rule in rules if "NoncurrentVersionExpiration" in rule]
+    assert history["TagFilters"] == [{"Key": key, "Value": value} for key, value in [EXPIRABLE_TAG.split("=")]]
     assert not [rule for rule in rules if {"ExpirationInDays", "ExpirationDate"} & set(rule)], "current models expire"
     assert any("AbortIncompleteMultipartUpload" in rule for rule in rules)
 
@@ -484,9 +488,28 @@ def test_template_policies_cover_what_each_function_calls(resources: dict[str, A
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CacheTable"}}} in predict
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CallLogTable"}}} in predict
     assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["VerdictQueue", "QueueName"]}}} in predict
-    assert {"S3CrudPolicy": {"BucketName": {"Ref": "ModelBucket"}}} in retrain
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IdempotencyTable"}}} in retrain
-    assert {"s3:ListBucketVersions", "s3:GetBucketVersioning", "s3:GetObjectVersion"} <= retrain_actions
+    assert retrain_actions == {
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:GetBucketVersioning",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+    }, "retrain may not delete objects, change ACLs or reconfigure the bucket"
+    assert not [policy for policy in retrain if "S3CrudPolicy" in policy]
+
+
+def test_template_bucket_policy_denies_the_functions_erasing_history(resources: dict[str, Any]) -> None:
+    statements = properties(resources, "ModelBucketPolicy")["PolicyDocument"]["Statement"]
+    [deny] = [statement for statement in statements if statement["Sid"] == "FunctionsKeepHistory"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"]["AWS"] == [
+        {"Fn::GetAtt": ["PredictFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["RetrainFunctionRole", "Arn"]},
+    ]
+    assert {"s3:DeleteObjectVersion", "s3:PutLifecycleConfiguration", "s3:PutBucketVersioning"} <= set(deny["Action"])
 
 
 # --- observability ----------------------------------------------------------------------------------------

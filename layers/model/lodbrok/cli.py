@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", required=True, metavar="VERSION_ID", help="S3 version id (see `lodbrok versions`)")
     rollback.set_defaults(handler=_rollback)
 
+    keep = commands.add_parser(
+        "keep", help="never let the bucket's lifecycle rule expire a version (do it for one pinned with MODEL_VERSION)"
+    )
+    keep.add_argument("version_id", help="S3 version id of the active model key, as `versions` lists it")
+    _add_store_arguments(keep)
+    keep.set_defaults(handler=_keep)
+
     candidates = commands.add_parser("candidates", help="list fine-tuned candidates that the gate did not promote")
     _add_store_arguments(candidates)
     candidates.set_defaults(handler=_candidates)
@@ -235,6 +242,12 @@ def _versions(arguments: argparse.Namespace) -> int:
 def _rollback(arguments: argparse.Namespace) -> int:
     ref = _store(arguments).rollback(arguments.to)
     print(f"restored version {arguments.to} as the active model (new version {ref.version_id})")
+    return 0
+
+
+def _keep(arguments: argparse.Namespace) -> int:
+    _store(arguments).keep(arguments.version_id)
+    print(f"version {arguments.version_id} is kept: the lifecycle rule will never expire it")
     return 0
 
 

@@ -7,6 +7,10 @@ writers racing cannot silently overwrite each other's promotion. Every write sta
 metadata with a unique write id, so no two writes share an ETag: a rollback to v1 after v2 gets a new
 ETag, and a retrain that read v1 before v2 cannot publish over the rollback (ABA). A summary of each bundle's
 metadata rides along as S3 user metadata, so listing versions needs no bundle downloads.
+
+Every write of the active model except the first carries the tag `EXPIRABLE_TAG`, the only versions the
+bucket's lifecycle rule may expire; the first version (the seed) and any version `keep` untags (one pinned
+with MODEL_VERSION) stay for good.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from lodbrok.bundle import Bundle, utc_now_iso
+
+EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
 
 
 class ModelStoreError(Exception):
@@ -201,6 +207,21 @@ class ModelStore:
         bundle = Bundle.from_bytes(data)
         return self._put_active(bundle, expected=self.head(), action="manual-promote")
 
+    def keep(self, version_id: str) -> None:
+        """Exempt one version from the bucket's lifecycle expiry (a version pinned with MODEL_VERSION)."""
+        self._call(
+            "put_object_tagging",
+            Bucket=self.bucket,
+            Key=self.active_key,
+            VersionId=version_id,
+            Tagging={"TagSet": [{"Key": "lodbrok-history", "Value": "kept"}]},
+        )
+
+    def is_kept(self, version_id: str) -> bool:
+        """True if the lifecycle rule can never expire this version (it carries no expirable tag)."""
+        tags = self._call("get_object_tagging", Bucket=self.bucket, Key=self.active_key, VersionId=version_id)
+        return EXPIRABLE_TAG not in {f"{tag['Key']}={tag['Value']}" for tag in tags.get("TagSet", [])}
+
     def ensure_versioning(self) -> None:
         if self._versioning_checked:
             return
@@ -238,10 +259,11 @@ class ModelStore:
             "Body": bundle.with_metadata(stored=write).to_bytes(),
             "Metadata": metadata,
         }
-        if expected is None:
+        if expected is None:  # the first version (the seed) is never tagged, so it never expires
             arguments["IfNoneMatch"] = "*"
         else:
             arguments["IfMatch"] = expected.etag
+            arguments["Tagging"] = EXPIRABLE_TAG
         try:
             response = self.s3.put_object(**arguments)
         except ClientError as error:
