@@ -484,7 +484,16 @@ def test_template_policies_cover_what_each_function_calls(resources: dict[str, A
     }
 
     # Then predict reads the bucket, uses its two tables and sends verdicts; retrain also reads history
-    assert {"S3ReadPolicy": {"BucketName": {"Ref": "ModelBucket"}}} in predict
+    predict_s3 = [
+        (statement["Action"], statement["Resource"])
+        for policy in predict
+        if "Statement" in policy
+        for statement in policy["Statement"]
+    ]
+    assert predict_s3 == [
+        (["s3:ListBucket"], {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}"}),
+        (["s3:GetObject", "s3:GetObjectVersion"], {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/models/*"}),
+    ], "predict reads the models only, never the verdict archive"
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CacheTable"}}} in predict
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CallLogTable"}}} in predict
     assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["VerdictQueue", "QueueName"]}}} in predict
