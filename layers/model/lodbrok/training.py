@@ -88,6 +88,7 @@ class FinetuneConfig:
     batch_size: int = 32
     learning_rate: float = 0.006
     verdict_repeats: int = 20
+    max_verdict_rows: int = 20_000  # fewer repeats for big batches, so a fine-tune's cost stays bounded
     rehearsal_per_verdict: int = 10
     min_rehearsal: int = 5_000
     rehearsal_limit: int = 50_000
@@ -186,7 +187,7 @@ class Finetuner:
         rehearsal = [item for item in self.rehearsal if canonical_key(item.input) not in verdict_keys]
         rng = random.Random(config.seed)
         sample_size = min(len(rehearsal), max(config.min_rehearsal, config.rehearsal_per_verdict * len(verdicts)))
-        mixture = list(verdicts) * config.verdict_repeats + rng.sample(rehearsal, sample_size)
+        mixture = list(verdicts) * self._repeats(len(verdicts)) + rng.sample(rehearsal, sample_size)
         _seed_everything(config.seed)
         model = load_keras_model(self.parent)
         if config.anchor_strength and self.rehearsal:
@@ -235,7 +236,7 @@ class Finetuner:
                 "kind": "finetune",
                 "data_fingerprint": dataset_fingerprint(verdicts),
                 "verdict_count": len(verdicts),
-                "verdict_repeats": config.verdict_repeats,
+                "verdict_repeats": self._repeats(len(verdicts)),
                 "anchor_strength": config.anchor_strength,
                 "epochs": config.epochs,
                 "learning_rate": config.learning_rate,
@@ -246,6 +247,10 @@ class Finetuner:
             "decision": decision.to_dict() if decision else None,
         }
         return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+
+    def _repeats(self, verdict_count: int) -> int:
+        """How often each verdict appears in the mixture: `verdict_repeats`, fewer for big batches."""
+        return max(1, min(self.config.verdict_repeats, self.config.max_verdict_rows // verdict_count))
 
     def _checked(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
         """One item per input (the latest verdict wins), every label one of the model's."""
