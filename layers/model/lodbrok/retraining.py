@@ -40,7 +40,7 @@ from lodbrok.settings import Settings
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
 
-MIN_SECONDS_LEFT_TO_TRAIN = 180
+MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 SUSPECT_SOURCE_MIN_VERDICTS = 5  # a source is reported when at least this many of its verdicts were screened
 SUSPECT_SOURCE_HELD_SHARE = 0.5  # and more than this share of them was held
 
