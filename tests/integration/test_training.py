@@ -15,6 +15,7 @@ from lodbrok.predictor import Predictor
 from lodbrok.training import (
     PARITY_TOLERANCE,
     FinetuneConfig,
+    Finetuner,
     TrainingConfig,
     TrainingError,
     check_parity,
@@ -285,3 +286,19 @@ def test_train_bundle_demo_data_meets_quality_bar() -> None:
     assert result.dedup.kept == result.train_size + result.test_size
     assert result.metrics.f1("spam") >= 0.95
     assert result.metrics.accuracy >= 0.985
+
+
+def test_finetune_export_keeps_verdict_scores_aligned_with_their_verdicts(tiny_bundle: Bundle) -> None:
+    # Given two verdicts and out-of-sample scores that rank each one right (spam high, ham low)
+    verdicts = [LabelledItem("zorblax airdrop claim tokens", "spam"), LabelledItem("see you at the cafe", "ham")]
+    spam = tiny_bundle.labels.index("spam")
+    scores = np.zeros((2, 2))
+    scores[0, spam], scores[0, 1 - spam] = 0.9, 0.1
+    scores[1, spam], scores[1, 1 - spam] = 0.1, 0.9
+    finetuner = Finetuner(tiny_bundle, FinetuneConfig(epochs=1))
+
+    # When the candidate's rule is chosen from them
+    candidate, _ = finetuner.export(finetuner.fit(verdicts), verdicts, verdict_scores=scores, keep_within=0.01)
+
+    # Then each score was read with its own verdict's label: the verdicts are separated perfectly
+    assert candidate.metadata["decision"]["expected"]["verdicts_f1"] == 1.0

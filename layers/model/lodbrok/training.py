@@ -253,8 +253,10 @@ class Finetuner:
         return max(1, min(self.config.verdict_repeats, self.config.max_verdict_rows // verdict_count))
 
     def _checked(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
-        """One item per input (the latest verdict wins), every label one of the model's."""
+        """One item per input (the latest verdict wins), in the given order (so `verdict_scores` rows stay
+        aligned with their verdicts), every label one of the model's."""
         unique, _ = deduplicate(reversed(verdicts))
+        unique.reverse()
         if not unique:
             raise TrainingError("fine-tuning needs at least one verdict")
         unknown = sorted({item.label for item in unique} - set(self.parent.labels))
