@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({**predict_env, **retrain_env})
 
     seed_path = Path(arguments.seed_model) if arguments.seed_model else default_seed_model()
-    seed_ref = publish_seed_model(seed_path, predict_env["MODEL_BUCKET"], predict_env.get("MODEL_NAME"))
+    seed_ref = publish_seed_model(seed_path, predict_env)
 
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "aws_endpoint": endpoint,
             "model_bucket": predict_env["MODEL_BUCKET"],
             "model_name": predict_env.get("MODEL_NAME", "default"),
+            "signing_key": predict_env["MODEL_SIGNING_KEY"],
             "seed_version_id": seed_ref,
         }
         Path(arguments.ready_file).write_text(json.dumps(ready, indent=2))
@@ -145,6 +146,7 @@ Lodbrok is running locally (Ctrl-C stops it).
   API            {url}   (API key: {api_key})
   Swagger UI     {url}/swagger
   AWS emulation  {endpoint}   bucket {env["MODEL_BUCKET"]}, seed model version {seed}
+  signing key    {env["MODEL_SIGNING_KEY"]}
   retraining     {trigger}
 
 Try:
@@ -155,6 +157,7 @@ Try:
        -d '{{"verdicts": [{{"id": "v1", "text": "zorblax airdrop, claim your tokens", "label": "spam"}}]}}'
   AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
        .venv/bin/lodbrok versions --bucket {env["MODEL_BUCKET"]}
+  (rollback, publish and promote also need --signing-key {env["MODEL_SIGNING_KEY"]})
 """,
         flush=True,
     )

@@ -45,6 +45,7 @@ class StackInfo:
     aws_endpoint: str
     model_bucket: str
     model_name: str
+    signing_key: str
     seed_version_id: str
 
 
@@ -210,6 +211,8 @@ def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
         stack.model_bucket,
         "--model-name",
         stack.model_name,
+        "--signing-key",
+        stack.signing_key,
     ]
     return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
 

@@ -1,4 +1,4 @@
-"""Create the template's buckets, tables and queues in an AWS emulation (a moto server or mock_aws)."""
+"""Create the template's buckets, tables, queues and keys in an AWS emulation (a moto server or mock_aws)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,20 @@ from devstack.template import Template
 
 
 def create_resources(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
-    """Create every S3 bucket, DynamoDB table and SQS queue of the template; return logical -> physical."""
+    """Create every S3 bucket, DynamoDB table, SQS queue and KMS key of the template; return logical -> physical.
+
+    A KMS key's ARN is chosen by the emulation, so it is registered in `template.physical_ids` for
+    the `!GetAtt Key.Arn` of the functions' environment.
+    """
     session = session or boto3.session.Session()
     created: dict[str, str] = {}
+    kms = session.client("kms")
+    for logical_id, spec in template.resources_of_type("AWS::KMS::Key").items():
+        properties = template.resolve(spec.get("Properties", {}))
+        key = kms.create_key(
+            KeySpec=properties["KeySpec"], KeyUsage=properties["KeyUsage"], Description=properties["Description"]
+        )
+        created[logical_id] = template.physical_ids[logical_id] = key["KeyMetadata"]["Arn"]
     s3 = session.client("s3")
     for logical_id, spec in template.resources_of_type("AWS::S3::Bucket").items():
         name = template.physical_name(logical_id)

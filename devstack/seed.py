@@ -32,11 +32,14 @@ def ensure_seed_model(path: Path) -> Path:
     return path
 
 
-def publish_seed_model(path: Path, bucket: str, model_name: str | None) -> str:
-    """Publish the seed bundle as the first version; returns its S3 version id."""
+def publish_seed_model(path: Path, environment: dict[str, str]) -> str:
+    """Publish the seed bundle as the signed first version, per the functions' environment; returns its version id."""
     from lodbrok.bundle import Bundle
+    from lodbrok.settings import Settings
+    from lodbrok.signing import BundleSigner
     from lodbrok.store import ModelStore
 
-    store = ModelStore(bucket, model_name or "default")
+    settings = Settings.from_env(environment)
+    store = ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings))
     bundle = Bundle.read(str(ensure_seed_model(path)))
     return store.publish(bundle.with_metadata(version="v1"), expected=None).version_id

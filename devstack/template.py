@@ -46,9 +46,11 @@ class Template:
         self.path = path
         self.document: dict[str, Any] = cfn_yaml.load(str(path))
         self.resources: dict[str, Any] = self.document.get("Resources", {})
-        self.parameters = {
-            name: str(spec.get("Default", "")) for name, spec in self.document.get("Parameters", {}).items()
-        }
+        declared = self.document.get("Parameters", {})
+        self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
+        self.list_parameters = {name for name, spec in declared.items() if spec.get("Type") == "CommaDelimitedList"}
+        # Ids only known once a resource exists (a KMS key's ARN), registered by create_resources.
+        self.physical_ids: dict[str, str] = {}
         unknown = set(parameter_overrides or {}) - set(self.parameters)
         if unknown:
             raise ValueError(f"unknown template parameters: {sorted(unknown)}")
@@ -165,7 +167,9 @@ class Template:
                 return self.condition(argument)
         return self.resolve(expression)
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
+        if name in self.list_parameters:
+            return [item for item in self.parameters[name].split(",") if item]
         if name in self.parameters:
             return self.parameters[name]
         pseudo = {
@@ -185,6 +189,8 @@ class Template:
     def attribute(self, logical_id: str, attribute: str) -> str:
         name = self.physical_name(logical_id)
         resource_type = self.resources.get(logical_id, {}).get("Type", "")
+        if attribute == "Arn" and logical_id in self.physical_ids:
+            return self.physical_ids[logical_id]
         if attribute == "Arn":
             service = {"AWS::SQS::Queue": "sqs", "AWS::DynamoDB::Table": "dynamodb", "AWS::S3::Bucket": "s3"}
             kind = service.get(resource_type, "lambda")

@@ -369,6 +369,7 @@ def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str
 
     from lodbrok.observability import logger
     from lodbrok.settings import get_settings
+    from lodbrok.signing import BundleSigner
     from lodbrok.store import ModelStore
 
     bucket, table = "lodbrok-bench-models", "lodbrok-bench-idempotency"
@@ -393,7 +394,9 @@ def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        store = ModelStore(bucket, s3=s3)
+        key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+        os.environ["MODEL_SIGNING_KEY"] = key
+        store = ModelStore(bucket, signer=BundleSigner(key), s3=s3)
         parent = store.publish(base, expected=None)
         get_settings.cache_clear()
         app = _load_retrain_app()

@@ -129,13 +129,16 @@ def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
     import boto3
 
     from lodbrok import cache
+    from lodbrok.signing import BundleSigner
     from lodbrok.store import ModelStore
 
+    key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    os.environ["MODEL_SIGNING_KEY"] = key
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     boto3.client("dynamodb").create_table(**cache.table_definition(CACHE_TABLE))
-    ModelStore(BUCKET).publish(bundle, expected=None)
+    ModelStore(BUCKET, signer=BundleSigner(key)).publish(bundle, expected=None)
     app = _load_handler_module()
     _use_settings(app)
     context = LambdaContext("lodbrok-bench")

@@ -9,6 +9,7 @@ import pytest
 
 from devstack.gateway import LambdaContext
 from lodbrok.bundle import Bundle
+from lodbrok.signing import BundleSigner
 from lodbrok.training import TrainingConfig, train_bundle
 from support import TINY_FEATURIZER, make_tiny_dataset
 
@@ -46,6 +47,20 @@ def aws(aws_credentials: None) -> Iterator[None]:
 
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def signing_key(aws: None) -> str:
+    """A KMS signing key like the template's ModelSigningKey, in moto."""
+    import boto3
+
+    key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    return str(key["KeyMetadata"]["Arn"])
+
+
+@pytest.fixture
+def signer(signing_key: str) -> BundleSigner:
+    return BundleSigner(signing_key)
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,93 @@ def same_model(stored: bytes, original: bytes) -> bool:
         **first.metadata,
         "stored": None,
     } == {**second.metadata, "stored": None}
+
+
+# --- IAM: what each function's role may do ---------------------------------------------------------------------
+
+# Actions the Lambda platform performs with a role, not the function's code: log delivery, X-Ray
+# segments (Tracing: Active), and the SQS event source mapping polling the verdict queue.
+PLATFORM_ACTIONS = {
+    "PredictFunctionRole": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    },
+    "RetrainFunctionRole": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    },
+}
+# Actions the functions' code needs; the integration tests record the calls each function makes and
+# compare them with these, and the template test compares these with the roles in the translated template.
+CODE_ACTIONS = {
+    "PredictFunctionRole": {
+        "s3:ListBucket",  # HeadBucket, to tell a missing model from a missing bucket
+        "s3:GetObject",
+        "s3:GetObjectVersion",  # a pinned MODEL_VERSION, or the version a HEAD named
+        "kms:Verify",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "sqs:SendMessage",
+    },
+    "RetrainFunctionRole": {
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:GetBucketVersioning",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "kms:Sign",
+        "kms:Verify",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    },
+}
+_ACTION_OF_OPERATION = {
+    "s3:HeadObject": "s3:GetObject",
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:ListObjectVersions": "s3:ListBucketVersions",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+}
+
+
+def iam_actions(service: str, operation: str, parameters: dict[str, Any]) -> set[str]:
+    """The IAM actions one AWS API call needs."""
+    action = _ACTION_OF_OPERATION.get(f"{service}:{operation}", f"{service}:{operation}")
+    if action == "s3:GetObject" and parameters.get("VersionId"):
+        action = "s3:GetObjectVersion"
+    actions = {action}
+    if action == "s3:PutObject" and parameters.get("Tagging"):
+        actions.add("s3:PutObjectTagging")
+    return actions
+
+
+@contextlib.contextmanager
+def recorded_aws_actions() -> Iterator[set[str]]:
+    """Every IAM action the clients of boto3's default session need while the block runs (create clients inside)."""
+    import boto3
+
+    actions: set[str] = set()
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        actions.update(iam_actions(model.service_model.endpoint_prefix, model.name, params))
+
+    session = boto3._get_default_session()
+    session.events.register("before-parameter-build", record)
+    try:
+        yield actions
+    finally:
+        session.events.unregister("before-parameter-build", record)

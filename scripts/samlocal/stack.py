@@ -122,7 +122,7 @@ def provision(
     os.environ.pop("AWS_PROFILE", None)
     create_resources(template)
     environment = template.environment(FUNCTION)
-    seed_version = publish_seed_model(seed_model, environment["MODEL_BUCKET"], environment["MODEL_NAME"])
+    seed_version = publish_seed_model(seed_model, environment)
 
     function_environment = {**environment, "AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}
     workdir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from devstack.template import Template
 from lodbrok.bundle import Bundle
 from lodbrok.prediction import PredictService
 from lodbrok.settings import get_settings
+from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
 
@@ -191,8 +192,8 @@ def verdict_queue(aws: None) -> str:
 
 
 @pytest.fixture
-def model_store(model_bucket: str) -> ModelStore:
-    return ModelStore(model_bucket)
+def model_store(model_bucket: str, signer: BundleSigner) -> ModelStore:
+    return ModelStore(model_bucket, signer=signer)
 
 
 @pytest.fixture
@@ -205,11 +206,17 @@ def published_model(model_store: ModelStore, tiny_bundle: Bundle) -> ModelRef:
 
 @pytest.fixture
 def predict_env(
-    monkeypatch: pytest.MonkeyPatch, model_bucket: str, cache_table: str, call_log_table: str, verdict_queue: str
+    monkeypatch: pytest.MonkeyPatch,
+    model_bucket: str,
+    signing_key: str,
+    cache_table: str,
+    call_log_table: str,
+    verdict_queue: str,
 ) -> Iterator[None]:
     """The environment template.yaml gives the predict function, pointing at the moto resources."""
     for name, value in {
         "MODEL_BUCKET": model_bucket,
+        "MODEL_SIGNING_KEY": signing_key,
         "CACHE_TABLE": cache_table,
         "CALL_LOG_ENABLED": "true",
         "CALL_LOG_TABLE": call_log_table,

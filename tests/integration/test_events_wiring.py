@@ -20,6 +20,7 @@ from devstack.resources import create_resources
 from devstack.template import ROOT, Template
 from lodbrok.bundle import Bundle
 from lodbrok.settings import get_settings
+from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelStore
 from support import EVENTS_DIR, load_event
 
@@ -49,7 +50,10 @@ def wired(aws: None, template: Template, tiny_bundle: Bundle, monkeypatch: pytes
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    ModelStore(environment["MODEL_BUCKET"], environment["MODEL_NAME"]).publish(tiny_bundle, expected=None)
+    store = ModelStore(
+        environment["MODEL_BUCKET"], environment["MODEL_NAME"], signer=BundleSigner(environment["MODEL_SIGNING_KEY"])
+    )
+    store.publish(tiny_bundle, expected=None)
     yield template
     for name in ("lodbrok_function_PredictFunction", "lodbrok_function_RetrainFunction"):
         sys.modules.pop(name, None)

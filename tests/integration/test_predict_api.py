@@ -23,7 +23,7 @@ from lodbrok.settings import Settings
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import parse_message_body
 from predict import app as predict_app
-from support import load_event
+from support import CODE_ACTIONS, load_event, recorded_aws_actions
 
 if TYPE_CHECKING:
     from conftest import Api, ApiResponse, FakeClock
@@ -575,6 +575,53 @@ def test_predict_corrupt_bundle_after_good_one_keeps_serving_good(
     assert "ModelLoaded" not in counted
 
 
+def test_predict_refuses_a_forged_bundle_and_keeps_serving_the_signed_one(
+    api: Api,
+    published_model: ModelRef,
+    model_store: ModelStore,
+    tiny_bundle: Bundle,
+    clock: FakeClock,
+    read_metrics: Callable[[], dict[str, float]],
+) -> None:
+    # Given the signed model is serving
+    before = predict_texts(api, ["WINNER! claim your prize now"])
+    # When someone with write access to the bucket stores a bundle with its labels swapped and its manifest
+    # rebuilt (every checksum matches), keeping the signature metadata of the real model
+    forged = Bundle(**{**tiny_bundle.__dict__, "labels": list(reversed(tiny_bundle.labels))}).to_bytes()
+    signed = boto3.client("s3").head_object(Bucket=model_store.bucket, Key=model_store.active_key)["Metadata"]
+    boto3.client("s3").put_object(Bucket=model_store.bucket, Key=model_store.active_key, Body=forged, Metadata=signed)
+    read_metrics()
+    clock.advance(61)
+    after = predict_texts(api, ["WINNER! claim your prize now"])
+
+    # Then the forged bundle is refused and counted, and the signed model keeps answering the same
+    assert after.status == 200 and after.body["model_version"] == published_model.version_id
+    assert after.body["predictions"][0]["label"] == before.body["predictions"][0]["label"]
+    assert read_metrics()["ModelLoadFailed"] == 1
+
+
+def test_predict_unreachable_kms_is_503_and_the_model_loads_once_it_answers(
+    api: Api, published_model: ModelRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given KMS cannot be reached when the first request loads the model
+    from botocore.exceptions import EndpointConnectionError
+
+    kms = boto3.client("kms")
+    real_verify = kms.verify
+
+    def unreachable(**_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(kms, "verify", unreachable)
+    api.rebuild(kms=kms)
+    # Then that request is a 503 to retry, not a refusal of the model
+    assert assert_error(api.call(load_event("predict_single.json")), 503, "model_unavailable")
+    # And once KMS answers, the same model version is served
+    monkeypatch.setattr(kms, "verify", real_verify)
+    response = api.call(load_event("predict_single.json"))
+    assert response.status == 200 and response.body["model_version"] == published_model.version_id
+
+
 def test_predict_tampered_model_with_no_previous_model_is_503(
     api: Api, model_store: ModelStore, tiny_bundle: Bundle, read_metrics: Callable[[], dict[str, float]]
 ) -> None:
@@ -1049,3 +1096,24 @@ def test_logs_never_contain_user_text(
     assert '"message":"predictions served"' in output
     assert marker not in output
     assert bad_marker not in output
+
+
+def test_predict_function_calls_exactly_what_its_role_allows(
+    api: Api, model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When a fresh container (its clients created inside the recording) goes through every route: no model
+    # yet, a model, a repeated request, model info, verdicts, the call log, then a pinned version
+    with recorded_aws_actions() as used:
+        api.rebuild()
+        assert api.call(load_event("predict_single.json")).status == 503
+        ref = model_store.publish(tiny_bundle, expected=None)
+        for _ in range(2):
+            assert api.call(load_event("predict_single.json")).status == 200
+        assert api.call(load_event("model_get.json")).status == 200
+        assert api.call(load_event("verdicts_post.json")).status == 202
+        assert api.call(load_event("calls_recent_get.json")).status == 200
+        monkeypatch.setenv("MODEL_VERSION", ref.version_id)
+        api.rebuild()
+        assert api.call(load_event("predict_single.json")).status == 200
+    # Then it needed exactly the actions of its role (template.yaml, checked in tests/unit/test_template.py)
+    assert used == CODE_ACTIONS["PredictFunctionRole"]

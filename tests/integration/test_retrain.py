@@ -26,10 +26,11 @@ from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import Mode, RetrainState
 from lodbrok.retraining import LearningLoop
 from lodbrok.settings import get_settings
+from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import Verdict
 from retrain import app
-from support import load_event, make_tiny_dataset, same_model
+from support import CODE_ACTIONS, load_event, make_tiny_dataset, recorded_aws_actions, same_model
 
 BUCKET = "lodbrok-retrain-test"
 IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
@@ -59,7 +60,7 @@ def verdict_queue(aws: None) -> str:
 
 
 @pytest.fixture
-def retrain_env(aws: None, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def retrain_env(signing_key: str, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Versioned model bucket, the template's idempotency table, and the function's environment."""
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
@@ -68,6 +69,7 @@ def retrain_env(aws: None, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) 
     for name, value in {
         "MODEL_BUCKET": BUCKET,
         "MODEL_NAME": "default",
+        "MODEL_SIGNING_KEY": signing_key,
         "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
         "VERDICT_QUEUE_URL": verdict_queue,
         "MIN_VERDICTS_TO_TRAIN": "1",
@@ -82,8 +84,8 @@ def retrain_env(aws: None, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def store(retrain_env: None) -> ModelStore:
-    return ModelStore(BUCKET, "default", s3=boto3.client("s3"))
+def store(retrain_env: None, signer: BundleSigner) -> ModelStore:
+    return ModelStore(BUCKET, "default", signer=signer, s3=boto3.client("s3"))
 
 
 @pytest.fixture
@@ -332,6 +334,7 @@ def test_handler_a_correction_back_to_an_earlier_label_is_archived_and_learned(
     assert learned[text] == "spam"
 
 
+@pytest.mark.parametrize("damage", ["corrupt", "forged"])
 def test_handler_archives_valid_verdicts_while_the_active_model_is_unreadable(
     base_ref: ModelRef,
     store: ModelStore,
@@ -339,9 +342,16 @@ def test_handler_archives_valid_verdicts_while_the_active_model_is_unreadable(
     invoke: Callable[..., dict[str, Any]],
     send: Any,
     read_metrics: Any,
+    damage: str,
 ) -> None:
-    # Given an active model whose bundle is corrupt
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=store.active_key, Body=b"PK\x03\x04 not a bundle")
+    # Given an active model whose bundle is corrupt, or forged: valid, but not what the signature covers
+    s3 = boto3.client("s3")
+    if damage == "corrupt":
+        s3.put_object(Bucket=BUCKET, Key=store.active_key, Body=b"PK\x03\x04 not a bundle")
+    else:
+        signed = s3.head_object(Bucket=BUCKET, Key=store.active_key)["Metadata"]
+        forged = tiny_bundle.with_metadata(version="v9").to_bytes()
+        s3.put_object(Bucket=BUCKET, Key=store.active_key, Body=forged, Metadata=signed)
     read_metrics()
 
     # When verdicts arrive, one with a label the model may not have
@@ -351,7 +361,8 @@ def test_handler_archives_valid_verdicts_while_the_active_model_is_unreadable(
     # Then every schema-valid verdict is archived (nothing waits for the DLQ), and the broken model is counted
     assert response == {"batchItemFailures": []}
     assert len(_archived(_loop())) == 5
-    assert read_metrics()["ActiveModelUnreadable"] == 1
+    counted = read_metrics()
+    assert counted["ActiveModelUnreadable"] == 1 and counted["ModelLoadFailed"] >= 1
 
     # When a readable model is active again and the loop retrains
     store.publish(tiny_bundle, expected=store.head(), action="rollback")
@@ -753,3 +764,20 @@ def test_latest_records_keep_the_newest_label_per_input() -> None:
         LabelledItem("free tokens", "spam", item_id="1"),
         LabelledItem("See you at 8 ", "ham", item_id="2"),
     ]
+
+
+def test_retrain_function_calls_exactly_what_its_role_allows(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given a batch of verdicts on the queue (sent and received outside the recording)
+    event = send(*_zorblax_verdicts(6))
+    # When a fresh container archives them, fine-tunes, gates and promotes, with every AWS call recorded
+    with recorded_aws_actions() as used:
+        _fresh_container()
+        assert invoke(event) == {"batchItemFailures": []}
+    assert _loop().store.versions()[0].action == "promote"
+    # Then it needed no action outside its role (template.yaml, checked in tests/unit/test_template.py), and
+    # every action of the role was used except two that Powertools' idempotency documents and needs only on
+    # failure paths: deleting its record when a message fails, reading one when a put does not return it
+    assert used <= CODE_ACTIONS["RetrainFunctionRole"]
+    assert CODE_ACTIONS["RetrainFunctionRole"] - used == {"dynamodb:DeleteItem", "dynamodb:GetItem"}

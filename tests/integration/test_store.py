@@ -12,6 +12,7 @@ import pytest
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
 from lodbrok.settings import get_settings
+from lodbrok.signing import BundleSigner, SignatureError
 from lodbrok.store import (
     BucketNotFound,
     ConcurrentUpdate,
@@ -27,11 +28,11 @@ BUCKET = "lodbrok-models-test"
 
 
 @pytest.fixture
-def store(aws: None) -> ModelStore:
+def store(signer: BundleSigner) -> ModelStore:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    return ModelStore(BUCKET, s3=s3)
+    return ModelStore(BUCKET, signer=signer, s3=s3)
 
 
 def sha(data: bytes) -> str:
@@ -99,17 +100,17 @@ def test_store_publish_prepared_before_a_rollback_is_refused(store: ModelStore, 
     assert store.versions()[0].action == "rollback"
 
 
-def test_store_errors_are_explained(aws: None, tiny_bundle: Bundle) -> None:
+def test_store_errors_are_explained(signer: BundleSigner, tiny_bundle: Bundle) -> None:
     s3 = boto3.client("s3")
     # Given a bucket without versioning, and a bucket that does not exist
     s3.create_bucket(Bucket="plain-bucket")
     # Then each failure says what is wrong
     with pytest.raises(VersioningDisabled, match="put-bucket-versioning"):
-        ModelStore("plain-bucket", s3=s3).publish(tiny_bundle, expected=None)
+        ModelStore("plain-bucket", signer=signer, s3=s3).publish(tiny_bundle, expected=None)
     with pytest.raises(BucketNotFound):
-        ModelStore("no-such-bucket", s3=s3).head()
+        ModelStore("no-such-bucket", signer=signer, s3=s3).head()
     with pytest.raises(NoActiveModel, match="lodbrok publish"):
-        ModelStore("plain-bucket", s3=s3).load()
+        ModelStore("plain-bucket", signer=signer, s3=s3).load()
 
 
 def test_store_unknown_version_and_rollback_to_active(store: ModelStore, tiny_bundle: Bundle) -> None:
@@ -137,13 +138,15 @@ def test_store_candidate_can_be_promoted_by_hand(store: ModelStore, tiny_bundle:
 
 def test_cli_publish_versions_rollback(
     store: ModelStore,
+    signing_key: str,
     tiny_bundle: Bundle,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given a bundle file and the bucket in the environment
+    # Given a bundle file, and the bucket and signing key in the environment
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
     get_settings.cache_clear()
     path = tmp_path / "model.lbk"
     tiny_bundle.write(str(path))
@@ -190,3 +193,54 @@ def test_store_only_later_versions_can_expire_and_keep_exempts_one(
         promoted.version_id,
         seed.version_id,
     ]
+
+
+# --- signatures -------------------------------------------------------------------------------------------------
+
+
+def test_store_signs_each_write_and_verifies_each_read(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given a published model
+    ref = store.publish(tiny_bundle, expected=None)
+    # Then it reads back verified, and its S3 metadata names the KMS key that signed it
+    assert store.load().bundle().labels == tiny_bundle.labels
+    metadata = store.s3.head_object(Bucket=BUCKET, Key=store.active_key, VersionId=ref.version_id)["Metadata"]
+    assert metadata["signing-key"] == store.signer.key_id and metadata["signature"]
+
+
+@pytest.mark.parametrize("forgery", ["unsigned", "modified", "other key"])
+def test_store_refuses_bundles_a_trusted_key_did_not_sign(store: ModelStore, tiny_bundle: Bundle, forgery: str) -> None:
+    # Given a published model, then an active version written around the store
+    store.publish(tiny_bundle, expected=None)
+    swapped = Bundle(**{**tiny_bundle.__dict__, "labels": list(reversed(tiny_bundle.labels))}).to_bytes()
+    signed = store.s3.head_object(Bucket=BUCKET, Key=store.active_key)["Metadata"]
+    other_key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    body, metadata = {
+        "unsigned": (swapped, {}),
+        "modified": (swapped, signed),  # labels swapped, manifest rebuilt, the real model's signature kept
+        "other key": (swapped, BundleSigner(other_key).sign(swapped)),
+    }[forgery]
+    forged = store.s3.put_object(Bucket=BUCKET, Key=store.active_key, Body=body, Metadata=metadata)["VersionId"]
+
+    # Then reading it raises SignatureError (a BundleError, which every loader refuses)
+    with pytest.raises(SignatureError):
+        store.load().bundle()
+    # And once a signed model is published over it, a rollback cannot launder it into a freshly signed version
+    store.publish(tiny_bundle, expected=store.head())
+    with pytest.raises(SignatureError):
+        store.rollback(forged)
+
+
+def test_store_accepts_versions_of_a_previous_key_after_rotation(store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given a model signed with the old key, then a rotation: a new signing key, the old one still trusted
+    old = store.publish(tiny_bundle, expected=None)
+    new_key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    rotated = ModelStore(BUCKET, signer=BundleSigner(new_key, [store.signer.key_id]), s3=store.s3)
+    # When the rotated store promotes a new version
+    promoted = rotated.publish(tiny_bundle, expected=old, action="promote")
+    # Then both versions verify under the rotated trust, and the new one is signed by the new key only
+    assert rotated.load(old.version_id).bundle() and rotated.load(promoted.version_id).bundle()
+    with pytest.raises(SignatureError):
+        store.load(promoted.version_id).bundle()
+    # And once the old key is no longer trusted, its versions are refused
+    with pytest.raises(SignatureError):
+        ModelStore(BUCKET, signer=BundleSigner(new_key), s3=store.s3).load(old.version_id).bundle()

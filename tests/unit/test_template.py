@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 from lodbrok import cache, calllog, observability
 from lodbrok.settings import Settings
 from lodbrok.store import EXPIRABLE_TAG
+from support import CODE_ACTIONS, PLATFORM_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -50,6 +51,8 @@ PREDICT_VARIABLES = {
     "MODEL_NAME",
     "MODEL_REFRESH_SECONDS",
     "MODEL_VERSION",
+    "MODEL_SIGNING_KEY",
+    "MODEL_TRUSTED_SIGNING_KEYS",
     "CACHE_TABLE",
     "CACHE_TTL_SECONDS",
     "MAX_ITEMS",
@@ -61,6 +64,8 @@ PREDICT_VARIABLES = {
 RETRAIN_VARIABLES = {
     "MODEL_BUCKET",
     "MODEL_NAME",
+    "MODEL_SIGNING_KEY",
+    "MODEL_TRUSTED_SIGNING_KEYS",
     "IDEMPOTENCY_TABLE",
     "MIN_VERDICTS_TO_TRAIN",
     "GATE_TOLERANCE",
@@ -475,39 +480,78 @@ def test_template_idempotency_table_matches_powertools_defaults(resources: dict[
 # --- permissions ------------------------------------------------------------------------------------------
 
 
-def test_template_policies_cover_what_each_function_calls(resources: dict[str, Any]) -> None:
-    # Given the policies of both functions
-    predict = properties(resources, "PredictFunction")["Policies"]
-    retrain = properties(resources, "RetrainFunction")["Policies"]
-    retrain_actions = {
-        action for policy in retrain if "Statement" in policy for s in policy["Statement"] for action in s["Action"]
-    }
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    """The template after the SAM transform, as CloudFormation receives it (code locations filled in)."""
+    from samtranslator.translator.transform import transform
 
-    # Then predict reads the bucket, uses its two tables and sends verdicts; retrain also reads history
-    predict_s3 = [
-        (statement["Action"], statement["Resource"])
-        for policy in predict
-        if "Statement" in policy
-        for statement in policy["Statement"]
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    document = json.loads(json.dumps(template))
+    for resource in document["Resources"].values():
+        declared = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in declared:
+                declared[key] = "s3://bucket/code.zip"
+        if declared.get("PackageType") == "Image":
+            declared["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lodbrok:retrain"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the transform builds ARNs for a region
+        return dict(transform(document, {}, NoManagedPolicies()))
+
+
+def role_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    body = translated["Resources"][role]["Properties"]
+    assert not body.get("ManagedPolicyArns"), f"{role} attaches managed policies, which grant on every resource"
+    statements = []
+    for policy in body["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if isinstance(statement, dict) and "Fn::If" in statement:
+                statement = statement["Fn::If"][1]  # the statement as deployed when the condition holds
+            statements.append(statement)
+    return statements
+
+
+def test_translated_template_gives_functions_only_their_own_roles(translated: dict[str, Any]) -> None:
+    # Then the only roles are the two declared ones, and each function uses its own
+    roles = {name for name, body in translated["Resources"].items() if body["Type"] == "AWS::IAM::Role"}
+    assert roles == set(CODE_ACTIONS)
+    for function in ("PredictFunction", "RetrainFunction"):
+        role = translated["Resources"][function]["Properties"]["Role"]
+        assert role == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
+    assert not [
+        body
+        for body in translated["Resources"].values()
+        if body["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
     ]
-    assert predict_s3 == [
-        (["s3:ListBucket"], {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}"}),
-        (["s3:GetObject", "s3:GetObjectVersion"], {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/models/*"}),
-    ], "predict reads the models only, never the verdict archive"
-    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CacheTable"}}} in predict
-    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "CallLogTable"}}} in predict
-    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["VerdictQueue", "QueueName"]}}} in predict
-    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IdempotencyTable"}}} in retrain
-    assert retrain_actions == {
-        "s3:ListBucket",
-        "s3:ListBucketVersions",
-        "s3:GetBucketVersioning",
-        "s3:GetObject",
-        "s3:GetObjectVersion",
-        "s3:PutObject",
-        "s3:PutObjectTagging",
-    }, "retrain may not delete objects, change ACLs or reconfigure the bucket"
-    assert not [policy for policy in retrain if "S3CrudPolicy" in policy]
+
+
+@pytest.mark.parametrize("role", sorted(CODE_ACTIONS))
+def test_translated_roles_grant_exactly_the_used_actions_on_named_resources(
+    translated: dict[str, Any], role: str
+) -> None:
+    statements = role_statements(translated, role)
+    granted = {action for statement in statements for action in statement["Action"]}
+    # Then no action is granted that the code or the platform does not use, and none is missing
+    assert granted == CODE_ACTIONS[role] | PLATFORM_ACTIONS[role]
+    # And no statement names every resource, except X-Ray's, which has no resource-level permissions
+    for statement in statements:
+        assert statement["Effect"] == "Allow" and "*" not in str(statement["Action"])
+        if statement["Resource"] == "*":
+            assert set(statement["Action"]) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+
+
+def test_translated_roles_keep_verdicts_from_predict_and_history_from_both(translated: dict[str, Any]) -> None:
+    predict = {statement["Sid"]: statement for statement in role_statements(translated, "PredictFunctionRole")}
+    retrain = {statement["Sid"]: statement for statement in role_statements(translated, "RetrainFunctionRole")}
+    # Then predict reads the models only, never the verdict archive (user texts)
+    assert predict["Models"]["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
+    # And only retrain may sign; predict may only verify
+    assert predict["VerifyModels"]["Action"] == ["kms:Verify"] and "kms:Sign" in retrain["SignModels"]["Action"]
+    # And retrain polls the verdict queue only
+    assert retrain["ReceiveVerdicts"]["Resource"] == {"Fn::GetAtt": ["VerdictQueue", "Arn"]}
 
 
 def test_template_bucket_policy_denies_the_functions_erasing_history(resources: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
 from lodbrok.decision import DecisionError, DecisionRule
+from lodbrok.signing import SigningNotConfigured
 from lodbrok.store import ModelStoreError
 
 DESCRIPTION = """\
@@ -47,7 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(arguments.handler(arguments) or 0)
-    except (CliError, BundleError, DataError, DecisionError, ModelStoreError, FileNotFoundError) as error:
+    except (
+        CliError,
+        BundleError,
+        DataError,
+        DecisionError,
+        ModelStoreError,
+        SigningNotConfigured,
+        FileNotFoundError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -171,13 +180,26 @@ def _add_store_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--model-name", default=None, help="model name inside the bucket (default: $MODEL_NAME or default)"
     )
+    command.add_argument(
+        "--signing-key",
+        help="KMS key that signs and verifies models (default: $MODEL_SIGNING_KEY, or the output of --stack)",
+    )
 
 
-def _store(arguments: argparse.Namespace) -> Any:
+def _store(arguments: argparse.Namespace, *, reads_bundles: bool = True) -> Any:
+    """The model store; commands that only list or tag versions need no signing key."""
     from lodbrok.settings import get_settings
+    from lodbrok.signing import BundleSigner
     from lodbrok.store import ModelStore
 
-    return ModelStore(_bucket(arguments), arguments.model_name or get_settings().model_name)
+    settings = get_settings()
+    signer = None
+    if reads_bundles:
+        key_id = arguments.signing_key or (
+            _stack_output(arguments.stack, "ModelSigningKeyArn") if arguments.stack else settings.model_signing_key
+        )
+        signer = BundleSigner.from_settings(settings, key_id=key_id)
+    return ModelStore(_bucket(arguments), arguments.model_name or settings.model_name, signer=signer)
 
 
 def _archive(arguments: argparse.Namespace) -> Any:
@@ -190,13 +212,15 @@ def _archive(arguments: argparse.Namespace) -> Any:
 def _bucket(arguments: argparse.Namespace) -> str:
     from lodbrok.settings import get_settings
 
-    bucket = arguments.bucket or (_stack_bucket(arguments.stack) if arguments.stack else get_settings().model_bucket)
+    bucket = arguments.bucket or (
+        _stack_output(arguments.stack, "ModelBucketName") if arguments.stack else get_settings().model_bucket
+    )
     if not bucket:
         raise CliError("no model bucket: pass --bucket NAME or --stack STACK, or set MODEL_BUCKET")
     return bucket
 
 
-def _stack_bucket(stack: str) -> str:
+def _stack_output(stack: str, name: str) -> str:
     import boto3
     from botocore.exceptions import ClientError
 
@@ -205,9 +229,9 @@ def _stack_bucket(stack: str) -> str:
     except ClientError as error:
         raise CliError(f"cannot read stack {stack!r}: {error}") from error
     for output in outputs:
-        if output["OutputKey"] == "ModelBucketName":
+        if output["OutputKey"] == name:
             return str(output["OutputValue"])
-    raise CliError(f"stack {stack!r} has no ModelBucketName output")
+    raise CliError(f"stack {stack!r} has no {name} output")
 
 
 def _publish(arguments: argparse.Namespace) -> int:
@@ -221,7 +245,7 @@ def _publish(arguments: argparse.Namespace) -> int:
 def _versions(arguments: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    versions = _store(arguments).versions()
+    versions = _store(arguments, reads_bundles=False).versions()
     if arguments.json:
         print(json.dumps([asdict(version) for version in versions], indent=2))
         return 0
@@ -246,13 +270,13 @@ def _rollback(arguments: argparse.Namespace) -> int:
 
 
 def _keep(arguments: argparse.Namespace) -> int:
-    _store(arguments).keep(arguments.version_id)
+    _store(arguments, reads_bundles=False).keep(arguments.version_id)
     print(f"version {arguments.version_id} is kept: the lifecycle rule will never expire it")
     return 0
 
 
 def _candidates(arguments: argparse.Namespace) -> int:
-    for candidate in _store(arguments).candidates():
+    for candidate in _store(arguments, reads_bundles=False).candidates():
         print(f"{candidate.key}\t{candidate.label}\t{candidate.stored_at}\t{candidate.reason}")
     return 0
 

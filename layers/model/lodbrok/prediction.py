@@ -38,6 +38,7 @@ from lodbrok.schemas import (
 )
 from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.settings import Settings
+from lodbrok.signing import BundleSigner, SigningNotConfigured
 from lodbrok.store import BucketNotFound, ModelStore
 from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
 
@@ -70,6 +71,7 @@ class PredictService:
         s3: Any = None,
         dynamodb: Any = None,
         sqs: Any = None,
+        kms: Any = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -78,6 +80,7 @@ class PredictService:
         self._s3 = s3
         self._dynamodb = dynamodb
         self._sqs = sqs
+        self._kms = kms
         self._clock = clock
         self._now = now
         self._sleep = sleep
@@ -90,9 +93,12 @@ class PredictService:
             store = ModelStore(
                 self.settings.model_bucket,
                 self.settings.model_name,
+                signer=BundleSigner.from_settings(
+                    self.settings, kms=self._kms or boto3.client("kms", config=CLIENT_CONFIG)
+                ),
                 s3=self._s3 or boto3.client("s3", config=CLIENT_CONFIG),
             )
-        except BucketNotFound as error:
+        except (BucketNotFound, SigningNotConfigured) as error:
             raise ModelUnavailable(str(error)) from error
         return ModelProvider(
             store,

@@ -37,6 +37,7 @@ from lodbrok.learning import LearningConfig, Proposal, propose
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
 from lodbrok.settings import Settings
+from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
 
@@ -334,7 +335,11 @@ class LearningLoop:
             raise NoActiveModel(f"no active model in s3://{self.store.bucket}/{self.store.active_key} to learn into")
         if self._active_model is None or self._active_model.ref != ref:
             stored = self.store.load()
-            self._active_model = ActiveModel(stored.ref, stored.bundle())
+            try:
+                self._active_model = ActiveModel(stored.ref, stored.bundle())
+            except BundleError:
+                metrics.add_metric(name="ModelLoadFailed", unit=MetricUnit.Count, value=1)
+                raise
         return self._active_model
 
     def _settled_position(self, pending: PendingKeys, listed_at: datetime) -> str:
@@ -378,7 +383,7 @@ class LearningLoop:
             logger.exception("could not save the retrain state after a promotion")
 
 
-def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = None) -> LearningLoop:
+def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = None, kms: Any = None) -> LearningLoop:
     """Wire the loop from settings; clients are created here (lazily, by the caller), never at import."""
     if not settings.idempotency_table:
         raise ValueError("IDEMPOTENCY_TABLE is not set: the retrain function needs it to archive each verdict once")
@@ -389,7 +394,7 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         table_name=settings.idempotency_table, boto3_client=dynamodb or boto3.client("dynamodb")
     )
     return LearningLoop(
-        ModelStore(settings.model_bucket, settings.model_name, s3=s3),
+        ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings, kms), s3=s3),
         VerdictArchive(settings.model_bucket, settings.verdict_archive_prefix, s3=s3),
         RetrainStateStore(settings.model_bucket, settings.model_name, s3=s3),
         learning_config(settings),

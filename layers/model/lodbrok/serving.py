@@ -4,8 +4,9 @@
 every `refresh_seconds` it asks S3 for the active version with one HEAD request and, when the version id
 changed, downloads and loads that version, then swaps it in with one reference assignment (a request
 that already holds the old model finishes with it). A pinned version is loaded once and never refreshed.
-A bundle that fails its checks (BundleError) is refused: logged, counted as ModelLoadFailed, remembered
-so it is not downloaded again, and the previous model keeps serving.
+A bundle that fails its checks (BundleError: corrupt, or not signed by a trusted key) is refused: logged,
+counted as ModelLoadFailed, remembered so it is not downloaded again, and the previous model keeps serving.
+A signature that cannot be checked because KMS is unreachable is not a refusal: the load is retried later.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class ModelProvider:
         except (ClientError, BotoCoreError) as error:
             logger.error("model store unreachable", extra={"error": _error_name(error)})
             raise ModelUnavailable("the model store could not be reached; try again shortly") from error
-        active = self._build(stored)
+        try:
+            active = self._build(stored)
+        except (ClientError, BotoCoreError) as error:
+            logger.error("model signature could not be checked", extra={"error": _error_name(error)})
+            raise ModelUnavailable("the model's signature could not be checked; try again shortly") from error
         if active is None:
             raise ModelUnavailable(_corrupt_message(stored.ref.version_id))
         return active
@@ -115,10 +120,10 @@ class ModelProvider:
             if ref.version_id == active.version_id or ref.version_id in self._refused:
                 return
             stored = self.store.load(None if ref.version_id == "null" else ref.version_id)
+            replacement = self._build(stored)
         except (ModelStoreError, ClientError, BotoCoreError) as error:
             logger.warning("model refresh failed; still serving", extra={"error": _error_name(error)})
             return
-        replacement = self._build(stored)
         if replacement is not None:
             self._active = replacement
             logger.info(

@@ -20,6 +20,9 @@ class Settings(BaseModel):
     model_name: str = Field("default", alias="MODEL_NAME")
     pinned_model_version: str = Field("", alias="MODEL_VERSION")
     model_refresh_seconds: float = Field(60.0, ge=0, alias="MODEL_REFRESH_SECONDS")
+    model_signing_key: str = Field("", alias="MODEL_SIGNING_KEY")
+    # Keys whose signatures are still accepted after a key rotation (comma-separated KMS key ARNs).
+    trusted_signing_keys: str = Field("", alias="MODEL_TRUSTED_SIGNING_KEYS")
 
     cache_table: str = Field("", alias="CACHE_TABLE")
     cache_ttl_seconds: int = Field(86_400, ge=60, alias="CACHE_TTL_SECONDS")

@@ -8,6 +8,10 @@ metadata with a unique write id, so no two writes share an ETag: a rollback to v
 ETag, and a retrain that read v1 before v2 cannot publish over the rollback (ABA). A summary of each bundle's
 metadata rides along as S3 user metadata, so listing versions needs no bundle downloads.
 
+Every object the store writes (active versions and candidates) is signed by its `BundleSigner`, and every
+bundle read back is verified before use (`StoredModel.bundle`), so a rollback or a manual promotion cannot
+launder a modified bundle into a freshly signed version.
+
 Every write of the active model except the first carries the tag `EXPIRABLE_TAG`, the only versions the
 bucket's lifecycle rule may expire; the first version (the seed) and any version `keep` untags (one pinned
 with MODEL_VERSION) stay for good.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +31,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok.signing import BundleSigner, SigningNotConfigured
 
 EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
 
@@ -66,8 +72,12 @@ class ModelRef:
 class StoredModel:
     ref: ModelRef
     data: bytes
+    metadata: Mapping[str, str]
+    signer: BundleSigner | None
 
     def bundle(self) -> Bundle:
+        """The bundle, once its signature and checksums are verified (SignatureError, BundleError)."""
+        _required(self.signer).verify(self.data, self.metadata)
         return Bundle.from_bytes(self.data)
 
 
@@ -96,13 +106,17 @@ class CandidateInfo:
 
 
 class ModelStore:
-    def __init__(self, bucket: str, model_name: str = "default", s3: Any = None) -> None:
+    def __init__(
+        self, bucket: str, model_name: str = "default", *, signer: BundleSigner | None, s3: Any = None
+    ) -> None:
+        """`signer=None` gives a store that can list and tag versions but never read or write a bundle."""
         if not bucket:
             raise BucketNotFound("no model bucket given (flag --bucket, env MODEL_BUCKET, or a deployed stack)")
         self.bucket = bucket
         self.model_name = model_name
         self.active_key = f"models/{model_name}/active.lbk"
         self.candidate_prefix = f"models/{model_name}/candidates/"
+        self.signer = signer
         self.s3 = s3 or boto3.client("s3")
         self._versioning_checked = False
 
@@ -131,8 +145,7 @@ class ModelStore:
                 self._raise_if_bucket_missing()
                 raise NoActiveModel(self._no_model_message()) from error
             raise self._translate(error) from error
-        data = response["Body"].read()
-        return StoredModel(ModelRef(response.get("VersionId") or "null", response["ETag"]), data)
+        return self._stored(response)
 
     def publish(
         self, bundle: Bundle, *, expected: ModelRef | None, action: str = "publish", verdict_count: int = 0
@@ -173,8 +186,9 @@ class ModelStore:
     def save_candidate(self, bundle: Bundle, reason: str) -> str:
         """Keep a candidate that was not promoted, with why, for inspection or a manual promotion."""
         key = f"{self.candidate_prefix}{_timestamp_for_key()}-{bundle.version}.lbk"
-        metadata = {**_summary_metadata(bundle), "reason": _ascii(reason)[:512]}
-        self._call("put_object", Bucket=self.bucket, Key=key, Body=bundle.to_bytes(), Metadata=metadata)
+        body = bundle.to_bytes()
+        metadata = {**_summary_metadata(bundle), "reason": _ascii(reason)[:512], **_required(self.signer).sign(body)}
+        self._call("put_object", Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
         return key
 
     def candidates(self) -> list[CandidateInfo]:
@@ -199,13 +213,12 @@ class ModelStore:
         if not key.startswith(self.candidate_prefix):
             key = self.candidate_prefix + key
         try:
-            data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if _error_code(error) in {"NoSuchKey", "404"}:
                 raise UnknownVersion(f"no candidate {key!r} in s3://{self.bucket}") from error
             raise self._translate(error) from error
-        bundle = Bundle.from_bytes(data)
-        return self._put_active(bundle, expected=self.head(), action="manual-promote")
+        return self._put_active(self._stored(response).bundle(), expected=self.head(), action="manual-promote")
 
     def keep(self, version_id: str) -> None:
         """Exempt one version from the bucket's lifecycle expiry (a version pinned with MODEL_VERSION)."""
@@ -253,11 +266,12 @@ class ModelStore:
             "restored-from": restored_from,
             "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
         }
+        body = bundle.with_metadata(stored=write).to_bytes()
         arguments: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.active_key,
-            "Body": bundle.with_metadata(stored=write).to_bytes(),
-            "Metadata": metadata,
+            "Body": body,
+            "Metadata": {**metadata, **_required(self.signer).sign(body)},
         }
         if expected is None:  # the first version (the seed) is never tagged, so it never expires
             arguments["IfNoneMatch"] = "*"
@@ -273,6 +287,10 @@ class ModelStore:
                 ) from error
             raise self._translate(error) from error
         return ModelRef(response.get("VersionId") or "null", response["ETag"])
+
+    def _stored(self, response: dict[str, Any]) -> StoredModel:
+        ref = ModelRef(response.get("VersionId") or "null", response["ETag"])
+        return StoredModel(ref, response["Body"].read(), response.get("Metadata", {}), self.signer)
 
     def _call(self, operation: str, **arguments: Any) -> Any:
         try:
@@ -298,13 +316,21 @@ class ModelStore:
         )
 
 
+def _required(signer: BundleSigner | None) -> BundleSigner:
+    if signer is None:
+        raise SigningNotConfigured(
+            "reading or writing a model needs its signing key (--signing-key or MODEL_SIGNING_KEY)"
+        )
+    return signer
+
+
 def _summary_metadata(bundle: Bundle) -> dict[str, str]:
     metadata = bundle.metadata
     return {
         "version": _ascii(bundle.version),
         "created-at": _ascii(str(metadata.get("created_at", ""))),
         "parent": _ascii(str(metadata.get("parent_version") or "")),
-        "metrics": json.dumps(metadata.get("metrics", {}).get("gate", {}), separators=(",", ":"))[:1500],
+        "metrics": json.dumps(metadata.get("metrics", {}).get("gate", {}), separators=(",", ":"))[:1200],
     }
 
 
