@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.resources import create_resources
 
-    create_resources(template)
+    created = create_resources(template)
     predict_env = template.environment("PredictFunction")
     retrain_env = template.environment("RetrainFunction")
     clashes = {name for name in predict_env.keys() & retrain_env.keys() if predict_env[name] != retrain_env[name]}
@@ -53,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
+    from lodbrok.clients import ClientKeys
 
-    api_key = arguments.api_key or secrets.token_urlsafe(24)
+    # One client to start with, like the stack's first key; `lodbrok clients add` makes more.
+    keys = ClientKeys(created["LodbrokApiUsagePlan"])
+    api_key = keys.add("local", key=arguments.api_key or secrets.token_urlsafe(24)).key
     gateway = LocalGateway(
-        "PredictFunction", template.handler("PredictFunction"), template.routes("PredictFunction"), api_key
+        "PredictFunction", template.handler("PredictFunction"), template.routes("PredictFunction"), keys.authorize
     )
     server = gateway.serve(arguments.host, arguments.port)
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     poller.start()
 
-    _print_banner(arguments, api_key, endpoint, predict_env, seed_ref, trigger)
+    _print_banner(arguments, api_key, endpoint, predict_env, seed_ref, trigger, keys.usage_plan_id)
     if arguments.ready_file:
         ready = {
             "api_url": f"http://{arguments.host}:{arguments.port}",
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_bucket": predict_env["MODEL_BUCKET"],
             "model_name": predict_env.get("MODEL_NAME", "default"),
             "signing_key": predict_env["MODEL_SIGNING_KEY"],
+            "usage_plan": keys.usage_plan_id,
             "seed_version_id": seed_ref,
         }
         Path(arguments.ready_file).write_text(json.dumps(ready, indent=2))
@@ -137,13 +141,19 @@ def _use_emulation(endpoint: str) -> None:
 
 
 def _print_banner(
-    arguments: argparse.Namespace, api_key: str, endpoint: str, env: dict[str, str], seed: str, trigger: object
+    arguments: argparse.Namespace,
+    api_key: str,
+    endpoint: str,
+    env: dict[str, str],
+    seed: str,
+    trigger: object,
+    usage_plan: str,
 ) -> None:
     url = f"http://{arguments.host}:{arguments.port}"
     print(
         f"""
 Lodbrok is running locally (Ctrl-C stops it).
-  API            {url}   (API key: {api_key})
+  API            {url}   (API key of client "local": {api_key}; usage plan {usage_plan})
   Swagger UI     {url}/swagger
   AWS emulation  {endpoint}   bucket {env["MODEL_BUCKET"]}, seed model version {seed}
   signing key    {env["MODEL_SIGNING_KEY"]}
@@ -157,7 +167,8 @@ Try:
        -d '{{"verdicts": [{{"id": "v1", "text": "zorblax airdrop, claim your tokens", "label": "spam"}}]}}'
   AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
        .venv/bin/lodbrok versions --bucket {env["MODEL_BUCKET"]}
-  (rollback, publish and promote also need --signing-key {env["MODEL_SIGNING_KEY"]})
+  (rollback, publish and promote also need --signing-key {env["MODEL_SIGNING_KEY"]};
+   another client's key: .venv/bin/lodbrok clients add NAME --usage-plan {usage_plan}, same variables)
 """,
         flush=True,
     )

@@ -46,6 +46,7 @@ class StackInfo:
     model_bucket: str
     model_name: str
     signing_key: str
+    usage_plan: str
     seed_version_id: str
 
 

@@ -49,7 +49,7 @@ def proxy_event(
     body: bytes,
     source_ip: str,
     api_key: str | None,
-    api_key_id: str,
+    api_key_id: str | None,
 ) -> dict[str, Any]:
     """The API Gateway REST (v1) Lambda proxy event for one request."""
     url = urlsplit(target)
@@ -98,15 +98,14 @@ class LocalGateway:
         function_name: str,
         handler: Callable[[dict[str, Any], Any], dict[str, Any]],
         routes: list[Route],
-        api_key: str,
-        api_key_id: str = "local-key-id",
+        authorize: Callable[[str | None], str | None],
         log: Callable[[str], None] = print,
     ) -> None:
+        """`authorize` maps an x-api-key value to its key id, or None for a key API Gateway would refuse."""
         self.function_name = function_name
         self.handler = handler
         self.routes = {(route.path, route.method): route for route in routes}
-        self.api_key = api_key
-        self.api_key_id = api_key_id
+        self.authorize = authorize
         self.log = log
         # One warm "container": Powertools' resolver keeps per-request state on the app object.
         self._invoke_lock = threading.Lock()
@@ -129,11 +128,12 @@ class LocalGateway:
         if route is None:
             return _gateway_error(403, "Missing Authentication Token")
         given_key = next((value for name, value in headers.items() if name.lower() == "x-api-key"), None)
-        if route.api_key_required and given_key != self.api_key:
+        key_id = self.authorize(given_key)
+        if route.api_key_required and key_id is None:
             return _gateway_error(403, "Forbidden")
         if len(body) > MAX_PAYLOAD_BYTES:
             return _gateway_error(413, "Request Too Long")
-        event = proxy_event(route, method, target, headers, body, source_ip, given_key, self.api_key_id)
+        event = proxy_event(route, method, target, headers, body, source_ip, given_key if key_id else None, key_id)
         with self._invoke_lock:
             try:
                 response = self.handler(event, LambdaContext(self.function_name))
@@ -166,9 +166,15 @@ class LocalGateway:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+            def __getattr__(self, name: str) -> Any:
+                # Every method reaches the gateway, as with API Gateway (which answers an undeclared one
+                # with its JSON 403), instead of http.server's HTML 501.
+                if name.startswith("do_"):
+                    return self._handle
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:  # the gateway logs each call
                 return

@@ -11,10 +11,11 @@ from devstack.template import Template
 
 
 def create_resources(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
-    """Create every S3 bucket, DynamoDB table, SQS queue and KMS key of the template; return logical -> physical.
+    """Create every S3 bucket, DynamoDB table, SQS queue, KMS key and API usage plan; return logical -> physical.
 
     A KMS key's ARN is chosen by the emulation, so it is registered in `template.physical_ids` for
-    the `!GetAtt Key.Arn` of the functions' environment.
+    the `!GetAtt Key.Arn` of the functions' environment. An API's usage plan gets the logical id SAM
+    gives it (`<Api>UsagePlan`); its keys, one per client, are added by `lodbrok.clients`.
     """
     session = session or boto3.session.Session()
     created: dict[str, str] = {}
@@ -36,6 +37,13 @@ def create_resources(template: Template, session: boto3.session.Session | None =
 
     for logical_id in template.resources_of_type("AWS::DynamoDB::Table"):
         created[logical_id] = create_table(template, logical_id, session=session)
+
+    apigateway = session.client("apigateway")
+    for logical_id, spec in template.resources_of_type("AWS::Serverless::Api").items():
+        plan = spec.get("Properties", {}).get("Auth", {}).get("UsagePlan")
+        if plan:
+            name = template.resolve(plan.get("UsagePlanName")) or template.physical_name(f"{logical_id}UsagePlan")
+            created[f"{logical_id}UsagePlan"] = apigateway.create_usage_plan(name=name)["id"]
 
     sqs = session.client("sqs")
     queues = template.resources_of_type("AWS::SQS::Queue")

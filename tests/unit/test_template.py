@@ -83,7 +83,9 @@ BUSINESS_METRICS = {
 REQUIRED_OUTPUTS = {
     "ApiUrl",
     "ApiKeyId",
-    "ModelBucketName",  # `lodbrok ... --stack NAME` reads this output
+    "ModelBucketName",  # `lodbrok ... --stack NAME` reads these three outputs
+    "ModelSigningKeyArn",
+    "UsagePlanId",
     "CacheTableName",
     "CallLogTableName",
     "IdempotencyTableName",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lodbrok.bundle import Bundle, BundleError
+from lodbrok.clients import ClientKeyError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
 from lodbrok.decision import DecisionError, DecisionRule
 from lodbrok.signing import SigningNotConfigured
@@ -32,6 +33,7 @@ Against a deployed (or `make local`) stack:
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
   lodbrok rollback --to VERSION_ID --bucket BUCKET
+  lodbrok clients add NAME --stack STACK         one API key per client (list, revoke)
 
 Datasets are CSV, TSV or JSONL files with a `label` column/key and either a `text` column/key or
 named record fields (see README.md).
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DecisionError,
         ModelStoreError,
         SigningNotConfigured,
+        ClientKeyError,
         FileNotFoundError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -162,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("version_id", help="S3 version id of the active model key, as `versions` lists it")
     _add_store_arguments(keep)
     keep.set_defaults(handler=_keep)
+
+    clients = commands.add_parser("clients", help="API keys, one per client (add, list, revoke)")
+    client_commands = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    client_add = client_commands.add_parser("add", help="give a new client its own API key (printed once)")
+    client_add.add_argument("name", help="the client's name, e.g. support-desk")
+    client_add.add_argument("--json", action="store_true", help="print name, key id and key as JSON")
+    client_add.set_defaults(handler=_clients_add)
+    client_list = client_commands.add_parser("list", help="clients with a key in the usage plan")
+    client_list.set_defaults(handler=_clients_list)
+    client_revoke = client_commands.add_parser("revoke", help="refuse a client's key from now on")
+    client_revoke.add_argument("name", help="the client's name, as `clients list` shows it")
+    client_revoke.set_defaults(handler=_clients_revoke)
+    for command in (client_add, client_list, client_revoke):
+        command.add_argument("--stack", help="deployed stack whose UsagePlanId output to use")
+        command.add_argument("--usage-plan", help="API Gateway usage plan id (default: the output of --stack)")
 
     candidates = commands.add_parser("candidates", help="list fine-tuned candidates that the gate did not promote")
     _add_store_arguments(candidates)
@@ -272,6 +290,38 @@ def _rollback(arguments: argparse.Namespace) -> int:
 def _keep(arguments: argparse.Namespace) -> int:
     _store(arguments, reads_bundles=False).keep(arguments.version_id)
     print(f"version {arguments.version_id} is kept: the lifecycle rule will never expire it")
+    return 0
+
+
+def _client_keys(arguments: argparse.Namespace) -> Any:
+    from lodbrok.clients import ClientKeys
+
+    if arguments.usage_plan:
+        return ClientKeys(arguments.usage_plan)
+    if arguments.stack:
+        return ClientKeys(_stack_output(arguments.stack, "UsagePlanId"))
+    raise CliError("no usage plan: pass --stack STACK or --usage-plan ID")
+
+
+def _clients_add(arguments: argparse.Namespace) -> int:
+    added = _client_keys(arguments).add(arguments.name)
+    if arguments.json:
+        print(json.dumps({"name": added.name, "key_id": added.key_id, "key": added.key}))
+        return 0
+    print(f"client {added.name}: key id {added.key_id}")
+    print(f"API key (shown once; send it in the x-api-key header): {added.key}")
+    return 0
+
+
+def _clients_list(arguments: argparse.Namespace) -> int:
+    for client in _client_keys(arguments).list():
+        print(f"{client.name}\t{client.key_id}\t{'enabled' if client.enabled else 'disabled'}")
+    return 0
+
+
+def _clients_revoke(arguments: argparse.Namespace) -> int:
+    revoked = _client_keys(arguments).revoke(arguments.name)
+    print(f"revoked client {revoked.name} (key id {revoked.key_id}): its requests are refused from now on")
     return 0
 
 

@@ -1,0 +1,112 @@
+"""One API key per client: the keys in the usage plan, the CLI that manages them, and the call log they key."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from devstack.gateway import LocalGateway
+from devstack.resources import create_resources
+from devstack.template import Template
+from lodbrok.bundle import Bundle
+from lodbrok.cli import main
+from lodbrok.clients import ClientKeyError, ClientKeys
+from lodbrok.settings import get_settings
+from lodbrok.signing import BundleSigner
+from lodbrok.store import ModelStore
+
+FUNCTION_MODULE = "lodbrok_function_PredictFunction"  # where devstack.template imports the handler
+
+
+@pytest.fixture
+def usage_plan(aws: None) -> str:
+    return str(boto3.client("apigateway").create_usage_plan(name="lodbrok-test-usage-plan")["id"])
+
+
+def test_clients_get_their_own_keys_and_a_revoked_key_is_refused(usage_plan: str) -> None:
+    keys = ClientKeys(usage_plan)
+    # When two clients are added
+    alice, bob = keys.add("alice"), keys.add("bob")
+    # Then each has its own enabled key in the usage plan, and each key authorizes as itself
+    assert alice.key != bob.key and alice.key_id != bob.key_id
+    assert [(client.name, client.enabled) for client in keys.list()] == [("alice", True), ("bob", True)]
+    assert keys.authorize(alice.key) == alice.key_id and keys.authorize(bob.key) == bob.key_id
+    assert keys.authorize("not-a-key") is None and keys.authorize(None) is None
+    # When alice is revoked
+    revoked = keys.revoke("alice")
+    # Then her key no longer authorizes and leaves the plan (disabled, kept for the audit trail); bob is untouched
+    assert revoked.key_id == alice.key_id and not revoked.enabled
+    assert keys.authorize(alice.key) is None and keys.authorize(bob.key) == bob.key_id
+    assert [client.name for client in keys.list()] == ["bob"]
+    assert boto3.client("apigateway").get_api_key(apiKey=alice.key_id)["enabled"] is False
+
+
+def test_clients_refuse_duplicate_unknown_and_invalid_names(usage_plan: str) -> None:
+    keys = ClientKeys(usage_plan)
+    keys.add("alice")
+    with pytest.raises(ClientKeyError, match="already has a key"):
+        keys.add("alice")
+    with pytest.raises(ClientKeyError, match="no client 'carol'"):
+        keys.revoke("carol")
+    with pytest.raises(ClientKeyError, match="invalid client name"):
+        keys.add("a b")
+
+
+def test_cli_adds_lists_and_revokes_clients(usage_plan: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # When an operator adds a client
+    assert main(["clients", "add", "support-desk", "--usage-plan", usage_plan, "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    # Then the key is printed once, and it authorizes
+    assert added["name"] == "support-desk" and ClientKeys(usage_plan).authorize(added["key"]) == added["key_id"]
+    assert main(["clients", "list", "--usage-plan", usage_plan]) == 0
+    assert "support-desk" in capsys.readouterr().out
+    # When it is revoked, and revoked again
+    assert main(["clients", "revoke", "support-desk", "--usage-plan", usage_plan]) == 0
+    assert ClientKeys(usage_plan).authorize(added["key"]) is None
+    assert main(["clients", "revoke", "support-desk", "--usage-plan", usage_plan]) == 2
+    assert "no client 'support-desk'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def gateway(aws: None, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalGateway, Any]]:
+    """The predict function behind the local gateway, with the call log on, wired from template.yaml."""
+    template = Template(parameter_overrides={"CallLogEnabled": "true"})
+    created = create_resources(template)
+    environment = template.environment("PredictFunction")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    signer = BundleSigner(environment["MODEL_SIGNING_KEY"])
+    ModelStore(environment["MODEL_BUCKET"], signer=signer).publish(tiny_bundle, expected=None)
+    keys = ClientKeys(created["LodbrokApiUsagePlan"])
+    sys.modules.pop(FUNCTION_MODULE, None)  # a fresh "container" for this moto
+    handler = template.handler("PredictFunction")
+    yield LocalGateway("PredictFunction", handler, template.routes("PredictFunction"), keys.authorize), keys
+    sys.modules.pop(FUNCTION_MODULE, None)
+    get_settings.cache_clear()
+
+
+def _call(gateway: LocalGateway, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
+    headers = {"x-api-key": key, "Content-Type": "application/json"}
+    status, _, payload = gateway.invoke(method, path, headers, json.dumps(body).encode() if body else b"", "10.0.0.1")
+    return status, json.loads(payload)
+
+
+def test_call_log_shows_each_client_only_its_own_calls(gateway: tuple[LocalGateway, Any]) -> None:
+    api, keys = gateway
+    alice, bob = keys.add("alice"), keys.add("bob")
+    # When alice makes a prediction
+    assert _call(api, "POST", "/predict", alice.key, {"text": "see you at lunch"})[0] == 200
+    # Then her call log holds it under her key id, and bob's holds nothing
+    status, mine = _call(api, "GET", "/calls/recent", alice.key)
+    assert status == 200 and mine["caller"] == f"key#{alice.key_id}" and len(mine["calls"]) == 1
+    status, theirs = _call(api, "GET", "/calls/recent", bob.key)
+    assert status == 200 and theirs["caller"] == f"key#{bob.key_id}" and theirs["calls"] == []
+    # When alice is revoked, the gateway refuses her key as API Gateway does
+    keys.revoke("alice")
+    assert _call(api, "GET", "/calls/recent", alice.key) == (403, {"message": "Forbidden"})
