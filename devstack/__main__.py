@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=3000, help="API port (default 3000)")
     parser.add_argument("--moto-host", default="127.0.0.1", help="AWS emulation address (default 127.0.0.1)")
     parser.add_argument("--moto-port", type=int, default=5055, help="AWS emulation port (default 5055; 0 = any free)")
-    parser.add_argument("--api-key", help="API key to require (default: a random one, printed at start)")
+    parser.add_argument(
+        "--api-key", help="key of the first client, at least 20 characters (default: a random one, printed at start)"
+    )
     parser.add_argument(
         "--seed-model", help="bundle to publish as version 1 (default: trained once from the demo data, cached)"
     )

@@ -8,6 +8,7 @@ the model) is built on the first request and kept for warm invocations. TensorFl
 
 from __future__ import annotations
 
+import json
 import warnings
 from functools import cache
 from http import HTTPStatus
@@ -20,14 +21,16 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 import lodbrok
-from lodbrok.calllog import CallLogDisabled, InvalidPageToken, Origin
+from lodbrok.calllog import MAX_PAGE_TOKEN_CHARS, CallLogDisabled, Origin
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
+from lodbrok.openapi import with_limits
 from lodbrok.prediction import PredictService, VerdictsNotQueued
 from lodbrok.queue import QueueNotConfigured
 from lodbrok.schemas import (
@@ -35,6 +38,7 @@ from lodbrok.schemas import (
     DuplicateIds,
     ErrorInfo,
     ErrorResponse,
+    GatewayResponse,
     InvalidJson,
     LimitExceeded,
     ModelInfo,
@@ -91,6 +95,7 @@ def _documented(model: type[BaseModel], status: int, *errors: int) -> dict[str, 
     """OpenAPI responses of a route (its model, and ErrorResponse for each error status) and its 500 on a bad answer."""
     content: dict[int, Any] = {status: {content_types.APPLICATION_JSON: {"model": model}}}
     content.update({code: {content_types.APPLICATION_JSON: {"model": ErrorResponse}} for code in (*errors, 500)})
+    content.update({code: {content_types.APPLICATION_JSON: {"model": GatewayResponse}} for code in (403, 429)})
     return {
         "responses": {
             code: {"description": HTTPStatus(code).phrase, "content": body} for code, body in content.items()
@@ -106,7 +111,15 @@ app = APIGatewayRestResolver(
 app.configure_openapi(
     title="Lodbrok predict API",
     version=lodbrok.__version__,
-    description="Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it.",
+    description=(
+        "Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it. The schemas "
+        "state every rule the API enforces, with this deployment's limits, except two that JSON Schema cannot: "
+        "item ids must be unique within a request (422 duplicate_ids), and a body may have at most MAX_BODY_BYTES "
+        "bytes (413 body_too_large)."
+    ),
+    # API Gateway checks the key before any route: every method, declared or not, needs it.
+    security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+    security=[{"apiKey": []}],
 )
 app.enable_swagger(path="/swagger")
 
@@ -125,7 +138,7 @@ def _origin() -> Origin:
 @app.post(
     "/predict",
     summary="Classify one text, many texts, or items",
-    **_documented(PredictResponse, 200, 400, 413, 422, 503),
+    **_documented(PredictResponse, 200, 400, 413, 415, 422, 503),
 )
 def predict(request: PredictRequest) -> PredictResponse:
     return get_service().answer(request, _origin())
@@ -151,7 +164,7 @@ def model() -> ModelInfo:
     "/verdicts",
     status_code=HTTPStatus.ACCEPTED,
     summary="Queue verdicts (correct labels) for retraining",
-    **_documented(VerdictsAccepted, 202, 400, 413, 422, 503),
+    **_documented(VerdictsAccepted, 202, 400, 413, 415, 422, 503),
 )
 def verdicts(request: VerdictsRequest) -> VerdictsAccepted:
     return get_service().submit_verdicts(request)
@@ -160,11 +173,18 @@ def verdicts(request: VerdictsRequest) -> VerdictsAccepted:
 @app.get(
     "/calls/recent",
     summary="Your own recent prediction requests, newest first",
-    **_documented(RecentCalls, 200, 400, 404, 422),
+    **_documented(RecentCalls, 200, 404, 422),
 )
 def recent_calls(
     limit: Annotated[int, Query(ge=1, le=100, description="calls per page")] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048, description="`next_token` of the previous page")] = None,
+    next_token: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_PAGE_TOKEN_CHARS,
+            description="`next_token` of the previous page: a position in your own log (any string is one)",
+        ),
+    ] = None,
 ) -> RecentCalls:
     return get_service().recent_calls(_origin(), limit=limit, next_token=next_token)
 
@@ -174,10 +194,20 @@ def openapi() -> Response[str]:
     return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=_openapi_json())
 
 
-@cache
 def _openapi_json() -> str:
-    """The spec is fixed once the routes are declared: generate it on first request, not per request."""
-    return app.get_openapi_json_schema()
+    settings = get_settings()
+    try:
+        labels: tuple[str, ...] = tuple(get_service().models.current().labels)
+    except ModelUnavailable:
+        labels = ()
+    return _openapi_json_for(settings.max_items, settings.max_text_chars, labels)
+
+
+@cache
+def _openapi_json_for(max_items: int, max_text_chars: int, labels: tuple[str, ...]) -> str:
+    """Generated once per set of limits and labels (the routes are fixed), not per request."""
+    document = json.loads(app.get_openapi_json_schema())
+    return json.dumps(with_limits(document, max_items=max_items, max_text_chars=max_text_chars, labels=labels))
 
 
 # --- errors: the one place where exceptions become HTTP responses ---------------------------------------------
@@ -230,15 +260,29 @@ def _no_call_log(error: CallLogDisabled) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "call_log_disabled", str(error))
 
 
-@app.exception_handler(InvalidPageToken)
-def _bad_token(error: InvalidPageToken) -> Response:
-    return _error(HTTPStatus.BAD_REQUEST, "invalid_next_token", str(error), [{"field": "next_token"}])
+UNSUPPORTED_MEDIA_MESSAGE = "send the body as JSON with Content-Type: application/json"
+# Powertools parses these for routes with form parameters, before any handler runs; ours take JSON only.
+FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 @app.exception_handler(RequestUnsupportedContentType)
 def _unsupported_media(error: RequestUnsupportedContentType) -> Response:
-    message = "send the body as JSON with Content-Type: application/json"
-    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
+
+
+def _form_body_refused(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 415 for a form-encoded request, which Powertools would otherwise try (and maybe fail) to parse."""
+    headers = event.get("headers") or {}
+    content_type = next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
+    if not content_type.lower().startswith(FORM_MEDIA_TYPES):
+        return None
+    response = _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
+    return {
+        "statusCode": response.status_code,
+        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+        "body": json.dumps(response.body),
+        "isBase64Encoded": False,
+    }
 
 
 @app.not_found
@@ -256,6 +300,12 @@ def _service_error(error: ServiceError) -> Response:
 def _bad_response(error: ResponseValidationError) -> Response:
     logger.error("response failed its schema", extra={"errors": [entry.get("type") for entry in error.errors()]})
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged")
+
+
+@app.exception_handler(UnicodeDecodeError)
+def _not_utf8(error: UnicodeDecodeError) -> Response:
+    # A base64-encoded body (binary to API Gateway) that is not UTF-8 text cannot be JSON.
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON", [{"field": "body"}])
 
 
 @app.exception_handler(Exception)
@@ -294,4 +344,4 @@ def _raw_item_id(collection: Any, index: int) -> str | None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return _form_body_refused(event) or app.resolve(event, context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -232,6 +233,30 @@ def test_openapi_get_event_serves_the_spec(api: Api) -> None:
     assert "202" in spec["paths"]["/verdicts"]["post"]["responses"]
     error_ref = spec["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert error_ref == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def test_openapi_states_the_deployments_limits_labels_and_one_of_rules(
+    api: Api, published_model: ModelRef, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment with its own limits and a published model
+    monkeypatch.setenv("MAX_ITEMS", "7")
+    monkeypatch.setenv("MAX_TEXT_CHARS", "321")
+    api.rebuild()
+    # When the document is fetched
+    spec = api.call(load_event("openapi_get.json")).body
+    schemas = spec["components"]["schemas"]
+    request = schemas["PredictRequest"]
+    verdict = schemas["VerdictsRequest"]["properties"]["verdicts"]
+    # Then exactly-one rules, limits and the model's labels are in the schemas, with no marker left over
+    assert [rule["required"] for rule in request["oneOf"]] == [["text"], ["texts"], ["items"]]
+    assert request["properties"]["texts"]["maxItems"] == 7 and verdict["maxItems"] == 7
+    assert request["properties"]["text"]["anyOf"][0]["maxLength"] == 321
+    assert verdict["items"]["properties"]["label"]["enum"] == tiny_bundle.labels
+    assert [rule["required"] for rule in verdict["items"]["oneOf"]] == [["text"], ["fields"]]
+    assert "x-lodbrok-limit" not in json.dumps(spec)
+    # And every route is declared to need the API key, as API Gateway enforces
+    assert spec["security"] == [{"apiKey": []}]
+    assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
 
 
 def test_swagger_ui_is_served(api: Api) -> None:
@@ -600,24 +625,25 @@ def test_predict_refuses_a_forged_bundle_and_keeps_serving_the_signed_one(
     assert read_metrics()["ModelLoadFailed"] == 1
 
 
-def test_predict_unreachable_kms_is_503_and_the_model_loads_once_it_answers(
-    api: Api, published_model: ModelRef, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("service", "operation"), [("s3", "get_object"), ("kms", "verify")])
+def test_predict_aws_down_during_model_load_is_503_then_the_model_loads(
+    api: Api, published_model: ModelRef, monkeypatch: pytest.MonkeyPatch, service: str, operation: str
 ) -> None:
-    # Given KMS cannot be reached when the first request loads the model
+    # Given S3 (the bundle) or KMS (its signature) cannot be reached when a fresh container loads the model
     from botocore.exceptions import EndpointConnectionError
 
-    kms = boto3.client("kms")
-    real_verify = kms.verify
+    client = boto3.client(service)
+    real_call = getattr(client, operation)
 
     def unreachable(**_: Any) -> Any:
-        raise EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com")
+        raise EndpointConnectionError(endpoint_url=f"https://{service}.us-east-1.amazonaws.com")
 
-    monkeypatch.setattr(kms, "verify", unreachable)
-    api.rebuild(kms=kms)
-    # Then that request is a 503 to retry, not a refusal of the model
+    monkeypatch.setattr(client, operation, unreachable)
+    api.rebuild(**{service: client})
+    # Then the request is a 503 to retry, never a 500, and the model is not refused for good
     assert assert_error(api.call(load_event("predict_single.json")), 503, "model_unavailable")
-    # And once KMS answers, the same model version is served
-    monkeypatch.setattr(kms, "verify", real_verify)
+    # And once the service answers again, the same model version is served
+    monkeypatch.setattr(client, operation, real_call)
     response = api.call(load_event("predict_single.json"))
     assert response.status == 200 and response.body["model_version"] == published_model.version_id
 
@@ -887,15 +913,27 @@ def test_calls_recent_expired_entries_are_hidden(api: Api, published_model: Mode
     assert response.body["calls"] == []
 
 
-def test_calls_recent_invalid_token_is_400(api: Api) -> None:
-    # Given a next_token this API never issued
-    event = load_event("calls_recent_get.json")
+def test_calls_recent_token_is_only_a_position_in_the_callers_own_log(
+    api: Api, published_model: ModelRef, clock: FakeClock
+) -> None:
+    # Given two calls by this caller and one by another
+    single = load_event("predict_single.json")
+    api.call(single, request_id="mine-1")
+    clock.advance(1)
+    api.call(single, request_id="mine-2")
+    api.call(single, identity={"apiKeyId": "someone-else"})
+    calls = load_event("calls_recent_get.json")
 
-    # When it is used
-    response = api.call(event, query={"next_token": "not-a-token"})
+    # When tokens the API never issued are used: one after every sort key, one before all of them
+    after_all = api.call(calls, query={"next_token": "~"})
+    before_all = api.call(calls, query={"next_token": "0"})
 
-    # Then 400 names the parameter
-    assert assert_error(response, 400, "invalid_next_token")["details"] == [{"field": "next_token"}]
+    # Then each is just a position in the caller's own log: everything older than it, never another's calls
+    assert [call["request_id"] for call in after_all.body["calls"]] == ["mine-2", "mine-1"]
+    assert before_all.status == 200 and before_all.body["calls"] == []
+    # And an empty or overlong token breaks the documented schema: 422
+    for token in ("", "x" * 257):
+        assert_error(api.call(calls, query={"next_token": token}), 422, "validation_error")
 
 
 def test_calls_recent_when_disabled_is_404(
@@ -1040,15 +1078,27 @@ def test_predict_get_bad_query_is_422(api: Api, published_model: ModelRef, query
     assert [(d["location"], d["field"]) for d in error["details"]] == [("query", field)]
 
 
-def test_predict_non_json_content_type_is_415(api: Api) -> None:
-    # Given a body sent as form data
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded; charset=utf-8"]
+)
+def test_predict_non_json_content_type_is_415(api: Api, content_type: str) -> None:
+    # Given a JSON body sent as another media type (a form type without its boundary, too)
     event = load_event("predict_single.json")
 
     # When it is sent
-    response = api.call(event, content_type="text/plain")
+    response = api.call(event, content_type=content_type)
 
-    # Then 415 with the error body
+    # Then 415 with the error body, never a 500
     assert_error(response, 415, "unsupported_media_type")
+
+
+def test_predict_binary_body_that_is_not_utf8_is_400(api: Api) -> None:
+    # Given a body API Gateway passed base64-encoded (binary) whose bytes are not UTF-8
+    event = load_event("predict_single.json")
+    event["isBase64Encoded"] = True
+
+    # When it is sent, then it is refused as not JSON, never a 500
+    assert_error(api.call(event, body=base64.b64encode(b"\xff\xfe{").decode()), 400, "invalid_json")
 
 
 def test_unknown_route_is_404_json(api: Api) -> None:

@@ -237,7 +237,7 @@ def test_handler_verdict_over_the_size_limit_from_the_queue_is_quarantined(
     # Then the 220,000-character verdict is quarantined with the limit, never archived; the other one is
     assert response == {"batchItemFailures": []}
     [quarantined] = _loop().archive.quarantined()
-    assert "input has 220000 characters; at most 5000 are allowed" in quarantined["reason"]
+    assert "input has a string of 220000 characters; at most 5000 are allowed" in quarantined["reason"]
     assert [record.verdict.id for record in _archived(_loop())] == ["ok"]
 
 
@@ -274,6 +274,41 @@ def test_handler_transient_failure_reports_only_that_message_and_its_retry_succe
     # Then the failed message is archived now, and nothing else twice
     assert response == {"batchItemFailures": []}
     assert sorted(record.verdict.id for record in _archived(_loop())) == sorted(VALID_IDS)
+
+
+@pytest.mark.parametrize("fault", ["idempotency table", "quarantine write"])
+def test_handler_aws_fault_during_intake_retries_the_message_and_loses_nothing(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    # Given DynamoDB (the idempotency records) or S3 (the quarantine) failing while a batch is taken in
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = load_event("retrain_sqs.json")
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
+
+    def failing(*_: Any, **__: Any) -> Any:
+        raise throttled
+
+    with monkeypatch.context() as patch:
+        if fault == "idempotency table":
+            patch.setattr(DynamoDBPersistenceLayer, "_put_record", failing)
+        else:
+            patch.setattr(_loop().archive, "quarantine", failing)
+        response = invoke(event)
+    # Then the messages it hit are reported for retry (none acknowledged unarchived), the others are not
+    failed = {entry["itemIdentifier"] for entry in response["batchItemFailures"]}
+    assert failed, "the fault must reach the batch response"
+    if fault == "idempotency table":
+        assert {record.verdict.id for record in _archived(_loop())} == set()
+    # When SQS redelivers those messages after the fault cleared
+    assert invoke({"Records": [record for record in event["Records"] if record["messageId"] in failed]}) == {
+        "batchItemFailures": []
+    }
+    # Then every valid verdict is archived exactly once and every invalid message is quarantined once
+    assert sorted(record.verdict.id for record in _archived(_loop())) == sorted(VALID_IDS)
+    quarantined = list(_loop().archive.s3.list_objects_v2(Bucket=BUCKET, Prefix="verdicts/quarantine/")["Contents"])
+    assert len(quarantined) == len(INVALID_MESSAGES)
 
 
 def test_handler_duplicate_verdicts_are_archived_and_learned_once(

@@ -161,7 +161,9 @@ def test_cli_finetune_refuses_verdicts_over_the_api_size_limit(
 
     # Then it is refused before any training, naming the row and the limit
     assert status == 2
-    assert "1 verdicts (rows [2]) are longer than MAX_TEXT_CHARS (100 characters)" in capsys.readouterr().err
+    assert (
+        "1 verdicts (rows [2]) hold a text or string value longer than MAX_TEXT_CHARS (100" in capsys.readouterr().err
+    )
 
 
 def test_cli_bad_dataset_reports_line_numbers(

@@ -20,7 +20,7 @@ from lodbrok.schemas import (
     VerdictsRequest,
     parse_json_body,
 )
-from lodbrok.verdicts import input_size
+from lodbrok.verdicts import input_chars
 
 LIMITS = {"max_items": 100, "max_text_chars": 5000}
 
@@ -132,9 +132,16 @@ def test_predict_request_over_max_items_raises_limit_exceeded() -> None:
 
 
 def test_predict_request_over_long_inputs_are_each_named() -> None:
-    # Given items of which two are too long (a record counts field names and string values)
+    # Given items of which two are too long (a record: its longest string value), and a record within the limit
     request = PredictRequest.model_validate(
-        {"items": [{"id": "ok", "text": "x" * 10}, {"id": "t", "text": "x" * 11}, {"fields": {"abc": "x" * 8}}]}
+        {
+            "items": [
+                {"id": "ok", "text": "x" * 10},
+                {"id": "t", "text": "x" * 11},
+                {"fields": {"abc": "x" * 11}},
+                {"fields": {"a": "x" * 10, "b": "y" * 10}},
+            ]
+        }
     )
 
     # When inputs are taken with a 10-character limit
@@ -164,11 +171,11 @@ def test_predict_request_duplicate_ids_are_named_with_positions() -> None:
 
 @pytest.mark.parametrize(
     ("item", "size"),
-    [("héllo", 5), ({"ab": "cde", "n": 12345, "flag": True, "none": None}, 2 + 3 + 1 + 4 + 4), ({}, 0)],
+    [("héllo", 5), ({"ab": "cde", "n": 12345, "flag": True, "none": None, "long": "wxyz"}, 4), ({"n": 1}, 0)],
 )
-def test_input_size_counts_text_or_field_names_and_string_values(item: Any, size: int) -> None:
-    # Given a text or record / When its size is measured / Then characters of names and string values count
-    assert input_size(item) == size
+def test_input_chars_is_the_text_or_the_longest_string_value(item: Any, size: int) -> None:
+    # Given a text or record / When it is measured against MAX_TEXT_CHARS / Then its longest string counts
+    assert input_chars(item) == size
 
 
 # --- responses ---------------------------------------------------------------------------------------------------

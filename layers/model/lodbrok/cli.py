@@ -421,16 +421,16 @@ def _predict(arguments: argparse.Namespace) -> int:
 def _finetune(arguments: argparse.Namespace) -> int:
     from lodbrok.learning import LearningConfig, propose
     from lodbrok.settings import get_settings
-    from lodbrok.verdicts import input_size
+    from lodbrok.verdicts import input_chars
 
     parent = Bundle.read(arguments.model)
     verdicts = load_dataset(arguments.data, labels=parent.labels)
     limit = get_settings().max_text_chars
-    too_long = [number for number, item in enumerate(verdicts, 1) if input_size(item.input) > limit]
+    too_long = [number for number, item in enumerate(verdicts, 1) if input_chars(item.input) > limit]
     if too_long:
         raise CliError(
-            f"{len(too_long)} verdicts (rows {too_long[:10]}) are longer than MAX_TEXT_CHARS ({limit} characters), "
-            "the limit of POST /verdicts and of the retrain function"
+            f"{len(too_long)} verdicts (rows {too_long[:10]}) hold a text or string value longer than MAX_TEXT_CHARS "
+            f"({limit} characters), the limit of POST /verdicts and of the retrain function"
         )
     print(f"screening and fine-tuning {parent.version} on {len(verdicts)} verdicts", file=sys.stderr)
     config = LearningConfig(gate_tolerance=arguments.gate_tolerance)

@@ -9,28 +9,14 @@ turns every error into the one error body shape, `ErrorResponse`.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Annotated, Any, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    WithJsonSchema,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_serializer, model_validator
 
 from lodbrok.features import ModelInput
-from lodbrok.verdicts import MAX_FIELDS, MAX_ID_CHARS, Verdict, input_size
-
-MAX_FIELD_NAME_CHARS = 256
-
+from lodbrok.verdicts import LIMIT_KEYWORD, ItemId, Record, Text, Verdict, exactly_one_of, input_chars
 
 # --- errors ---------------------------------------------------------------------------------------------------
 
@@ -77,40 +63,6 @@ def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-# --- shared field types -----------------------------------------------------------------------------------------
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must contain non-whitespace characters")
-    return value
-
-
-def _flat_value(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite")
-        return value
-    raise ValueError("record values must be a string, number, boolean or null (records are flat: no lists or objects)")
-
-
-def _has_content(record: dict[str, Any]) -> dict[str, Any]:
-    if all(value is None or (isinstance(value, str) and not value.strip()) for value in record.values()):
-        raise ValueError("the record has no non-empty field")
-    return record
-
-
-Text = Annotated[str, Field(min_length=1, description="the text to classify"), AfterValidator(_not_blank)]
-ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="the client's id for the item")]
-FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME_CHARS)]
-FieldValue = Annotated[str | int | float | bool | None, BeforeValidator(_flat_value)]
-Record = Annotated[
-    dict[FieldName, FieldValue],
-    Field(min_length=1, max_length=MAX_FIELDS, description=f"a flat record: at most {MAX_FIELDS} scalar fields"),
-    AfterValidator(_has_content),
-]
 EchoedInput = str | dict[str, str | int | float | bool | None]
 
 
@@ -128,7 +80,7 @@ class PredictionInput:
 class PredictItem(BaseModel):
     """One item of `items`: an optional id and exactly one of `text` or `fields`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("text", "fields"))
 
     id: ItemId | None = None
     text: Text | None = None
@@ -151,17 +103,28 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **exactly_one_of("text", "texts", "items"),
             "examples": [
                 {"text": "WINNER!! Claim your prize now"},
                 {"texts": ["Lunch at noon?", "FREE ipod, text CLAIM"], "skip_cache": True},
                 {"items": [{"id": "e1", "fields": {"subject": "Hi", "body": "Call me"}}, {"id": "e2", "text": "..."}]},
-            ]
+            ],
         },
     )
 
     text: Text | None = None
-    texts: list[Text] | None = Field(None, min_length=1, description="several texts; ids are their positions")
-    items: list[PredictItem] | None = Field(None, min_length=1, description="texts or records with ids")
+    texts: list[Text] | None = Field(
+        None,
+        min_length=1,
+        description="several texts; ids are their positions",
+        json_schema_extra={LIMIT_KEYWORD: "items"},
+    )
+    items: list[PredictItem] | None = Field(
+        None,
+        min_length=1,
+        description="texts or records, each with an id unique in the request (the position when not given)",
+        json_schema_extra={LIMIT_KEYWORD: "items"},
+    )
     skip_cache: StrictBool = Field(False, description="do not read the cache (answers are still written to it)")
     echo_input: StrictBool = Field(False, description="repeat each input in its prediction")
 
@@ -194,7 +157,7 @@ class PredictRequest(BaseModel):
         too_long = [
             {"index": index, "id": inputs[index].id, "field": field, "chars": size, "max": max_text_chars}
             for index, (field, _, item) in enumerate(entries)
-            if (size := input_size(item)) > max_text_chars
+            if (size := input_chars(item)) > max_text_chars
         ]
         if too_long:
             raise LimitExceeded(f"inputs may have at most {max_text_chars} characters", too_long)
@@ -276,7 +239,9 @@ class VerdictsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    verdicts: list[VerdictItem] = Field(min_length=1, description="verdicts to queue for retraining")
+    verdicts: list[VerdictItem] = Field(
+        min_length=1, description="verdicts to queue for retraining", json_schema_extra={LIMIT_KEYWORD: "items"}
+    )
 
 
 class VerdictsAccepted(BaseModel):
@@ -322,3 +287,10 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+class GatewayResponse(BaseModel):
+    """What API Gateway itself answers before the function runs: 403 for a missing or unknown API key (or an
+    undeclared method), 429 when the key's throttle or quota is exhausted."""
+
+    message: str

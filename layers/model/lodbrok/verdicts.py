@@ -3,8 +3,13 @@
 One definition of a verdict and its limits (`parse_verdicts`), used by `POST /verdicts` (which validates
 before queueing), by the retrain function (which validates again, because producers may also write to the
 queue directly) and by `lodbrok finetune`. A queue message body is one verdict object, a JSON list of
-them, or `{"verdicts": [...]}`. The size limit (`MAX_TEXT_CHARS`, set for both functions by the
-template) counts a text's characters, or a record's field names and string values.
+them, or `{"verdicts": [...]}`.
+
+The input types (`Text`, `Record`) are shared with the predict API's request models. Every rule they
+enforce is also stated in their JSON schema, so the OpenAPI document admits exactly what the API accepts;
+limits that come from the settings (`MAX_TEXT_CHARS`: the length of a text, and of each string value
+of a record; `MAX_ITEMS`; the model's labels) are marked with `LIMIT_KEYWORD` and filled in by
+`lodbrok.openapi` when the document is served.
 """
 
 from __future__ import annotations
@@ -12,30 +17,104 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from lodbrok.data import LabelledItem
 from lodbrok.features import ModelInput, canonical_key
 
 MAX_ID_CHARS = 256
 MAX_FIELDS = 64
+MAX_FIELD_NAME_CHARS = 256
+MAX_LABEL_CHARS = 100
 MAX_VERDICTS_PER_MESSAGE = 100
 
-FieldValue = str | int | float | bool | None
+# Schema keyword marking a bound that comes from the settings or the model: "text" (maxLength =
+# MAX_TEXT_CHARS), "items" (maxItems = MAX_ITEMS) or "label" (enum = the model's labels).
+LIMIT_KEYWORD = "x-lodbrok-limit"
+# "Not blank": a character that is not whitespace by Python's str.isspace, spelled out because `\s` means
+# different sets in Python, ECMAScript and Rust regexes, and the schema must mean one thing to every reader.
+NOT_BLANK = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NOT_BLANK = re.compile(NOT_BLANK)
+
+
+def _not_blank(value: str) -> str:
+    if not _NOT_BLANK.search(value):
+        raise ValueError("must contain non-whitespace characters")
+    return value
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not _NOT_BLANK.search(value))
+
+
+def _flat_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+        return value
+    raise ValueError("record values must be a string, number, boolean or null (records are flat: no lists or objects)")
+
+
+def _has_content(record: dict[str, Any]) -> dict[str, Any]:
+    if all(_is_blank(value) for value in record.values()):
+        raise ValueError("the record has no non-empty field")
+    return record
+
+
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    """JSON schema: exactly one of these properties is present and not null."""
+    return {"oneOf": [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]}
+
+
+Text = Annotated[
+    str,
+    Field(description="the text", json_schema_extra={"pattern": NOT_BLANK, LIMIT_KEYWORD: "text"}),
+    AfterValidator(_not_blank),
+]
+StringValue = Annotated[str, Field(json_schema_extra={LIMIT_KEYWORD: "text"})]
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME_CHARS)]
+FieldValue = Annotated[StringValue | int | float | bool | None, BeforeValidator(_flat_value)]
+Record = Annotated[
+    dict[FieldName, FieldValue],
+    Field(
+        min_length=1,
+        max_length=MAX_FIELDS,
+        description=f"a flat record: at most {MAX_FIELDS} scalar fields, at least one of them not null or blank",
+        json_schema_extra={
+            "not": {
+                "additionalProperties": {"anyOf": [{"type": "null"}, {"type": "string", "not": {"pattern": NOT_BLANK}}]}
+            }
+        },
+    ),
+    AfterValidator(_has_content),
+]
+ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="the client's id for the item")]
+Label = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_LABEL_CHARS,
+        description="a label of the model",
+        json_schema_extra={LIMIT_KEYWORD: "label"},
+    ),
+]
 
 
 class Verdict(BaseModel):
     """One labelled item. Exactly one of `text` or `fields`."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=exactly_one_of("text", "fields"))
 
-    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="the client's id for the item")
-    text: str | None = Field(None, description="the text that was classified")
-    fields: dict[str, FieldValue] | None = Field(None, description="or the record that was classified")
-    label: str = Field(min_length=1, max_length=100, description="the correct label")
+    id: ItemId
+    text: Text | None = Field(None, description="the text that was classified")
+    fields: Record | None = Field(None, description="or the record that was classified")
+    label: Label = Field(description="the correct label: one of the model's labels")
     source: str | None = Field(None, max_length=256, description="who decided, e.g. moderator-42")
     received_at: str | None = Field(None, description="set by the API when the verdict was accepted")
 
@@ -47,13 +126,6 @@ class Verdict(BaseModel):
             raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff) and is not valid Unicode text")
         if (self.text is None) == (self.fields is None):
             raise ValueError("give exactly one of `text` or `fields`")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("`text` is empty")
-        if self.fields is not None:
-            if len(self.fields) > MAX_FIELDS:
-                raise ValueError(f"`fields` has more than {MAX_FIELDS} fields")
-            if all(value is None or (isinstance(value, str) and not value.strip()) for value in self.fields.values()):
-                raise ValueError("`fields` has no non-empty field")
         return self
 
     @property
@@ -77,11 +149,12 @@ class VerdictError(ValueError):
         super().__init__("; ".join(f"item {p.get('index')}: {p.get('error')}" for p in problems))
 
 
-def input_size(item: ModelInput) -> int:
-    """Characters counted against MAX_TEXT_CHARS: the text, or a record's field names and string values."""
+def input_chars(item: ModelInput) -> int:
+    """Characters compared with MAX_TEXT_CHARS: the text's, or the longest string value's of a record
+    (field names have their own limit, MAX_FIELD_NAME_CHARS), as the schema's maxLength says."""
     if isinstance(item, str):
         return len(item)
-    return sum(len(name) + (len(value) if isinstance(value, str) else 0) for name, value in item.items())
+    return max((len(value) for value in item.values() if isinstance(value, str)), default=0)
 
 
 def parse_verdicts(raw_items: Sequence[Any], *, max_text_chars: int, labels: Sequence[str] | None) -> list[Verdict]:
@@ -94,11 +167,9 @@ def parse_verdicts(raw_items: Sequence[Any], *, max_text_chars: int, labels: Seq
         except ValidationError as error:
             problems.append({"index": index, "id": _raw_id(raw), "error": describe(error)})
             continue
-        if (size := input_size(verdict.input)) > max_text_chars:
-            error = f"input has {size} characters; at most {max_text_chars} are allowed"
+        if (size := input_chars(verdict.input)) > max_text_chars:
+            error = f"input has a string of {size} characters; at most {max_text_chars} are allowed"
             problems.append({"index": index, "id": verdict.id, "error": error})
-        elif not _finite(verdict.input):
-            problems.append({"index": index, "id": verdict.id, "error": "fields: numbers must be finite"})
         elif labels is not None and verdict.label not in labels:
             error = f"unknown label {verdict.label!r}; expected one of {list(labels)}"
             problems.append({"index": index, "id": verdict.id, "error": error})
@@ -130,12 +201,6 @@ def describe(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in detail['loc']) or 'item'}: {detail['msg']}" for detail in error.errors()
     )
-
-
-def _finite(item: ModelInput) -> bool:
-    if isinstance(item, str):
-        return True
-    return all(math.isfinite(value) for value in item.values() if isinstance(value, float))
 
 
 def _encodable(value: str) -> bool:
