@@ -47,6 +47,7 @@ class StackInfo:
     model_name: str
     signing_key: str
     usage_plan: str
+    verdict_memory_table: str
     seed_version_id: str
 
 
@@ -159,8 +160,23 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
         {"id": f"campaign-{index}", "text": text, "label": "spam", "source": "demo-moderator"}
         for index, text in enumerate(CAMPAIGN)
     ]
+    sent_at = time.monotonic()
     status, queued = client.call("POST", "/verdicts", {"verdicts": verdicts})
     report.add(say, "verdicts sent", status=status, queued=queued.get("queued"))
+
+    # The verdict memory answers a corrected text as soon as the retrain function took the batch in,
+    # long before the fine-tune ends and a new version is promoted.
+    corrected = _poll(lambda: client.call("POST", "/predict", {"text": CAMPAIGN[0]})[1]["predictions"][0], 60)
+    report.add(
+        say,
+        "corrected text answered from the verdict memory",
+        seconds_after_post=round(time.monotonic() - sent_at, 1),
+        label=corrected["label"],
+        source=corrected["source"],
+        verdict=corrected.get("verdict", {}).get("id"),
+        model_version_still_seed=client.call("POST", "/predict", {"text": CAMPAIGN[0]})[1]["model_version"]
+        == seed["version"],
+    )
 
     say("  waiting for the retrain function to fine-tune, gate and promote a new version ...")
     promoted = client.wait_for_model(lambda model: model["version"] != seed["version"], promotion_timeout)
@@ -195,9 +211,20 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
     return report
 
 
+def _poll(answer: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any]:
+    """The first prediction answered from the verdict memory, polling every 0.2 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        prediction = answer()
+        if prediction["source"] == "verdict" or time.monotonic() > deadline:
+            return prediction
+        time.sleep(0.2)
+
+
 def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
     environment = {
         **os.environ,
+        "VERDICT_MEMORY_TABLE": stack.verdict_memory_table,
         "AWS_ENDPOINT_URL": stack.aws_endpoint,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",

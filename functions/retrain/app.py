@@ -1,7 +1,8 @@
 """Retrain function: SQS verdict batches in, archived once, learned when enough; also the daily schedule.
 
 Thin handler: each SQS record is one `LearningLoop.accept` call (partial batch failures, so one bad
-message never blocks the others), then one `retrain_if_due`. A scheduled EventBridge event retrains from
+message never blocks the others), then `remember_batch` (the verdict memory answers the corrected inputs
+at once) and one `retrain_if_due`. A scheduled EventBridge event retrains from
 every verdict archived since the last promotion. TensorFlow is imported only inside fine-tuning.
 """
 
@@ -46,5 +47,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    loop.remember_batch()
     loop.retrain_if_due(context)
     return dict(response)

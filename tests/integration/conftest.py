@@ -29,6 +29,7 @@ TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 BUCKET = "lodbrok-models-test"
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
+MEMORY_TABLE = "lodbrok-verdict-memory-test"
 QUEUE_NAME = "lodbrok-verdicts-test"
 
 
@@ -182,6 +183,11 @@ def cache_table(aws: None) -> str:
 
 
 @pytest.fixture
+def verdict_memory_table(aws: None) -> str:
+    return create_table(Template(), "VerdictMemoryTable", MEMORY_TABLE)
+
+
+@pytest.fixture
 def call_log_table(aws: None) -> str:
     return create_table(Template(), "CallLogTable", CALL_LOG_TABLE)
 
@@ -211,6 +217,7 @@ def predict_env(
     signing_key: str,
     cache_table: str,
     call_log_table: str,
+    verdict_memory_table: str,
     verdict_queue: str,
 ) -> Iterator[None]:
     """The environment template.yaml gives the predict function, pointing at the moto resources."""
@@ -218,6 +225,7 @@ def predict_env(
         "MODEL_BUCKET": model_bucket,
         "MODEL_SIGNING_KEY": signing_key,
         "CACHE_TABLE": cache_table,
+        "VERDICT_MEMORY_TABLE": verdict_memory_table,
         "CALL_LOG_ENABLED": "true",
         "CALL_LOG_TABLE": call_log_table,
         "VERDICT_QUEUE_URL": verdict_queue,

@@ -20,6 +20,10 @@ def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
     assert before["from_cache_again"] == [True, True]
     # And the verdicts were queued, learned and promoted as a child of the seed model
     assert report["verdicts sent"] == {"step": "verdicts sent", "status": 202, "queued": 6}
+    # And a corrected text was answered by its verdict before the new version was promoted
+    corrected = report["corrected text answered from the verdict memory"]
+    assert (corrected["source"], corrected["label"], corrected["verdict"]) == ("verdict", "spam", "campaign-0")
+    assert corrected["model_version_still_seed"]
     promoted = report["new version served"]
     assert promoted["label"] == "v2" and promoted["parent"] == "v1"
     after = report["predict after promotion"]

@@ -36,6 +36,7 @@ BUCKET = "lodbrok-retrain-test"
 IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
 QUEUE = "lodbrok-verdicts-retrain-test"
 PROBE = "zorblax crypto airdrop for everyone who replies today"  # in no verdict and no training text
+MEMORY_TABLE = "lodbrok-verdict-memory-test"
 VALID_IDS = {"sms-1001", "sms-1002", "sms-1003", "sms-1004", "ticket-88"}
 INVALID_MESSAGES = {  # message id suffix -> what the quarantine reason must mention
     "a05": "not JSON",
@@ -66,11 +67,13 @@ def retrain_env(signing_key: str, verdict_queue: str, monkeypatch: pytest.Monkey
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     create_table(Template(), "IdempotencyTable", IDEMPOTENCY_TABLE)
+    create_table(Template(), "VerdictMemoryTable", MEMORY_TABLE)
     for name, value in {
         "MODEL_BUCKET": BUCKET,
         "MODEL_NAME": "default",
         "MODEL_SIGNING_KEY": signing_key,
         "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "VERDICT_MEMORY_TABLE": MEMORY_TABLE,
         "VERDICT_QUEUE_URL": verdict_queue,
         "MIN_VERDICTS_TO_TRAIN": "1",
         "GATE_TOLERANCE": "0.01",
@@ -812,7 +815,84 @@ def test_retrain_function_calls_exactly_what_its_role_allows(
         assert invoke(event) == {"batchItemFailures": []}
     assert _loop().store.versions()[0].action == "promote"
     # Then it needed no action outside its role (template.yaml, checked in tests/unit/test_template.py), and
-    # every action of the role was used except two that Powertools' idempotency documents and needs only on
-    # failure paths: deleting its record when a message fails, reading one when a put does not return it
+    # every action of the role was used except one that Powertools' idempotency documents and needs only when
+    # a put does not return the existing record (DeleteItem is used: the verdict memory forgets on promotion)
     assert used <= CODE_ACTIONS["RetrainFunctionRole"]
-    assert CODE_ACTIONS["RetrainFunctionRole"] - used == {"dynamodb:DeleteItem", "dynamodb:GetItem"}
+    assert CODE_ACTIONS["RetrainFunctionRole"] - used == {"dynamodb:GetItem"}
+
+
+# --- verdict memory -----------------------------------------------------------------------------------------
+
+
+def _remembered(*inputs: str) -> dict[str, str | None]:
+    """The verdict memory's label for each input (None: no entry)."""
+    from lodbrok.features import canonical_key
+    from lodbrok.verdict_memory import VerdictMemory
+
+    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
+    items = boto3.client("dynamodb").batch_get_item(
+        RequestItems={MEMORY_TABLE: memory.read_request([canonical_key(text) for text in inputs])}
+    )["Responses"][MEMORY_TABLE]
+    found = memory.parse(items, [canonical_key(text) for text in inputs])
+    return {text: (found[canonical_key(text)].label if canonical_key(text) in found else None) for text in inputs}
+
+
+def test_verdict_memory_remembers_screened_verdicts_at_intake_and_never_held_ones(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch with a new campaign labelled spam and obvious template spam labelled ham (lies), no retrain
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    _fresh_container()
+    campaign, lies = _zorblax_verdicts(3), _flipped_template_spam(5)
+    invoke(send(campaign, lies))
+    # Then the campaign is remembered at once, before any fine-tune; the lies, which screening holds, are not
+    remembered = _remembered(*(verdict["text"] for verdict in campaign + lies))
+    assert [remembered[verdict["text"]] for verdict in campaign] == ["spam"] * 3
+    assert [remembered[verdict["text"]] for verdict in lies] == [None] * 5
+
+
+def test_verdict_memory_later_verdict_replaces_and_promotion_forgets_what_the_model_learned(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given a correction, then a correction of that correction on the same input, in later messages
+    first = {"id": "c-1", "text": "team lunch moved to friday", "label": "spam", "received_at": "2026-12-01T10:00:00Z"}
+    second = {**first, "label": "ham", "received_at": "2026-12-01T10:05:00Z"}
+    invoke(send(second))
+    invoke(send(first))  # arrives late, but was decided earlier: it does not replace the newer one
+    assert _remembered(first["text"]) == {first["text"]: "ham"}
+    # When a campaign is learned and promoted
+    campaign = _zorblax_verdicts(12)
+    invoke(send(*(campaign[index : index + 4] for index in range(0, 12, 4))))
+    assert store.versions()[0].action == "promote"
+    # Then the entries the promoted model answers the same way are gone; the model answers them now
+    promoted = Predictor(_active_bundle(store))
+    texts = [verdict["text"] for verdict in campaign]
+    right = [
+        text for text, prediction in zip(texts, promoted.predict(texts), strict=True) if prediction.label == "spam"
+    ]
+    assert right, "the promoted model learned the campaign"
+    assert set(_remembered(*right).values()) == {None}
+
+
+def test_verdict_memory_rollback_clears_entries_decided_after_the_restored_version(
+    base_ref: ModelRef, store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # Given an entry decided before the seed version was stored and one decided after a later promotion
+    from lodbrok.cli import main
+    from lodbrok.verdict_memory import VerdictMemory
+
+    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
+    old = Verdict(id="old", text="an old correction", label="ham", received_at="2000-01-01T00:00:00.000Z")
+    new = Verdict(id="new", text="a new correction", label="spam", received_at="2999-01-01T00:00:00.000Z")
+    assert memory.remember([old, new]) == 2
+    store.publish(_active_bundle(store), expected=store.head(), action="promote")
+    # When an operator rolls back to the seed with the CLI
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
+    get_settings.cache_clear()
+    assert main(["rollback", "--bucket", BUCKET, "--to", base_ref.version_id]) == 0
+    # Then what was decided after the seed was stored is cleared, and what came before is kept
+    assert _remembered("an old correction", "a new correction") == {
+        "an old correction": "ham",
+        "a new correction": None,
+    }
+    assert "cleared 1 verdict memory entries" in capsys.readouterr().out

@@ -24,7 +24,7 @@ from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from lodbrok import cache, calllog, observability
+from lodbrok import cache, calllog, observability, verdict_memory
 from lodbrok.settings import Settings
 from lodbrok.store import EXPIRABLE_TAG
 from support import CODE_ACTIONS, PLATFORM_ACTIONS
@@ -54,6 +54,7 @@ PREDICT_VARIABLES = {
     "MODEL_SIGNING_KEY",
     "MODEL_TRUSTED_SIGNING_KEYS",
     "CACHE_TABLE",
+    "VERDICT_MEMORY_TABLE",
     "CACHE_TTL_SECONDS",
     "MAX_ITEMS",
     "MAX_TEXT_CHARS",
@@ -67,6 +68,7 @@ RETRAIN_VARIABLES = {
     "MODEL_SIGNING_KEY",
     "MODEL_TRUSTED_SIGNING_KEYS",
     "IDEMPOTENCY_TABLE",
+    "VERDICT_MEMORY_TABLE",
     "MIN_VERDICTS_TO_TRAIN",
     "GATE_TOLERANCE",
     "VERDICT_ARCHIVE_PREFIX",
@@ -453,6 +455,7 @@ def test_template_model_bucket_is_private_and_tls_only(resources: dict[str, Any]
     ("table", "definition", "ttl_attribute"),
     [
         ("CacheTable", cache.table_definition("t"), cache.TTL_ATTRIBUTE),
+        ("VerdictMemoryTable", cache.table_definition("t"), verdict_memory.TTL_ATTRIBUTE),
         ("CallLogTable", calllog.table_definition("t"), calllog.TTL_ATTRIBUTE),
     ],
 )

@@ -17,11 +17,12 @@ only eventually (and moto never does), so reads also check `expires_at`.
 
 The cache is best effort: throttling, a missing table or an outage never fails a prediction. Each failed
 operation is logged as a warning, counted as CacheErrors, and the items are predicted by the model.
+Reads go through `batch_get_items`, which the predict function also uses to read the verdict memory in
+the same round trip.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok.features import input_digest
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Prediction
 
@@ -54,12 +56,41 @@ TTL_ATTRIBUTE = "expires_at"
 
 def cache_key(model_version: str, canonical: str) -> str:
     """The item key for `canonical` (a `features.canonical_key`) as answered by `model_version`."""
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{model_version}#{digest}"
+    return f"{model_version}#{input_digest(canonical)}"
 
 
 class CacheUnavailable(Exception):
-    """Retries are exhausted; raised inside this module only and reported as a CacheErrors metric."""
+    """Retries are exhausted; the caller reports it like any other table failure."""
+
+
+def batch_get_items(
+    client: Any,
+    requests: Mapping[str, Mapping[str, Any]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int = 4,
+    base_delay: float = 0.02,
+) -> dict[str, list[dict[str, Any]]]:
+    """Items of several tables in as few BatchGetItem calls as the 100-key limit allows, unprocessed keys
+    retried with full-jitter backoff. `requests` maps each table to its part of a request (Keys, projection)."""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
+    keys = [(table, key) for table, request in requests.items() for key in request["Keys"]]
+    for chunk in _chunks(keys, READ_BATCH):
+        pending: dict[str, Any] = {}
+        for table, key in chunk:
+            pending.setdefault(table, {**requests[table], "Keys": []})["Keys"].append(key)
+        for attempt in range(max_attempts):
+            response = client.batch_get_item(RequestItems=pending)
+            for table, items in response.get("Responses", {}).items():
+                found[table].extend(items)
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            if attempt + 1 < max_attempts:
+                sleep(random.uniform(0, base_delay * 2**attempt))
+        else:
+            raise CacheUnavailable(f"{sum(len(part['Keys']) for part in pending.values())} keys still unprocessed")
+    return found
 
 
 class PredictionCache:
@@ -82,19 +113,25 @@ class PredictionCache:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
 
-    def get_many(self, model_version: str, canonical_keys: Iterable[str]) -> dict[str, Prediction]:
+    def read_request(self, model_version: str, canonical_keys: Iterable[str]) -> dict[str, Any]:
+        """This table's part of a BatchGetItem request (see `batch_get_items`)."""
+        return {
+            "Keys": [{"pk": {"S": cache_key(model_version, key)}} for key in dict.fromkeys(canonical_keys)],
+            "ProjectionExpression": "pk, label, probabilities, #expires",
+            "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
+        }
+
+    def parse(
+        self, items: Sequence[Mapping[str, Any]], model_version: str, canonical_keys: Iterable[str]
+    ) -> dict[str, Prediction]:
         """Cached, unexpired predictions by canonical key; missing entries are misses."""
-        by_key = {cache_key(model_version, canonical): canonical for canonical in dict.fromkeys(canonical_keys)}
-        found: dict[str, Prediction] = {}
+        by_key = {cache_key(model_version, canonical): canonical for canonical in canonical_keys}
         now = self._now()
-        try:
-            for chunk in _chunks(list(by_key), READ_BATCH):
-                for item in self._batch_get(chunk):
-                    prediction = _parse_item(item, now)
-                    if prediction is not None:
-                        found[by_key[item["pk"]["S"]]] = prediction
-        except (ClientError, BotoCoreError, CacheUnavailable) as error:
-            self._report("read", error)
+        found: dict[str, Prediction] = {}
+        for item in items:
+            prediction = _parse_item(item, now)
+            if prediction is not None and item["pk"]["S"] in by_key:
+                found[by_key[item["pk"]["S"]]] = prediction
         return found
 
     def put_many(self, model_version: str, predictions: Mapping[str, Prediction]) -> None:
@@ -121,24 +158,7 @@ class PredictionCache:
             for chunk in _chunks(requests, WRITE_BATCH):
                 self._batch_write(chunk)
         except (ClientError, BotoCoreError, CacheUnavailable) as error:
-            self._report("write", error)
-
-    def _batch_get(self, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {
-            self.table_name: {
-                "Keys": [{"pk": {"S": key}} for key in keys],
-                "ProjectionExpression": "pk, label, probabilities, #expires",
-                "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
-            }
-        }
-        for attempt in range(self.max_attempts):
-            response = self.client.batch_get_item(RequestItems=request)
-            yield from response.get("Responses", {}).get(self.table_name, [])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return
-            self._backoff(attempt)
-        raise CacheUnavailable(f"{len(request[self.table_name]['Keys'])} keys still unprocessed after retries")
+            self.report("write", error)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self.table_name: requests}
@@ -154,7 +174,7 @@ class PredictionCache:
         if attempt + 1 < self.max_attempts:
             self._sleep(random.uniform(0, self.base_delay * 2**attempt))  # full jitter
 
-    def _report(self, operation: str, error: Exception) -> None:
+    def report(self, operation: str, error: Exception) -> None:
         code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
         logger.warning(
             "prediction cache unavailable; answering from the model",

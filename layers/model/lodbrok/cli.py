@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="make an earlier version active again (history is kept)")
     _add_store_arguments(rollback)
     rollback.add_argument("--to", required=True, metavar="VERSION_ID", help="S3 version id (see `lodbrok versions`)")
+    rollback.epilog = (
+        "With a verdict memory ($VERDICT_MEMORY_TABLE or --stack), the corrections decided after the restored "
+        "version was stored are cleared too: a rollback undoes what was learned since."
+    )
     rollback.set_defaults(handler=_rollback)
 
     keep = commands.add_parser(
@@ -282,9 +286,31 @@ def _versions(arguments: argparse.Namespace) -> int:
 
 
 def _rollback(arguments: argparse.Namespace) -> int:
-    ref = _store(arguments).rollback(arguments.to)
+    from datetime import UTC, datetime
+
+    store = _store(arguments)
+    ref = store.rollback(arguments.to)
     print(f"restored version {arguments.to} as the active model (new version {ref.version_id})")
+    memory = _verdict_memory(arguments)
+    if memory is not None:
+        restored = next(version for version in store.versions() if version.version_id == arguments.to)
+        stored_at = datetime.fromisoformat(restored.stored_at).astimezone(UTC)
+        forgotten = memory.forget_since(stored_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        print(f"cleared {forgotten} verdict memory entries decided after that version was stored")
     return 0
+
+
+def _verdict_memory(arguments: argparse.Namespace) -> Any:
+    """The stack's verdict memory ($VERDICT_MEMORY_TABLE, or the output of --stack), if it has one."""
+    import boto3
+
+    from lodbrok.settings import get_settings
+    from lodbrok.verdict_memory import VerdictMemory
+
+    table = get_settings().verdict_memory_table
+    if arguments.stack:
+        table = _stack_output(arguments.stack, "VerdictMemoryTableName")
+    return VerdictMemory(table, client=boto3.client("dynamodb")) if table else None
 
 
 def _keep(arguments: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ Older bundles keep their exact features.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
@@ -72,6 +73,11 @@ class FeaturizerConfig:
 def normalize_text(text: str) -> str:
     """Unicode-normalize, case-fold and collapse whitespace: equal texts after this are duplicates."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def input_digest(canonical: str) -> str:
+    """A stored key for an input (`canonical_key`): its sha256, so tables keyed by input hold no user text."""
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def canonical_key(item: ModelInput) -> str:

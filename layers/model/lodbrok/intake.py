@@ -50,6 +50,7 @@ class VerdictIntake:
         self._read_labels = labels
         self._labels: list[str] | None = None
         self._labels_read = False
+        self.accepted: list[Verdict] = []  # archived in this batch, for the verdict memory
         self._idempotency_config = None
         self._archive_once: Callable[..., dict[str, Any]] = self._archive_verdict
         if idempotency_store is not None:
@@ -69,6 +70,7 @@ class VerdictIntake:
     def start_batch(self, lambda_context: Any = None) -> None:
         """Per invocation: re-read the active model's labels, and give idempotency the deadline."""
         self._labels_read = False
+        self.accepted = []
         if self._idempotency_config is not None and lambda_context is not None:
             self._idempotency_config.register_lambda_context(lambda_context)
 
@@ -100,6 +102,7 @@ class VerdictIntake:
                 duplicates += 1
             else:
                 archived += 1
+            self.accepted.append(verdict)
         if archived:
             metrics.add_metric(name="VerdictsArchived", unit=MetricUnit.Count, value=archived)
         if duplicates:

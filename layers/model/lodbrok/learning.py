@@ -73,12 +73,9 @@ def propose(
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held.
     """
     started = time.perf_counter()
-    latest, _ = deduplicate(reversed(verdicts))
-    latest.reverse()
-    active = Predictor(parent)
-    gate_items = items_from_jsonl(parent.gate)
-    trusted = TokenIndex(parent.featurizer, items_from_jsonl(parent.rehearsal) + gate_items)
-    screening = screen(active, trusted, latest, config.screening, reviewed=reviewed)
+    screener = Screener.of(parent)
+    active, gate_items = screener.predictor, screener.gate_items
+    screening = screener.screen(verdicts, config.screening, reviewed=reviewed)
     learn = screening.learn
     if len(learn) < MIN_VERDICTS_TO_LEARN:
         return Proposal(screening, seconds=time.perf_counter() - started)
@@ -108,6 +105,29 @@ def propose(
         Comparison(evaluate(active, gate_items), candidate_gate), near, held_out, tolerance=config.gate_tolerance
     )
     return Proposal(screening, candidate, decision, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Screener:
+    """What screening needs of a model: the model itself and its trusted items (rehearsal + gate set)."""
+
+    predictor: Predictor
+    trusted: TokenIndex
+    gate_items: list[LabelledItem]
+
+    @classmethod
+    def of(cls, parent: Bundle) -> Screener:
+        gate_items = items_from_jsonl(parent.gate)
+        trusted = TokenIndex(parent.featurizer, items_from_jsonl(parent.rehearsal) + gate_items)
+        return cls(Predictor(parent), trusted, gate_items)
+
+    def screen(
+        self, verdicts: Sequence[LabelledItem], config: ScreeningConfig, *, reviewed: Collection[str] = ()
+    ) -> Screening:
+        """The latest verdict per input, screened: what may be learned, and what is held and why."""
+        latest, _ = deduplicate(reversed(verdicts))
+        latest.reverse()
+        return screen(self.predictor, self.trusted, latest, config, reviewed=reviewed)
 
 
 def held_out_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:

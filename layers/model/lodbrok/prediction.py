@@ -17,8 +17,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from lodbrok.cache import PredictionCache
+from lodbrok.cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
 from lodbrok.decision import DecisionRule
 from lodbrok.features import ModelInput, canonical_key
@@ -34,12 +35,14 @@ from lodbrok.schemas import (
     PredictResponse,
     RecentCalls,
     VerdictsAccepted,
+    VerdictSource,
     VerdictsRequest,
 )
 from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 from lodbrok.store import BucketNotFound, ModelStore
+from lodbrok.verdict_memory import RememberedVerdict, VerdictMemory
 from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
 
 # Fail fast: a cache that does not answer quickly is worse than no cache.
@@ -61,6 +64,11 @@ class VerdictsNotQueued(Exception):
 class ServedPrediction:
     prediction: Prediction
     from_cache: bool
+    verdict: RememberedVerdict | None = None  # set when a client's verdict on this exact input answered
+
+    @property
+    def source(self) -> str:
+        return "verdict" if self.verdict else "cache" if self.from_cache else "model"
 
 
 class PredictService:
@@ -125,6 +133,17 @@ class PredictService:
         )
 
     @cached_property
+    def verdict_memory(self) -> VerdictMemory | None:
+        if not self.settings.verdict_memory_table:
+            return None
+        return VerdictMemory(
+            self.settings.verdict_memory_table,
+            client=self._dynamodb_client,
+            ttl_seconds=self.settings.verdict_memory_ttl_seconds,
+            now=self._now,
+        )
+
+    @cached_property
     def call_log(self) -> CallLog | None:
         if not (self.settings.call_log_enabled and self.settings.call_log_table):
             return None
@@ -148,28 +167,58 @@ class PredictService:
     def predict(
         self, inputs: Sequence[ModelInput], *, skip_cache: bool = False
     ) -> tuple[ActiveModel, list[ServedPrediction]]:
-        """Predictions for `inputs` in order; cached answers of the active model are reused."""
+        """Predictions for `inputs` in order: a remembered verdict on the exact input first, then cached
+        answers of the active model, then the model itself."""
         model = self.models.current()
         keys = [canonical_key(item) for item in inputs]
         distinct: dict[str, ModelInput] = {}  # each canonical input once, first occurrence first
         for key, item in zip(keys, inputs, strict=True):
             distinct.setdefault(key, item)
-        cache = self.cache
-        cached: dict[str, Prediction] = {}
-        if cache is not None and not skip_cache:
-            cached = cache.get_many(model.version_id, distinct)
-            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=len(cached))
-            metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=len(distinct) - len(cached))
-        missing = [key for key in distinct if key not in cached]
+        remembered, cached = self._look_up(model, list(distinct), skip_cache=skip_cache)
+        missing = [key for key in distinct if key not in cached and key not in remembered]
         fresh = dict(zip(missing, model.predictor.predict([distinct[key] for key in missing]), strict=True))
-        if cache is not None and fresh:
-            cache.put_many(model.version_id, fresh)
+        if self.cache is not None and fresh:
+            self.cache.put_many(model.version_id, fresh)
         metrics.add_metric(name="PredictionsServed", unit=MetricUnit.Count, value=len(inputs))
         served = [
-            ServedPrediction(cached[key], True) if key in cached else ServedPrediction(fresh[key], False)
+            ServedPrediction(_verdict_answer(remembered[key], model.labels), False, remembered[key])
+            if key in remembered
+            else ServedPrediction(cached[key], True)
+            if key in cached
+            else ServedPrediction(fresh[key], False)
             for key in keys
         ]
         return model, served
+
+    def _look_up(
+        self, model: ActiveModel, keys: list[str], *, skip_cache: bool
+    ) -> tuple[dict[str, RememberedVerdict], dict[str, Prediction]]:
+        """The verdict memory and the cache, read in one round trip; a failing table answers nothing."""
+        cache = None if skip_cache else self.cache
+        memory = self.verdict_memory
+        requests = {}
+        if cache is not None:
+            requests[cache.table_name] = cache.read_request(model.version_id, keys)
+        if memory is not None:
+            requests[memory.table_name] = memory.read_request(keys)
+        if not requests:
+            return {}, {}
+        try:
+            items = batch_get_items(self._dynamodb_client, requests, sleep=self._sleep)
+        except (ClientError, BotoCoreError, CacheUnavailable) as error:
+            for table in (cache, memory):
+                if table is not None:
+                    table.report("read", error)
+            return {}, {}
+        remembered = memory.parse(items[memory.table_name], keys) if memory is not None else {}
+        remembered = {key: entry for key, entry in remembered.items() if entry.label in model.labels}
+        cached = cache.parse(items[cache.table_name], model.version_id, keys) if cache is not None else {}
+        if cache is not None:
+            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=len(cached))
+            metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=len(keys) - len(cached))
+        if memory is not None:
+            metrics.add_metric(name="VerdictMemoryHits", unit=MetricUnit.Count, value=len(remembered))
+        return remembered, cached
 
     # --- one method per endpoint -----------------------------------------------------------------------------
 
@@ -205,6 +254,10 @@ class PredictService:
                     label=result.prediction.label,
                     probabilities=result.prediction.probabilities,
                     from_cache=result.from_cache,
+                    source=result.source,
+                    verdict=VerdictSource(id=result.verdict.verdict_id, at=result.verdict.decided_at)
+                    if result.verdict
+                    else None,
                     input=item.input if request.echo_input else None,
                 )
                 for item, result in zip(inputs, served, strict=True)
@@ -276,6 +329,11 @@ class PredictService:
         except VerdictError as error:
             metrics.add_metric(name="VerdictsRejected", unit=MetricUnit.Count, value=len(error.problems))
             raise
+
+
+def _verdict_answer(entry: RememberedVerdict, labels: Sequence[str]) -> Prediction:
+    """A verdict's answer: its label, with all the probability (it is a person's decision, not a score)."""
+    return Prediction(label=entry.label, probabilities={label: float(label == entry.label) for label in labels})
 
 
 def _decision_info(rule: DecisionRule | None) -> DecisionInfo | None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
@@ -33,13 +33,15 @@ from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
 from lodbrok.intake import MessageResult, VerdictIntake
-from lodbrok.learning import LearningConfig, Proposal, propose
+from lodbrok.learning import LearningConfig, Proposal, Screener, propose
 from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
+from lodbrok.verdict_memory import VerdictMemory
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 SUSPECT_SOURCE_MIN_VERDICTS = 5  # a source is reported when at least this many of its verdicts were screened
@@ -98,8 +100,11 @@ class LearningLoop:
         config: LearningConfig | None = None,
         *,
         idempotency_store: Any = None,
+        memory: VerdictMemory | None = None,
     ) -> None:
         self.store = store
+        self.memory = memory
+        self._screener: tuple[ModelRef, Screener] | None = None
         self.archive = archive
         self.state = state
         self.config = config or LearningConfig()
@@ -123,6 +128,28 @@ class LearningLoop:
 
     def start_batch(self, lambda_context: Any = None) -> None:
         self.intake.start_batch(lambda_context)
+
+    def remember_batch(self) -> int:
+        """Put this batch's archived verdicts that pass the screening into the verdict memory, so the predict
+        function answers their exact inputs with them right away. Best effort: never fails the batch."""
+        if self.memory is None or not self.intake.accepted:
+            return 0
+        try:
+            active = self._active()
+            if self._screener is None or self._screener[0] != active.ref:
+                self._screener = (active.ref, Screener.of(active.bundle))
+            screener = self._screener[1]
+        except (BundleError, ModelStoreError, ClientError, BotoCoreError):
+            logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
+            return 0
+        verdicts = {canonical_key(verdict.input): verdict for verdict in self.intake.accepted}
+        labelled = [
+            verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
+        ]
+        learnable = {canonical_key(item.input) for item in screener.screen(labelled, self.config.screening).learn}
+        remembered = self.memory.remember([verdicts[key] for key in verdicts if key in learnable])
+        metrics.add_metric(name="VerdictsRemembered", unit=MetricUnit.Count, value=remembered)
+        return remembered
 
     def accept(self, body: str, *, message_id: str, sent_timestamp: str | None = None) -> MessageResult:
         return self.intake.accept(body, message_id=message_id, sent_timestamp=sent_timestamp)
@@ -249,6 +276,7 @@ class LearningLoop:
                     )
                     continue
                 outcome = outcome.model_copy(update={"status": "promoted", "version_id": ref.version_id})
+                self._forget_what_the_model_learned(candidate, records)
                 self._record_attempt(
                     outcome, fingerprint, model_cursor, pending.keys, settled, promoted=considered, must_succeed=False
                 )
@@ -328,6 +356,20 @@ class LearningLoop:
             )
         return sum(held_sources.values()), suspects
 
+    def _forget_what_the_model_learned(self, promoted: Bundle, records: Sequence[ArchivedVerdict]) -> None:
+        """Entries the promoted model now answers the same way are no longer needed."""
+        if self.memory is None or not records:
+            return
+        verdicts = [record.verdict for record in records]
+        predictions = Predictor(promoted).predict([verdict.input for verdict in verdicts])
+        learned = [
+            (canonical_key(verdict.input), verdict)
+            for verdict, prediction in zip(verdicts, predictions, strict=True)
+            if prediction.label == verdict.label
+        ]
+        forgotten = self.memory.forget_learned(learned)
+        logger.info("verdict memory entries the promoted model made unnecessary", extra={"forgotten": forgotten})
+
     def _active(self) -> ActiveModel:
         """The active model, downloaded only when its S3 version changed since the last call."""
         ref = self.store.head()
@@ -393,12 +435,20 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, boto3_client=dynamodb or boto3.client("dynamodb")
     )
+    memory = None
+    if settings.verdict_memory_table:
+        memory = VerdictMemory(
+            settings.verdict_memory_table,
+            client=dynamodb or boto3.client("dynamodb"),
+            ttl_seconds=settings.verdict_memory_ttl_seconds,
+        )
     return LearningLoop(
         ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings, kms), s3=s3),
         VerdictArchive(settings.model_bucket, settings.verdict_archive_prefix, s3=s3),
         RetrainStateStore(settings.model_bucket, settings.model_name, s3=s3),
         learning_config(settings),
         idempotency_store=persistence,
+        memory=memory,
     )
 
 

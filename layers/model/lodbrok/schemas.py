@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_serializer, model_validator
 
@@ -171,6 +171,11 @@ class PredictRequest(BaseModel):
         return inputs
 
 
+class VerdictSource(BaseModel):
+    id: str = Field(description="the id of the verdict that answered")
+    at: str = Field(description="when the API accepted that verdict (UTC, ISO 8601)")
+
+
 class ItemPrediction(BaseModel):
     id: str
     label: str = Field(
@@ -179,13 +184,19 @@ class ItemPrediction(BaseModel):
     )
     probabilities: dict[str, float] = Field(description="probability of every label of the model")
     from_cache: bool = Field(description="answered from the prediction cache instead of the model")
+    source: Literal["model", "cache", "verdict"] = Field(
+        description="what answered: the model, the prediction cache, or a client's verdict on this exact input "
+        "(the verdict memory), which wins until a promoted model answers the input the same way"
+    )
+    verdict: VerdictSource | None = Field(None, description="the verdict that answered, when `source` is verdict")
     input: EchoedInput | None = Field(None, description="the input, only present when `echo_input` was set")
 
     @model_serializer(mode="wrap")
     def _omit_input_unless_echoed(self, serialize: Any) -> dict[str, Any]:
         data = serialize(self)
-        if data.get("input") is None:
-            data.pop("input", None)
+        for optional in ("input", "verdict"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
 

@@ -26,6 +26,8 @@ class Settings(BaseModel):
 
     cache_table: str = Field("", alias="CACHE_TABLE")
     cache_ttl_seconds: int = Field(86_400, ge=60, alias="CACHE_TTL_SECONDS")
+    verdict_memory_table: str = Field("", alias="VERDICT_MEMORY_TABLE")
+    verdict_memory_ttl_seconds: int = Field(90 * 86_400, ge=60, alias="VERDICT_MEMORY_TTL_SECONDS")
 
     max_items: int = Field(100, ge=1, le=1000, alias="MAX_ITEMS")
     max_text_chars: int = Field(5_000, ge=1, alias="MAX_TEXT_CHARS")

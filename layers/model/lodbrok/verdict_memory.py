@@ -1,0 +1,159 @@
+"""Verdict memory: a corrected input is answered with its verdict at once, not at the next promotion.
+
+Item layout (table key `pk`, a string; TTL attribute `expires_at`):
+
+    pk          S  sha256 hex of canonical_key(input), as in the prediction cache: no input text is stored
+    label       S  the verdict's label
+    verdict_id  S  the client's id of the verdict
+    decided_at  S  when the API accepted the verdict (UTC ISO 8601); a later verdict on the input replaces it
+    expires_at  N  epoch seconds: a safety net for entries no promoted model ever learns
+
+The retrain function writes an entry once a verdict is archived and passed the screening (a held verdict
+never enters), and deletes it when a promoted model answers that input with the verdict's label; `lodbrok
+rollback` deletes the entries written after the version it restores. The predict function reads entries
+in the same BatchGetItem call as the prediction cache, and an entry wins over a cached or computed answer.
+Exact inputs only: near-duplicates are the model's job. Best effort on both sides: a failing table is
+logged and counted (VerdictMemoryErrors), and predictions are answered by the model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lodbrok.features import canonical_key, input_digest
+from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.verdicts import Verdict
+
+TTL_ATTRIBUTE = "expires_at"
+
+
+@dataclass(frozen=True)
+class RememberedVerdict:
+    label: str
+    verdict_id: str
+    decided_at: str
+
+
+class VerdictMemory:
+    def __init__(self, table_name: str, *, client: Any, ttl_seconds: int = 90 * 86_400, now: Any = time.time) -> None:
+        self.table_name = table_name
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self._now = now
+
+    # --- predict side -------------------------------------------------------------------------------------------
+
+    def read_request(self, canonical_keys: Iterable[str]) -> dict[str, Any]:
+        """This table's part of a BatchGetItem request for these inputs."""
+        return {
+            "Keys": [{"pk": {"S": input_digest(key)}} for key in dict.fromkeys(canonical_keys)],
+            "ProjectionExpression": "pk, label, verdict_id, decided_at, #expires",
+            "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
+        }
+
+    def parse(self, items: Sequence[Mapping[str, Any]], canonical_keys: Iterable[str]) -> dict[str, RememberedVerdict]:
+        """Unexpired entries of a BatchGetItem response, by canonical key."""
+        by_digest = {input_digest(key): key for key in canonical_keys}
+        now = self._now()
+        found = {}
+        for item in items:
+            try:
+                if float(item[TTL_ATTRIBUTE]["N"]) <= now:
+                    continue
+                found[by_digest[item["pk"]["S"]]] = RememberedVerdict(
+                    item["label"]["S"], item["verdict_id"]["S"], item["decided_at"]["S"]
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+        return found
+
+    # --- retrain side -------------------------------------------------------------------------------------------
+
+    def remember(self, verdicts: Sequence[Verdict]) -> int:
+        """Write an entry per verdict unless a later verdict on the same input is there; returns how many."""
+        written = 0
+        expires_at = str(int(self._now()) + self.ttl_seconds)
+        for verdict in verdicts:
+            decided_at = verdict.received_at or _iso(self._now())
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item={
+                        "pk": {"S": input_digest(canonical_key(verdict.input))},
+                        "label": {"S": verdict.label},
+                        "verdict_id": {"S": verdict.id},
+                        "decided_at": {"S": decided_at},
+                        TTL_ATTRIBUTE: {"N": expires_at},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR decided_at <= :decided",
+                    ExpressionAttributeValues={":decided": {"S": decided_at}},
+                )
+                written += 1
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":  # a later verdict is remembered already
+                    self.report("write", error)
+                    return written
+            except BotoCoreError as error:
+                self.report("write", error)
+                return written
+        return written
+
+    def forget_learned(self, learned: Sequence[tuple[str, Verdict]]) -> int:
+        """Delete the entries of verdicts a promoted model now answers right, unless a newer verdict replaced them.
+
+        `learned` holds (canonical key, verdict) pairs."""
+        forgotten = 0
+        for key, verdict in learned:
+            try:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": input_digest(key)}},
+                    ConditionExpression="verdict_id = :id AND label = :label",
+                    ExpressionAttributeValues={":id": {"S": verdict.id}, ":label": {"S": verdict.label}},
+                )
+                forgotten += 1
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    self.report("delete", error)
+                    return forgotten
+            except BotoCoreError as error:
+                self.report("delete", error)
+                return forgotten
+        return forgotten
+
+    def forget_since(self, moment: str) -> int:
+        """Delete every entry decided after `moment` (UTC ISO 8601): what a rollback to that time undoes."""
+        forgotten = 0
+        paginator = self.client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            FilterExpression="decided_at > :moment",
+            ExpressionAttributeValues={":moment": {"S": moment}},
+            ProjectionExpression="pk",
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                self.client.delete_item(TableName=self.table_name, Key={"pk": item["pk"]})
+                forgotten += 1
+        return forgotten
+
+    def report(self, operation: str, error: Exception) -> None:
+        logger.warning(
+            "verdict memory unavailable; answering from the model",
+            extra={"operation": operation, "error": _code(error) or type(error).__name__, "table": self.table_name},
+        )
+        metrics.add_metric(name="VerdictMemoryErrors", unit=MetricUnit.Count, value=1)
+
+
+def _code(error: Exception) -> str:
+    return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
