@@ -29,9 +29,13 @@ SINGLE_REPEATS = 300
 BATCH_REPEATS = 60
 BATCH_SIZE = 100
 BUCKET, CACHE_TABLE, QUEUE = "bench-models", "bench-predictions", "bench-verdicts"
+MEMORY_TABLE = "bench-verdict-memory"
 
 
 def run(report: dict[str, Any]) -> None:
+    import boto3
+
+    from lodbrok import cache
     from lodbrok.predictor import Predictor
 
     bundle, source = _model()
@@ -49,6 +53,12 @@ def run(report: dict[str, Any]) -> None:
             "batch100_cold_cache": time_calls(lambda: invoke(_with(batch_event, cold)), BATCH_REPEATS),
             "batch100_warm_cache": time_calls(lambda: invoke(batch_event), BATCH_REPEATS),
         }
+        # The verdict memory is read in the cache's BatchGetItem call: the same warm-cache requests with it on.
+        boto3.client("dynamodb").create_table(**cache.table_definition(MEMORY_TABLE))
+        _use_settings(app, VERDICT_MEMORY_TABLE=MEMORY_TABLE)
+        results["single_warm_cache_with_memory"] = time_calls(lambda: invoke(single_event), SINGLE_REPEATS)
+        results["batch100_warm_cache_with_memory"] = time_calls(lambda: invoke(batch_event), BATCH_REPEATS)
+        _use_settings(app, VERDICT_MEMORY_TABLE="")
         _use_settings(app, CACHE_TABLE="")
         results["single_no_cache"] = time_calls(lambda: invoke(single_event), SINGLE_REPEATS)
         predictor = Predictor(bundle)
@@ -65,6 +75,12 @@ def run(report: dict[str, Any]) -> None:
         "handler_overhead_single_ms": round(overhead, 4),
         "handler_over_predictor_single_ratio": round(
             results["single_no_cache"]["p50_ms"] / results["predictor_single"]["p50_ms"], 2
+        ),
+        "memory_over_cache_only_single_ratio": round(
+            results["single_warm_cache_with_memory"]["p50_ms"] / results["single_warm_cache"]["p50_ms"], 2
+        ),
+        "memory_over_cache_only_batch100_ratio": round(
+            results["batch100_warm_cache_with_memory"]["p50_ms"] / results["batch100_warm_cache"]["p50_ms"], 2
         ),
         "note": "in-process handler; DynamoDB is moto (mock_aws), so cache costs are emulation, not network",
     }
@@ -194,6 +210,8 @@ def _print_table(results: dict[str, Any]) -> None:
         ("handler, 1 text, warm cache (hit)", "single_warm_cache"),
         ("handler, 100 texts, cold cache (skip_cache)", "batch100_cold_cache"),
         ("handler, 100 texts, warm cache (hits)", "batch100_warm_cache"),
+        ("handler, 1 text, warm cache + verdict memory", "single_warm_cache_with_memory"),
+        ("handler, 100 texts, warm cache + verdict memory", "batch100_warm_cache_with_memory"),
         ("handler, 1 text, cache disabled", "single_no_cache"),
         ("Predictor.predict, 1 text", "predictor_single"),
         ("Predictor.predict, 100 texts", "predictor_batch100"),
@@ -205,6 +223,10 @@ def _print_table(results: dict[str, Any]) -> None:
     print(
         f"  handler overhead over Predictor.predict (1 text, p50): {results['handler_overhead_single_ms']:.3f} ms "
         f"({results['handler_over_predictor_single_ratio']}x)"
+    )
+    print(
+        f"  verdict memory on / off, warm cache (p50): 1 text {results['memory_over_cache_only_single_ratio']}x, "
+        f"100 texts {results['memory_over_cache_only_batch100_ratio']}x"
     )
 
 
