@@ -86,8 +86,7 @@ def batch_get_items(
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
-            if attempt + 1 < max_attempts:
-                sleep(random.uniform(0, base_delay * 2**attempt))
+            _backoff(attempt, max_attempts=max_attempts, base_delay=base_delay, sleep=sleep)
         else:
             raise CacheUnavailable(f"{sum(len(part['Keys']) for part in pending.values())} keys still unprocessed")
     return found
@@ -167,12 +166,8 @@ class PredictionCache:
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
-            self._backoff(attempt)
+            _backoff(attempt, max_attempts=self.max_attempts, base_delay=self.base_delay, sleep=self._sleep)
         raise CacheUnavailable(f"{len(pending[self.table_name])} items still unwritten after retries")
-
-    def _backoff(self, attempt: int) -> None:
-        if attempt + 1 < self.max_attempts:
-            self._sleep(random.uniform(0, self.base_delay * 2**attempt))  # full jitter
 
     def report(self, operation: str, error: Exception) -> None:
         code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
@@ -192,6 +187,12 @@ def _parse_item(item: Mapping[str, Any], now: float) -> Prediction | None:
         return Prediction(label=item["label"]["S"], probabilities={str(k): float(v) for k, v in probabilities.items()})
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def _backoff(attempt: int, *, max_attempts: int, base_delay: float, sleep: Callable[[float], None]) -> None:
+    """Full-jitter exponential backoff before the next attempt; none after the last one."""
+    if attempt + 1 < max_attempts:
+        sleep(random.uniform(0, base_delay * 2**attempt))
 
 
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -67,13 +67,15 @@ def propose(
     version: str | None = None,
     parent_version: str | None = None,
     progress: Progress | None = None,
+    screener: Screener | None = None,
 ) -> Proposal:
     """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
 
-    `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held.
+    `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
+    `Screener.of(parent)`, given by a caller that already built it.
     """
     started = time.perf_counter()
-    screener = Screener.of(parent)
+    screener = screener or Screener.of(parent)
     active, gate_items = screener.predictor, screener.gate_items
     screening = screener.screen(verdicts, config.screening, reviewed=reviewed)
     learn = screening.learn

@@ -136,9 +136,7 @@ class LearningLoop:
             return 0
         try:
             active = self._active()
-            if self._screener is None or self._screener[0] != active.ref:
-                self._screener = (active.ref, Screener.of(active.bundle))
-            screener = self._screener[1]
+            screener = self._screener_of(active)
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
             logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
             return 0
@@ -226,6 +224,7 @@ class LearningLoop:
                 reviewed={canonical_key(record.verdict.input) for record in records if record.trusted},
                 version=version,
                 parent_version=active.bundle.version,
+                screener=self._screener_of(active),
             )
             held, suspects = self._hold(records, proposal)
             outcome = outcome.model_copy(update={"held": held + unknown_label, "suspect_sources": suspects})
@@ -355,6 +354,12 @@ class LearningLoop:
                 extra={"sources": {source: f"{held_sources[source]}/{screened[source]}" for source in suspects}},
             )
         return sum(held_sources.values()), suspects
+
+    def _screener_of(self, active: ActiveModel) -> Screener:
+        """The active model's screener, built once per model version (intake and retraining share it)."""
+        if self._screener is None or self._screener[0] != active.ref:
+            self._screener = (active.ref, Screener.of(active.bundle))
+        return self._screener[1]
 
     def _forget_what_the_model_learned(self, promoted: Bundle, records: Sequence[ArchivedVerdict]) -> None:
         """Entries the promoted model now answers the same way are no longer needed."""

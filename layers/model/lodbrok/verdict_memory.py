@@ -19,7 +19,7 @@ logged and counted (VerdictMemoryErrors), and predictions are answered by the mo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,55 +77,54 @@ class VerdictMemory:
 
     def remember(self, verdicts: Sequence[Verdict]) -> int:
         """Write an entry per verdict unless a later verdict on the same input is there; returns how many."""
-        written = 0
         expires_at = str(int(self._now()) + self.ttl_seconds)
+        writes = []
         for verdict in verdicts:
             decided_at = verdict.received_at or _iso(self._now())
-            try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item={
+            writes.append(
+                {
+                    "Item": {
                         "pk": {"S": input_digest(canonical_key(verdict.input))},
                         "label": {"S": verdict.label},
                         "verdict_id": {"S": verdict.id},
                         "decided_at": {"S": decided_at},
                         TTL_ATTRIBUTE: {"N": expires_at},
                     },
-                    ConditionExpression="attribute_not_exists(pk) OR decided_at <= :decided",
-                    ExpressionAttributeValues={":decided": {"S": decided_at}},
-                )
-                written += 1
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":  # a later verdict is remembered already
-                    self.report("write", error)
-                    return written
-            except BotoCoreError as error:
-                self.report("write", error)
-                return written
-        return written
+                    "ConditionExpression": "attribute_not_exists(pk) OR decided_at <= :decided",
+                    "ExpressionAttributeValues": {":decided": {"S": decided_at}},
+                }
+            )
+        return self._each_if(self.client.put_item, writes, "write")
 
     def forget_learned(self, learned: Sequence[tuple[str, Verdict]]) -> int:
         """Delete the entries of verdicts a promoted model now answers right, unless a newer verdict replaced them.
 
         `learned` holds (canonical key, verdict) pairs."""
-        forgotten = 0
-        for key, verdict in learned:
+        deletes = [
+            {
+                "Key": {"pk": {"S": input_digest(key)}},
+                "ConditionExpression": "verdict_id = :id AND label = :label",
+                "ExpressionAttributeValues": {":id": {"S": verdict.id}, ":label": {"S": verdict.label}},
+            }
+            for key, verdict in learned
+        ]
+        return self._each_if(self.client.delete_item, deletes, "delete")
+
+    def _each_if(self, operation: Callable[..., Any], requests: Sequence[dict[str, Any]], name: str) -> int:
+        """Run each conditional request; a failed condition skips it, any other failure stops (reported)."""
+        done = 0
+        for request in requests:
             try:
-                self.client.delete_item(
-                    TableName=self.table_name,
-                    Key={"pk": {"S": input_digest(key)}},
-                    ConditionExpression="verdict_id = :id AND label = :label",
-                    ExpressionAttributeValues={":id": {"S": verdict.id}, ":label": {"S": verdict.label}},
-                )
-                forgotten += 1
+                operation(TableName=self.table_name, **request)
+                done += 1
             except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":
-                    self.report("delete", error)
-                    return forgotten
+                if _code(error) != "ConditionalCheckFailedException":  # else: a newer verdict holds the entry
+                    self.report(name, error)
+                    return done
             except BotoCoreError as error:
-                self.report("delete", error)
-                return forgotten
-        return forgotten
+                self.report(name, error)
+                return done
+        return done
 
     def forget_since(self, moment: str) -> int:
         """Delete every entry decided after `moment` (UTC ISO 8601): what a rollback to that time undoes."""
