@@ -9,8 +9,9 @@ rootfs=$1
 mirror=$2
 shift 2
 
-# Debian trixie's python3 is 3.13, the Lambda runtime's version.
-debootstrap --variant=minbase --include=python3,ca-certificates trixie "$rootfs" "$mirror"
+# Debian trixie's python3 is 3.13, the Lambda runtime's version; the Lambda image has pip too (the retrain
+# image's Dockerfile runs it).
+debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates trixie "$rootfs" "$mirror"
 
 # What the Lambda image has in /var/runtime: the runtime interface client and the runtime's boto3.
 "$@" install --quiet --target "$rootfs/var/runtime" --only-binary=:all: --implementation cp --python-version 3.13 \
@@ -27,6 +28,19 @@ cd /var/task
 exec python3 -m awslambdaric "$_HANDLER"
 EOF
 chmod 755 "$rootfs/var/runtime/bootstrap"
+
+# The Lambda image's entry point (engine.py sets it as ENTRYPOINT): SAM runs an image function as
+# `aws-lambda-rie /lambda-entrypoint.sh <CMD>`, and the handler reaches the bootstrap as _HANDLER.
+cat >"$rootfs/lambda-entrypoint.sh" <<'EOF'
+#!/bin/sh
+if [ $# -ne 1 ]; then
+	echo "entrypoint requires the handler name to be the first argument" >&2
+	exit 142
+fi
+export _HANDLER="$1"
+exec /var/runtime/bootstrap
+EOF
+chmod 755 "$rootfs/lambda-entrypoint.sh"
 mkdir -p "$rootfs/var/task" "$rootfs/opt"
 
 # With the vfs storage driver every image layer and container is a full copy: drop what a function never reads.

@@ -29,6 +29,8 @@ APT_SOURCES = Path("/etc/apt")
 # Debian package of each command this module runs.
 PACKAGES = {"docker": "docker.io", "dockerd": "docker.io", "debootstrap": "debootstrap"}
 ENGINE_START_SECONDS = 60
+# The image configuration `docker import` gives the root filesystem, as the Lambda base image has it.
+IMAGE_CHANGES = ("ENV LAMBDA_TASK_ROOT=/var/task", "WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]')
 
 
 class EngineUnavailable(RuntimeError):
@@ -104,14 +106,14 @@ def ensure_base_image() -> str:
     if not tarball.exists():
         build_rootfs_tarball(tarball)
     log(f"importing {tarball.name} as {IMAGE}")
-    changes = ["ENV LAMBDA_TASK_ROOT=/var/task", f"ENV LODBROK_ROOTFS_RECIPE={key}", "WORKDIR /var/task"]
+    changes = [*IMAGE_CHANGES, f"ENV LODBROK_ROOTFS_RECIPE={key}"]
     options = [option for change in changes for option in ("--change", change)]
     subprocess.run(["docker", "import", *options, str(tarball), IMAGE], check=True, stdout=subprocess.DEVNULL)
     return IMAGE
 
 
 def recipe_key() -> str:
-    return hashlib.sha256(RECIPE.read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(RECIPE.read_bytes() + "\n".join(IMAGE_CHANGES).encode()).hexdigest()[:16]
 
 
 def build_rootfs_tarball(tarball: Path) -> None:

@@ -1,12 +1,15 @@
-"""The built predict function in Lambda-like containers, through the real `sam local` (what `make sam-local` runs).
+"""The built functions in Lambda-like containers, through the real `sam local` (what `make sam-local` runs).
 
 The session builds with `make build`, checks that build with scripts/check_artifacts.py, then starts
-`python -m scripts.samlocal serve`: the same setup as `make sam-local` (a Docker engine, started and installed here
-as root if needed; the local base image; a moto server on the Docker bridge with the template's resources and the
-seed model). It writes stack.json with the exact `sam local` commands, which the tests run. A fresh container
-costs ~20 s here (vfs storage), so the `sam local invoke` of every event runs two at a time, once per session, and
-`sam local start-api` serves its requests from one warm container. Outside CI the tests skip when no engine can be
-had (not root and no engine running); with CI=true they fail instead.
+`python -m scripts.samlocal serve --retrain`: the same setup as `make sam-local` (a Docker engine, started and
+installed here as root if needed; the local base image; a moto server on the Docker bridge with the template's
+resources and the seed model), plus the retrain function's image built offline from its Dockerfile (`make
+retrain-image`; cached while its inputs are unchanged). It writes stack.json with the exact `sam local` commands,
+which the tests run. A fresh container costs ~20 s here (vfs storage), so the `sam local invoke` of every predict
+event runs two at a time, once per session, and `sam local start-api` serves its requests from one warm container.
+The retrain function then learns the SQS event's verdicts in its container, last, so the predict tests above see
+the seed model and the final test sees the model it promoted. Outside CI the tests skip when no engine can be had
+(not root and no engine running); with CI=true they fail instead.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ pytestmark = pytest.mark.samlocal
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_UNAVAILABLE = 3  # exit status of `python -m scripts.samlocal` when no Docker engine can be had
-SETUP_TIMEOUT_SECONDS = 900  # a fresh machine installs docker.io and debootstraps the base image (~3 min here)
+SETUP_TIMEOUT_SECONDS = 900  # a fresh machine installs docker.io, debootstraps the base image, builds the retrain image
 INVOKE_TIMEOUT_SECONDS = 300
 RUNTIME_GLIBC = (2, 34)
 CALLER = "key#k7x2mq9zb1"  # the API key id in every event's requestContext
+PREDICT, RETRAIN = "PredictFunction", "RetrainFunction"
 
 
 @dataclass
@@ -97,7 +101,7 @@ def stack(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """The running emulation (`python -m scripts.samlocal serve`), described by its stack.json."""
     workdir = tmp_path_factory.mktemp("samlocal")
     log_path = workdir / "serve.log"
-    command = [sys.executable, "-m", "scripts.samlocal", "serve", "--workdir", str(workdir)]
+    command = [sys.executable, "-m", "scripts.samlocal", "serve", "--retrain", "--workdir", str(workdir)]
     # The call log is off by default; GET /calls/recent has something to show with it on.
     command += ["--build-dir", str(build_dir), "--parameter-overrides", "CallLogEnabled=true"]
     with log_path.open("wb") as log:
@@ -111,21 +115,15 @@ def stack(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @pytest.fixture(scope="session")
 def invocations(stack: dict[str, Any]) -> dict[str, Invocation]:
     """`sam local invoke PredictFunction -e events/<event>` of every predict event, two containers at a time."""
-
-    def invoke(event: str) -> Invocation:
-        completed = subprocess.run(
-            [*stack["invoke"], "-e", str(EVENTS_DIR / event)],
-            cwd=ROOT,
-            env=_sam_env(stack),
-            capture_output=True,
-            text=True,
-            timeout=INVOKE_TIMEOUT_SECONDS,
-            check=False,
-        )
-        return Invocation(completed.returncode, completed.stdout, completed.stderr)
-
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(EXPECTED, pool.map(invoke, EXPECTED), strict=True))
+        invoked = pool.map(lambda event: _invoke(stack, PREDICT, event), EXPECTED)
+        return dict(zip(EXPECTED, invoked, strict=True))
+
+
+@pytest.fixture(scope="session")
+def retrained(stack: dict[str, Any], invocations: dict[str, Invocation]) -> Invocation:
+    """`sam local invoke RetrainFunction -e events/retrain_sqs.json`, after the predict events used the seed model."""
+    return _invoke(stack, RETRAIN, "retrain_sqs.json")
 
 
 @pytest.fixture(scope="session")
@@ -225,7 +223,7 @@ def test_layer_imports_and_predicts_in_the_base_image(stack: dict[str, Any]) -> 
     command = ["docker", "run", "--rm", "--network", "none"]
     command += [option for source, target in mounts.items() for option in ("-v", f"{source}:{target}:ro")]
     command += ["-e", "PYTHONPATH=/var/task:/opt/python:/var/runtime", "-e", "POWERTOOLS_TRACE_DISABLED=true"]
-    command += ["-e", "AWS_DEFAULT_REGION=us-east-1", stack["image"], "python3", "-S", "-c", child]
+    command += ["-e", "AWS_DEFAULT_REGION=us-east-1", "--entrypoint", "python3", stack["image"], "-S", "-c", child]
 
     # When the handler module is imported and the layer's LiteRT runs the seed model, with no site-packages (-S)
     completed = subprocess.run(
@@ -293,7 +291,80 @@ def test_start_api_queues_verdicts_on_the_moto_queue(local_api: str, stack: dict
     ]
 
 
+# --- the retrain image under sam local invoke (last: it promotes a new model) ----------------------------------
+
+
+def test_sam_local_invoke_retrain_learns_the_sqs_event_and_promotes(
+    retrained: Invocation, stack: dict[str, Any]
+) -> None:
+    # Given the retrain image built offline from functions/retrain/Dockerfile, on the moto stack serving the seed model
+    # When sam local invoke runs it with the SQS event: valid, duplicate and invalid verdict messages
+    response = json.loads(retrained.stdout) if retrained.returncode == 0 else retrained.stderr[-4000:]
+
+    # Then no message is reported failed, in the image's own function container
+    assert response == {"batchItemFailures": []}
+    assert f"Invoking Container created from {stack['retrain_image']}" in retrained.stderr
+    # ... the valid verdicts were archived and the invalid messages quarantined in the moto bucket
+    archived = _bucket_keys(stack, "verdicts/archive/")
+    assert len(archived) == 5 and len(_bucket_keys(stack, "verdicts/quarantine/")) == 3
+    # ... and a candidate was fine-tuned in the container (TensorFlow), gated and promoted as the active model
+    promoted = [entry for entry in _log_records(retrained) if entry.get("message") == "candidate promoted"]
+    assert len(promoted) == 1, retrained.stderr[-4000:]
+    assert promoted[0]["finetune_seconds"] > 0 and promoted[0]["parent_version"] == "v1"
+    assert _active_model_version(stack) == promoted[0]["version_id"] != stack["seed_version"]
+
+
+def test_predict_function_serves_the_model_the_retrain_container_promoted(
+    retrained: Invocation, stack: dict[str, Any]
+) -> None:
+    # Given the model the retrain function promoted in its container
+    promoted = _active_model_version(stack)
+
+    # When the predict function is invoked in a fresh container
+    response = _invoke(stack, PREDICT, "model_get.json").response
+
+    # Then it serves that model: the second version, fine-tuned from the seed model
+    assert response["statusCode"] == 200, response
+    assert response["body"]["version"] == promoted
+    assert (response["body"]["label"], response["body"]["parent"]) == ("v2", "v1")
+
+
 # --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _invoke(stack: dict[str, Any], function: str, event: str) -> Invocation:
+    completed = subprocess.run(
+        [*stack["invoke"][function], "-e", str(EVENTS_DIR / event)],
+        cwd=ROOT,
+        env=_sam_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=INVOKE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    return Invocation(completed.returncode, completed.stdout, completed.stderr)
+
+
+def _log_records(invocation: Invocation) -> list[dict[str, Any]]:
+    """The function's structured log lines (Powertools writes one JSON object per line)."""
+    return [json.loads(line) for line in invocation.stderr.splitlines() if line.startswith('{"level"')]
+
+
+def _aws(stack: dict[str, Any], service: str) -> Any:
+    credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    return boto3.client(service, endpoint_url=stack["endpoint"], region_name="us-east-1", **credentials)
+
+
+def _bucket_keys(stack: dict[str, Any], prefix: str) -> list[str]:
+    bucket = stack["environments"][RETRAIN]["MODEL_BUCKET"]
+    listing = _aws(stack, "s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [entry["Key"] for entry in listing.get("Contents", [])]
+
+
+def _active_model_version(stack: dict[str, Any]) -> str:
+    environment = stack["environments"][RETRAIN]
+    key = f"models/{environment['MODEL_NAME']}/active.lbk"
+    return _aws(stack, "s3").head_object(Bucket=environment["MODEL_BUCKET"], Key=key)["VersionId"]
 
 
 def _wait_for_stack(process: subprocess.Popen[bytes], stack_file: Path, log_path: Path) -> dict[str, Any]:
@@ -355,14 +426,8 @@ def _request(base_url: str, method: str, path: str, payload: dict[str, Any]) -> 
 
 def _drain_queue(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every message now on the verdict queue in moto, by message id."""
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=stack["endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-    queue_url = stack["function_environment"]["VERDICT_QUEUE_URL"]
+    sqs = _aws(stack, "sqs")
+    queue_url = stack["environments"][PREDICT]["VERDICT_QUEUE_URL"]
     messages: dict[str, dict[str, Any]] = {}
     while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         messages.update({message["MessageId"]: json.loads(message["Body"]) for message in batch})
