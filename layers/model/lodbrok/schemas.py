@@ -130,7 +130,7 @@ class PredictRequest(BaseModel):
     explain: StrictBool = Field(
         False,
         description="also say which pieces of each input pushed it most towards and away from its label (the "
-        "served model scored again without each piece; about 4x the cost of a plain prediction). Explained "
+        "served model scored again without each piece; about 3.5x the cost of a plain prediction). Explained "
         "requests neither read nor write the prediction cache",
     )
 
