@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test bench bench-quality bench-learning bench-retrain-image local demo clean
+.PHONY: install lint format test bench bench-quality bench-moderation bench-learning bench-retrain-image local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(BENCH_STAMP)
 # Lodbrok vs scikit-learn baselines on repeated k-fold of the demo data (+ YouTube comments, if present).
 bench-quality: $(BENCH_STAMP)
 	PYTHONPATH=. $(BIN)/python scripts/bench_quality.py
+
+# Explanations (faithfulness, cost) and the review-band table, on held-out folds of the demo data.
+bench-moderation: $(BENCH_STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/bench_moderation.py
 
 # The learning loop: a new domain from verdicts (leave one YouTube video out, if the file is present), lies,
 # forgetting, fine-tune cost, the retrain handler against moto.

@@ -1,8 +1,8 @@
 """`make demo`: start the local stack, drive it like a client, and print what happened.
 
-predict -> cache hit -> verdicts about a new spam campaign -> a new version is promoted and served
--> rollback with the `lodbrok` CLI -> the original version is served again. The end-to-end test runs
-the same scenario and asserts on the report.
+predict (unsure answers go to review) -> cache hit -> why a text is spam -> verdicts about a new spam campaign
+-> a new version is promoted and served -> rollback with the `lodbrok` CLI -> the original version is served
+again. The end-to-end test runs the same scenario and asserts on the report.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any
 from devstack.template import ROOT
 
 FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
+# Spam probabilities from 0.2 to 0.8 are answered with the decision "review": the campaign, new to the seed model.
+REVIEW_BAND = 'ReviewBand={"spam": [0.2, 0.8]}'
+EXPLAINED = "FREE entry to win a holiday! Text CLAIM to 80085 now"
 CAMPAIGN = [
     "zorblax airdrop: connect your wallet at zorblax to receive 500 free tokens",
     "last chance for the zorblax airdrop, wallet verification closes tonight",
@@ -91,7 +94,7 @@ class Report:
 
 @contextlib.contextmanager
 def local_stack(
-    overrides: tuple[str, ...] = FAST_LOOP,
+    overrides: tuple[str, ...] = (*FAST_LOOP, REVIEW_BAND),
     seed_model: str | None = None,
     log_path: Path | None = None,
     startup_timeout: float = 600,
@@ -152,8 +155,20 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
         "predict before verdicts",
         labels=[p["label"] for p in first["predictions"]],
         spam_probability=[round(p["probabilities"]["spam"], 4) for p in first["predictions"]],
+        decisions=[p["decision"] for p in first["predictions"]],
         from_cache_first=[p["from_cache"] for p in first["predictions"]],
         from_cache_again=[p["from_cache"] for p in again["predictions"]],
+    )
+
+    _, explained = client.call("POST", "/predict", {"text": EXPLAINED, "explain": True})
+    why = explained["predictions"][0]
+    report.add(
+        say,
+        "why a text got its label",
+        text=EXPLAINED,
+        label=why["label"],
+        towards=[f"{entry['piece']} {entry['weight']:+.3f}" for entry in why["explanation"]["towards"]],
+        away=[f"{entry['piece']} {entry['weight']:+.3f}" for entry in why["explanation"]["away"]],
     )
 
     verdicts = [
@@ -190,6 +205,7 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
         "predict after promotion",
         labels=[p["label"] for p in after["predictions"]],
         spam_probability=[round(p["probabilities"]["spam"], 4) for p in after["predictions"]],
+        decisions=[p["decision"] for p in after["predictions"]],
         from_cache=[p["from_cache"] for p in after["predictions"]],
     )
 

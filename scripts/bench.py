@@ -198,7 +198,7 @@ def main() -> int:
         bench_serving_speed(report, bundle)
         bench_cold_start(report, bundle_path)
     save(report)
-    for module_name in ("bench_quality", "bench_predict", "bench_learning", "bench_retrain_image"):
+    for module_name in ("bench_quality", "bench_moderation", "bench_predict", "bench_learning", "bench_retrain_image"):
         importlib.import_module(module_name).run(report)
         save(report)  # after every section, so a long run that fails late keeps what it measured
     print(f"\nwrote {RESULTS / 'bench.json'}")

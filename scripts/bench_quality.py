@@ -24,7 +24,6 @@ scikit-learn is a bench-only dependency (`pip install -e '.[bench]'`). `run(repo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from benchlib import write_results
 
 from lodbrok.data import DataError, LabelledItem, deduplicate, load_dataset, load_demo_dataset, stratified_folds
 from lodbrok.decision import DecisionRule, choose_labels, fit_rule
@@ -270,9 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     report: dict[str, Any] = {}
     run(report, youtube=arguments.youtube, with_variants=not arguments.no_variants)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(report["quality"], indent=2))
-    print(f"\nwrote {RESULTS / 'quality.json'}")
+    write_results(RESULTS / "quality.json", report["quality"])
     return 0
 
 

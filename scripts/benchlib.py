@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -25,3 +27,10 @@ def time_calls(call: Callable[[], Any], repeats: int) -> dict[str, float]:
         call()
         samples.append((time.perf_counter() - started) * 1000)
     return percentiles(samples)
+
+
+def write_results(path: Path, data: Any) -> None:
+    """One benchmark section's raw numbers as JSON, in bench-results/ beside the others."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    print(f"\nwrote {path}")

@@ -52,6 +52,19 @@ def make_tiny_dataset(size: int = 240, seed: int = 3) -> list[LabelledItem]:
     return items
 
 
+def emitted_metric_values(stdout: str) -> Iterator[tuple[str, dict[str, Any], float]]:
+    """(metric name, its EMF blob with the dimension values, the sum of its values) for every EMF metric that
+    Powertools Metrics printed in `stdout`."""
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                yield metric["Name"], blob, float(sum(value) if isinstance(value, list) else value)
+
+
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text())
 

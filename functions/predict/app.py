@@ -151,8 +151,10 @@ def predict_query(
     text: Annotated[Text, Query(description="the text to classify")],
     skip_cache: Annotated[bool, Query(description="do not read the cache")] = False,
     echo_input: Annotated[bool, Query(description="repeat the input in the answer")] = False,
+    explain: Annotated[bool, Query(description="say which pieces of the text weighed most on its label")] = False,
 ) -> PredictResponse:
-    return get_service().answer(PredictRequest(text=text, skip_cache=skip_cache, echo_input=echo_input), _origin())
+    request = PredictRequest(text=text, skip_cache=skip_cache, echo_input=echo_input, explain=explain)
+    return get_service().answer(request, _origin())
 
 
 @app.get("/model", summary="The active model's metadata", **_documented(ModelInfo, 200, 422, 503))

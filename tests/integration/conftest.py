@@ -24,6 +24,7 @@ from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
+from support import emitted_metric_values
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 BUCKET = "lodbrok-models-test"
@@ -145,15 +146,8 @@ def _header(response: dict[str, Any], name: str) -> str:
 def _emitted_metrics(stdout: str) -> dict[str, float]:
     """Sum of every EMF metric value printed by Powertools Metrics in `stdout`."""
     totals: dict[str, float] = {}
-    for line in stdout.splitlines():
-        if not line.startswith("{") or '"_aws"' not in line:
-            continue
-        blob = json.loads(line)
-        for directive in blob["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                values = value if isinstance(value, list) else [value]
-                totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(values)
+    for name, _, value in emitted_metric_values(stdout):
+        totals[name] = totals.get(name, 0.0) + value
     return totals
 
 

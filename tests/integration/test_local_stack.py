@@ -18,6 +18,14 @@ def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
     before = report["predict before verdicts"]
     assert before["from_cache_first"] == [False, False]
     assert before["from_cache_again"] == [True, True]
+    # And the decision is the label outside the demo's review band (0.2-0.8) and `review` inside it
+    assert before["decisions"] == [
+        "review" if 0.2 <= spam <= 0.8 else label
+        for spam, label in zip(before["spam_probability"], before["labels"], strict=True)
+    ]
+    # And an explained answer names the pieces that pushed it towards its label
+    why = report["why a text got its label"]
+    assert why["label"] == "spam" and why["towards"]
     # And the verdicts were queued, learned and promoted as a child of the seed model
     assert report["verdicts sent"] == {"step": "verdicts sent", "status": 202, "queued": 6}
     # And a corrected text was answered by its verdict before the new version was promoted

@@ -58,6 +58,40 @@ def test_cli_predict_texts_and_records(bundle_path: Path, capsys: pytest.Capture
     assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
 
 
+def test_cli_predict_explain_shows_the_weighing_pieces(bundle_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # When a text and a record are predicted with --explain, as text and as JSON
+    record = json.dumps({"subject": "WINNER! call 09012345678 to claim your prize"})
+    text = "WINNER! free holiday, call now"
+    main(["predict", "--model", str(bundle_path), "--explain", text, "--record", record])
+    shown = capsys.readouterr().out.splitlines()
+    status = main(["predict", "--model", str(bundle_path), "--explain", "--json", text, "--record", record])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    # Then each answer is followed by its pieces with signed weights (a record's with their field),
+    # and the JSON carries the same explanation
+    assert status == 0 and shown[0].startswith("spam\t")
+    assert any(line.startswith("  +") for line in shown) and any("subject: " in line for line in shown)
+    assert lines[0]["explanation"]["label"] == lines[0]["label"] == "spam"
+    assert lines[0]["explanation"]["towards"][0]["weight"] > 0
+    assert {entry["field"] for entry in lines[1]["explanation"]["towards"]} == {"subject"}
+
+
+def test_cli_predict_review_band_sends_unsure_answers_for_review(
+    bundle_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a band that holds every spam probability
+    band = json.dumps({"spam": [0, 1]})
+
+    # When a text is predicted with it, and with a band for a label the model lacks
+    status = main(["predict", "--model", str(bundle_path), "--json", "--review-band", band, "free prize"])
+    line = json.loads(capsys.readouterr().out)
+    refused = main(["predict", "--model", str(bundle_path), "--review-band", '{"billing": [0.4, 0.6]}', "hi"])
+
+    # Then the decision is review (the label is kept), and the unknown label is a clear error
+    assert status == 0 and line["decision"] == "review" and line["label"] in {"spam", "ham"}
+    assert refused == 2 and "does not have" in capsys.readouterr().err
+
+
 def test_cli_train_min_precision_is_stored_and_inspect_shows_the_thresholds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -751,3 +751,51 @@ def test_canonical_key_distinguishes_value_types_and_folds_field_names() -> None
     # Then a number and its string differ, while field-name case (which the featurizer folds) does not
     assert canonical_key({"a": 1}) != canonical_key({"a": "1"})
     assert canonical_key({"Bio": "x"}) == canonical_key({"bio": "x"})
+
+
+# --- which pieces make each token (explanations) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [FeaturizerConfig(), LEGACY_CONFIG, FeaturizerConfig(version=2)])
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_attributed_token_ids_are_the_token_ids(config: FeaturizerConfig, sample: str | dict[str, object]) -> None:
+    # Given any featurizer version and input
+    featurizer = Featurizer(config)
+
+    # When the tokens are attributed to the pieces that make them
+    ids, removed_by = featurizer.attributed_token_ids(sample)
+
+    # Then they are exactly the ids the model is fed, one set of pieces per id
+    assert ids == featurizer.token_ids(sample)
+    assert len(removed_by) == len(ids)
+
+
+def test_attributed_tokens_need_every_word_of_a_pair_and_survive_a_word_that_shares_them() -> None:
+    # Given a text whose words share an n-gram ("#<th" of "the" and "this") and form word pairs
+    featurizer = Featurizer()
+    text = "the cat saw this"
+    tokens = featurizer.tokens(text)
+    _, removed_by = featurizer.attributed_token_ids(text)
+    pieces = dict(zip(tokens, removed_by, strict=True))
+
+    # Then a word's own token goes with the word, a pair goes with either of its words, a shared n-gram goes
+    # with neither word alone, and the document token belongs to no piece
+    assert pieces["cat"] == {(None, "cat")}
+    assert pieces["the cat"] == {(None, "the"), (None, "cat")}
+    assert pieces["#<th"] == frozenset()
+    assert pieces[DOCUMENT_TOKEN] == frozenset()
+    assert pieces["<len0>"] == {(None, "<len0>")}
+
+
+def test_attributed_tokens_of_a_record_name_their_field() -> None:
+    # Given a record with a text field, a number and an empty field
+    featurizer = Featurizer()
+    record = {"Subject": "You won", "attachments": 2, "cc": None}
+    _, removed_by = featurizer.attributed_token_ids(record)
+
+    # Then every piece names the (case-folded) field it came from, and the field-presence token belongs to none
+    pieces = set().union(*removed_by)
+    assert {("subject", "won"), ("subject", "you"), ("attachments", "2"), ("cc", "<none>")} <= pieces
+    assert all(field in {"subject", "attachments", "cc"} for field, _ in pieces)
+    presence = featurizer.tokens(record).index("subject=<present>")
+    assert removed_by[presence] == frozenset()

@@ -184,7 +184,12 @@ def test_input_chars_is_the_text_or_the_longest_string_value(item: Any, size: in
 def test_item_prediction_omits_input_unless_echoed() -> None:
     # Given predictions with and without an echoed input
     plain = ItemPrediction(
-        id="0", label="ham", probabilities={"ham": 0.9, "spam": 0.1}, from_cache=False, source="model"
+        id="0",
+        label="ham",
+        decision="ham",
+        probabilities={"ham": 0.9, "spam": 0.1},
+        from_cache=False,
+        source="model",
     )
     echoed = plain.model_copy(update={"input": {"a": None}})
 

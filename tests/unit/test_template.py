@@ -81,6 +81,9 @@ BUSINESS_METRICS = {
     "CandidatePromoted",
     "CandidateRejected",
     "VerdictsHeld",
+    "ReviewBandItems",
+    "InputTokens",
+    "UnseenInputTokens",
 }
 REQUIRED_OUTPUTS = {
     "ApiUrl",
@@ -588,21 +591,64 @@ def test_template_dashboard_is_json_with_the_business_metrics(resources: dict[st
     assert charted >= BUSINESS_METRICS
 
 
+def alarmed_metrics(alarm: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, metric name) of every metric an alarm reads, directly or in its metric math."""
+    properties = alarm["Properties"]
+    if "MetricName" in properties:
+        return {(properties["Namespace"], properties["MetricName"])}
+    return {
+        (query["MetricStat"]["Metric"]["Namespace"], query["MetricStat"]["Metric"]["MetricName"])
+        for query in properties["Metrics"]
+        if "MetricStat" in query
+    }
+
+
 def test_template_alarms_watch_dead_letters_errors_rejected_candidates_and_held_verdicts(
     resources: dict[str, Any],
 ) -> None:
     # Given the alarms
-    alarms = {
-        (body["Properties"]["Namespace"], body["Properties"]["MetricName"])
-        for body in resources.values()
-        if body["Type"] == "AWS::CloudWatch::Alarm"
-    }
+    alarms = set().union(
+        *(alarmed_metrics(body) for body in resources.values() if body["Type"] == "AWS::CloudWatch::Alarm")
+    )
 
     # Then the failure modes of issue #5 each have one
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in alarms
     assert ("AWS/ApiGateway", "5XXError") in alarms
     assert (observability.METRICS_NAMESPACE, "CandidateRejected") in alarms
     assert (observability.METRICS_NAMESPACE, "VerdictsHeld") in alarms
+
+
+@pytest.mark.parametrize(
+    ("alarm", "metrics"),
+    [
+        ("ReviewBandShareAlarm", {"ReviewBandItems", "PredictionsServed"}),
+        ("UnseenTokenShareAlarm", {"UnseenInputTokens", "InputTokens"}),
+        ("LabelShareAlarm", {"PredictedLabel", "PredictionsServed"}),
+    ],
+)
+def test_template_drift_alarms_divide_sums_of_the_drift_metrics(
+    resources: dict[str, Any], alarm: str, metrics: set[str]
+) -> None:
+    # Given a drift alarm
+    queries = properties(resources, alarm)["Metrics"]
+    read = {query["Id"]: query["MetricStat"] for query in queries if "MetricStat" in query}
+    expression = next(query for query in queries if query.get("ReturnData"))
+
+    # Then it sums the drift metrics of the function over an hour and alarms on one expression of them
+    assert {stat["Metric"]["MetricName"] for stat in read.values()} == metrics
+    assert all(stat["Stat"] == "Sum" and stat["Period"] == 3600 for stat in read.values())
+    assert all(query.get("ReturnData") is False for query in queries if query is not expression)
+    text = (
+        expression["Expression"] if isinstance(expression["Expression"], str) else expression["Expression"]["Fn::Sub"]
+    )
+    assert all(identifier in text for identifier in read)
+    assert properties(resources, alarm)["TreatMissingData"] == "notBreaching"
+
+
+def test_template_passes_the_review_band_to_predict(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    variables = properties(resources, "PredictFunction")["Environment"]["Variables"]
+    assert variables["REVIEW_BAND"] == {"Ref": "ReviewBand"}
+    assert template["Parameters"]["ReviewBand"]["Default"] == ""
 
 
 def test_template_outputs_name_what_operators_and_the_cli_need(template: dict[str, Any]) -> None:

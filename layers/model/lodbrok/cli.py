@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -103,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--record", action="append", default=[], help="a record as a JSON object (repeatable)")
     predict.add_argument("--json", action="store_true", help="print predictions as JSON lines")
+    predict.add_argument(
+        "--explain",
+        action="store_true",
+        help="also show the pieces of each input that pushed it most towards (+) and away from (-) its label",
+    )
+    predict.add_argument(
+        "--review-band",
+        default="",
+        metavar="JSON",
+        help='per label, probabilities answered with the decision "review", as the REVIEW_BAND setting: '
+        """'{"spam": [0.35, 0.65]}'""",
+    )
     predict.set_defaults(handler=_predict)
 
     finetune = commands.add_parser(
@@ -421,7 +434,9 @@ def _metrics_json(metrics: Any) -> dict[str, Any]:
 
 
 def _predict(arguments: argparse.Namespace) -> int:
+    from lodbrok.explanation import explain
     from lodbrok.predictor import Predictor
+    from lodbrok.review import ReviewBand, ReviewBandError
 
     items: list[Any] = list(arguments.texts)
     for raw in arguments.record:
@@ -435,12 +450,29 @@ def _predict(arguments: argparse.Namespace) -> int:
     if not items:
         raise CliError("give at least one text or --record")
     predictor = Predictor(Bundle.read(arguments.model))
-    for item, prediction in zip(items, predictor.predict(items), strict=True):
+    try:
+        band = ReviewBand.parse(arguments.review_band)
+        band.check_labels(predictor.labels)
+    except ReviewBandError as error:
+        raise CliError(str(error)) from error
+    if arguments.explain:
+        answers = [(result.prediction, result.explanation) for result in explain(predictor, items)]
+    else:
+        answers = [(prediction, None) for prediction in predictor.predict(items)]
+    for item, (prediction, explanation) in zip(items, answers, strict=True):
+        decision = band.decision(prediction.label, prediction.probabilities)
         if arguments.json:
-            print(json.dumps({"label": prediction.label, "probabilities": prediction.probabilities}))
-        else:
-            confidence = prediction.probabilities[prediction.label]
-            print(f"{prediction.label}\t{confidence:.4f}\t{_preview(item)}")
+            line = {"label": prediction.label, "decision": decision, "probabilities": prediction.probabilities}
+            if explanation is not None:
+                line["explanation"] = dataclasses.asdict(explanation)
+            print(json.dumps(line))
+            continue
+        confidence = prediction.probabilities[prediction.label]
+        print(f"{decision}\t{confidence:.4f}\t{_preview(item)}")
+        if explanation is not None:
+            for entry in explanation.towards + explanation.away:
+                where = f"{entry.field}: " if entry.field else ""
+                print(f"  {entry.weight:+.4f}  {where}{entry.piece}")
     return 0
 
 

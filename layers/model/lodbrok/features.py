@@ -35,6 +35,10 @@ DOCUMENT_TOKEN = "<doc>"
 
 Record = Mapping[str, Any]
 ModelInput = str | Record
+# A piece of an input that an explanation can name: (record field or None for a text, a word, URL, value or
+# shape token). A run is a list of tokens that all need the same pieces.
+Piece = tuple[str | None, str]
+Run = tuple[tuple[Piece, ...], list[str]]
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
 # Bare domains may only start where a run of word characters starts; with `\b` every position in a
@@ -110,8 +114,11 @@ class Featurizer:
         return batch
 
     def token_ids(self, item: ModelInput) -> list[int]:
+        return self._hashed(self.tokens(item))
+
+    def _hashed(self, tokens: list[str]) -> list[int]:
         buckets = self.config.num_buckets - 1
-        return [zlib.crc32(token.encode("utf-8", "surrogatepass")) % buckets + 1 for token in self.tokens(item)]
+        return [zlib.crc32(token.encode("utf-8", "surrogatepass")) % buckets + 1 for token in tokens]
 
     def tokens(self, item: ModelInput) -> list[str]:
         """Tokens in priority order (words, then bigrams, then character n-grams), truncated.
@@ -119,58 +126,81 @@ class Featurizer:
         Every item starts with a document token, so no row is all padding (an empty input would
         otherwise make the masked mean divide by zero).
         """
-        if isinstance(item, str):
-            words, bigrams, grams = self._text_tokens(item, prefix="")
-        else:
-            words, bigrams, grams = self._record_tokens(item)
-        tokens = [DOCUMENT_TOKEN, *words, *bigrams, *grams]
+        tokens = [DOCUMENT_TOKEN, *(token for _, run in self._runs(item) for token in run)]
         if self.config.version >= 2:
             tokens = list(dict.fromkeys(tokens))
         return tokens[: self.config.max_tokens]
 
-    def _record_tokens(self, record: Record) -> tuple[list[str], list[str], list[str]]:
-        words: list[str] = []
-        bigrams: list[str] = []
-        grams: list[str] = []
+    def attributed_token_ids(self, item: ModelInput) -> tuple[list[int], list[frozenset[Piece]]]:
+        """`token_ids(item)`, and for each id the pieces whose removal from the input removes that token.
+
+        A token made by several pieces (the n-gram "#<th" of "the" and of "this") stays while any of them is
+        there, so only the pieces common to all its occurrences remove it; a word pair needs both its words.
+        The document and field-presence tokens belong to no piece. Same tokens, same order as `tokens`.
+        """
+        removed_by: dict[str, frozenset[Piece]] = {DOCUMENT_TOKEN: frozenset()}
+        for pieces, run in self._runs(item):
+            needed = frozenset(pieces)
+            for token in run:
+                removed_by[token] = removed_by[token] & needed if token in removed_by else needed
+        tokens = self.tokens(item)
+        return self._hashed(tokens), [removed_by[token] for token in tokens]
+
+    def _runs(self, item: ModelInput) -> list[Run]:
+        if isinstance(item, str):
+            words, bigrams, grams = self._text_runs(item, field=None)
+        else:
+            words, bigrams, grams = self._record_runs(item)
+        return [*words, *bigrams, *grams]
+
+    def _record_runs(self, record: Record) -> tuple[list[Run], list[Run], list[Run]]:
+        words: list[Run] = []
+        bigrams: list[Run] = []
+        grams: list[Run] = []
         for name in sorted(record):
             field = str(name).casefold()
             value = record[name]
             if value is None or value == "":
-                words.append(f"{field}=<none>")
+                words.append((((field, "<none>"),), [f"{field}=<none>"]))
             elif isinstance(value, bool):
-                words.append(f"{field}={value}")
+                words.append((((field, str(value)),), [f"{field}={value}"]))
             elif isinstance(value, int | float):
-                words.append(_number_token(field, value))
+                words.append((((field, str(value)),), [_number_token(field, value)]))
             elif isinstance(value, str) and (date_tokens := _date_tokens(field, value)):
-                words.extend(date_tokens)
+                words.append((((field, value.strip()),), date_tokens))
             else:
                 text = value if isinstance(value, str) else str(value)
-                field_words, field_bigrams, field_grams = self._text_tokens(text, prefix=f"{field}:")
-                words.append(f"{field}=<present>")
+                field_words, field_bigrams, field_grams = self._text_runs(text, field=field)
+                words.append(((), [f"{field}=<present>"]))
                 words.extend(field_words)
                 bigrams.extend(field_bigrams)
                 grams.extend(field_grams)
         return words, bigrams, grams
 
-    def _text_tokens(self, text: str, prefix: str) -> tuple[list[str], list[str], list[str]]:
+    def _text_runs(self, text: str, field: str | None) -> tuple[list[Run], list[Run], list[Run]]:
+        """The tokens of a text (or of a record field's text, prefixed with the field), grouped by the pieces
+        that make them: a word, a URL, a shape of the whole text."""
+        prefix = "" if field is None else f"{field}:"
         raw = text[: self.config.max_chars]
         text = normalize_text(raw)
-        words: list[str] = []
+        words: list[Run] = []
         for url in _URL.findall(text):
-            words.append(prefix + "<url>")
-            words.append(prefix + "url:" + _SCHEME.sub("", url).split("/")[0].removeprefix("www."))
+            domain = _SCHEME.sub("", url).split("/")[0].removeprefix("www.")
+            words.append((((field, url),), [prefix + "<url>", prefix + "url:" + domain]))
         if self.config.version < 3:
             text = _URL.sub(" ", text)
         raw_words = _WORD.findall(text)
         for word in raw_words:
-            words.append(prefix + word)
-            if word.isdigit():
-                words.append(f"{prefix}<num{len(word)}>")
-        bigrams = [f"{prefix}{first} {second}" for first, second in itertools.pairwise(raw_words)]
+            number = [f"{prefix}<num{len(word)}>"] if word.isdigit() else []
+            words.append((((field, word),), [prefix + word, *number]))
+        bigrams: list[Run] = [
+            (((field, first), (field, second)), [f"{prefix}{first} {second}"])
+            for first, second in itertools.pairwise(raw_words)
+        ]
         shortest = 1 if self.config.version >= 2 else 3
-        grams = [gram for word in raw_words if len(word) >= shortest for gram in self._char_ngrams(word)]
+        grams: list[Run] = [(((field, word),), self._char_ngrams(word)) for word in raw_words if len(word) >= shortest]
         if self.config.version >= 2 and text:
-            words.extend(prefix + shape for shape in _shape_tokens(raw, text))
+            words.extend((((field, shape),), [prefix + shape]) for shape in _shape_tokens(raw, text))
         return words, bigrams, grams
 
     def _char_ngrams(self, word: str) -> list[str]:

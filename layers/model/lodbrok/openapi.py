@@ -11,6 +11,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from lodbrok.review import REVIEW
 from lodbrok.verdicts import LIMIT_KEYWORD
 
 
@@ -21,6 +22,7 @@ def with_limits(
     bounds = {"text": {"maxLength": max_text_chars}, "items": {"maxItems": max_items}}
     if labels:
         bounds["label"] = {"enum": list(labels)}
+        bounds["decision"] = {"enum": [*labels, REVIEW]}
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):

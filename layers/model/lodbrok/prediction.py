@@ -9,31 +9,39 @@ injected; those not injected are created on first use and kept for warm invocati
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import boto3
+import numpy as np
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok.cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
 from lodbrok.decision import DecisionRule
+from lodbrok.drift import DriftSignals, TokenNovelty
+from lodbrok.explanation import Explanation
+from lodbrok.explanation import explain as explain_predictions
 from lodbrok.features import ModelInput, canonical_key
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
 from lodbrok.predictor import Prediction
 from lodbrok.queue import QueueNotConfigured, VerdictQueue
+from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
 from lodbrok.schemas import (
     DecisionInfo,
+    ExplanationInfo,
     ItemPrediction,
     LimitExceeded,
     ModelInfo,
     PredictRequest,
     PredictResponse,
     RecentCalls,
+    ReviewBandInfo,
     VerdictsAccepted,
     VerdictSource,
     VerdictsRequest,
@@ -65,6 +73,7 @@ class ServedPrediction:
     prediction: Prediction
     from_cache: bool
     verdict: RememberedVerdict | None = None  # set when a client's verdict on this exact input answered
+    explanation: Explanation | None = None  # set when asked for, on answers the model computed
 
     @property
     def source(self) -> str:
@@ -163,38 +172,68 @@ class PredictService:
 
     # --- the prediction core ---------------------------------------------------------------------------------
 
+    @cached_property
+    def review_band(self) -> ReviewBand:
+        return ReviewBand.parse(self.settings.review_band)
+
+    def _active_model(self) -> ActiveModel:
+        """The model to answer with, refused while this stack's review band does not fit its labels."""
+        model = self.models.current()
+        try:
+            self.review_band.check_labels(model.labels)
+        except ReviewBandError as error:
+            raise ModelUnavailable(str(error)) from error
+        return model
+
     @tracer.capture_method(capture_response=False)
     def predict(
-        self, inputs: Sequence[ModelInput], *, skip_cache: bool = False
-    ) -> tuple[ActiveModel, list[ServedPrediction]]:
+        self, inputs: Sequence[ModelInput], *, skip_cache: bool = False, explain: bool = False
+    ) -> tuple[ActiveModel, list[ServedPrediction], TokenNovelty | None]:
         """Predictions for `inputs` in order: a remembered verdict on the exact input first, then cached
-        answers of the active model, then the model itself."""
-        model = self.models.current()
+        answers of the active model, then the model itself; and how novel the model-computed inputs were.
+
+        With `explain`, every answer the model gives is explained and the cache is neither read nor written:
+        an explained answer is never served as a plain one, nor a plain one as explained."""
+        model = self._active_model()
         keys = [canonical_key(item) for item in inputs]
         distinct: dict[str, ModelInput] = {}  # each canonical input once, first occurrence first
         for key, item in zip(keys, inputs, strict=True):
             distinct.setdefault(key, item)
-        remembered, cached = self._look_up(model, list(distinct), skip_cache=skip_cache)
+        cache = None if explain else self.cache
+        remembered, cached = self._look_up(model, list(distinct), cache=None if skip_cache else cache)
         missing = [key for key in distinct if key not in cached and key not in remembered]
-        fresh = dict(zip(missing, model.predictor.predict([distinct[key] for key in missing]), strict=True))
-        if self.cache is not None and fresh:
-            self.cache.put_many(model.version_id, fresh)
+        if explain:
+            results = explain_predictions(model.predictor, [distinct[key] for key in missing])
+            computed = [result.prediction for result in results]
+            explanations: list[Explanation | None] = [result.explanation for result in results]
+            rows = np.array([result.token_ids for result in results], dtype=np.int32).reshape(
+                len(results), model.bundle.featurizer.max_tokens
+            )
+        else:
+            rows = model.predictor.featurizer.transform([distinct[key] for key in missing])
+            computed = model.predictor.predict_featurized(rows)
+            explanations = [None] * len(missing)
+        fresh = dict(zip(missing, computed, strict=True))
+        explained = dict(zip(missing, explanations, strict=True))
+        if cache is not None and fresh:
+            cache.put_many(model.version_id, fresh)
         metrics.add_metric(name="PredictionsServed", unit=MetricUnit.Count, value=len(inputs))
         served = [
             ServedPrediction(_verdict_answer(remembered[key], model.labels), False, remembered[key])
             if key in remembered
             else ServedPrediction(cached[key], True)
             if key in cached
-            else ServedPrediction(fresh[key], False)
+            else ServedPrediction(fresh[key], False, explanation=explained[key])
             for key in keys
         ]
-        return model, served
+        trained = model.predictor.trained_buckets
+        novelty = TokenNovelty.of(rows, trained) if len(rows) and trained is not None else None
+        return model, served, novelty
 
     def _look_up(
-        self, model: ActiveModel, keys: list[str], *, skip_cache: bool
+        self, model: ActiveModel, keys: list[str], *, cache: PredictionCache | None
     ) -> tuple[dict[str, RememberedVerdict], dict[str, Prediction]]:
-        """The verdict memory and the cache, read in one round trip; a failing table answers nothing."""
-        cache = None if skip_cache else self.cache
+        """The verdict memory and `cache`, read in one round trip; a failing table answers nothing."""
         memory = self.verdict_memory
         requests = {}
         if cache is not None:
@@ -225,7 +264,20 @@ class PredictService:
     def answer(self, request: PredictRequest, origin: Origin) -> PredictResponse:
         """POST/GET /predict."""
         inputs = request.to_inputs(max_items=self.settings.max_items, max_text_chars=self.settings.max_text_chars)
-        model, served = self.predict([entry.input for entry in inputs], skip_cache=request.skip_cache)
+        model, served, novelty = self.predict(
+            [entry.input for entry in inputs], skip_cache=request.skip_cache, explain=request.explain
+        )
+        decisions = [
+            result.prediction.label
+            if result.verdict
+            else self.review_band.decision(result.prediction.label, result.prediction.probabilities)
+            for result in served
+        ]
+        DriftSignals(
+            labels=Counter(result.prediction.label for result in served),
+            in_review_band=decisions.count(REVIEW) if self.review_band.bands else None,
+            novelty=novelty,
+        ).emit()
         hits = sum(result.from_cache for result in served)
         logger.info(
             "predictions served",
@@ -252,6 +304,7 @@ class PredictService:
                 ItemPrediction(
                     id=item.id,
                     label=result.prediction.label,
+                    decision=decision,
                     probabilities=result.prediction.probabilities,
                     from_cache=result.from_cache,
                     source=result.source,
@@ -259,14 +312,15 @@ class PredictService:
                     if result.verdict
                     else None,
                     input=item.input if request.echo_input else None,
+                    explanation=_explanation_info(result.explanation) if result.explanation else None,
                 )
-                for item, result in zip(inputs, served, strict=True)
+                for item, result, decision in zip(inputs, served, decisions, strict=True)
             ],
         )
 
     def model_info(self) -> ModelInfo:
         """GET /model."""
-        model = self.models.current()
+        model = self._active_model()
         metadata = model.bundle.metadata
         return ModelInfo(
             version=model.version_id,
@@ -280,6 +334,9 @@ class PredictService:
             featurizer=model.bundle.featurizer.to_dict(),
             decision=_decision_info(model.predictor.decision),
             pinned=self.models.pinned,
+            review_band={
+                label: ReviewBandInfo(low=low, high=high) for label, (low, high) in self.review_band.bands.items()
+            },
         )
 
     def submit_verdicts(self, request: VerdictsRequest) -> VerdictsAccepted:
@@ -334,6 +391,10 @@ class PredictService:
 def _verdict_answer(entry: RememberedVerdict, labels: Sequence[str]) -> Prediction:
     """A verdict's answer: its label, with all the probability (it is a person's decision, not a score)."""
     return Prediction(label=entry.label, probabilities={label: float(label == entry.label) for label in labels})
+
+
+def _explanation_info(explanation: Explanation) -> ExplanationInfo:
+    return ExplanationInfo.model_validate(asdict(explanation))
 
 
 def _decision_info(rule: DecisionRule | None) -> DecisionInfo | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -16,6 +17,10 @@ from ai_edge_litert.interpreter import Interpreter
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.decision import DecisionError, DecisionRule, choose_labels
 from lodbrok.features import Featurizer, ModelInput
+
+# Rows per interpreter pass: an explanation scores one row per piece, and the embedded batch
+# (rows x max_tokens x embedding dim floats) must stay a few megabytes.
+MAX_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,16 @@ class Predictor:
         return self.bundle.version
 
     def predict_proba(self, items: Sequence[ModelInput]) -> np.ndarray:
-        if not items:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.predict_ids(self.featurizer.transform(items))
 
     def predict_ids(self, token_ids: np.ndarray) -> np.ndarray:
-        """Probabilities for already featurized rows (shape: n x max_tokens)."""
+        """Probabilities for already featurized rows (shape: n x max_tokens), at most MAX_BATCH_ROWS per pass."""
+        if not len(token_ids):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        chunks = range(0, len(token_ids), MAX_BATCH_ROWS)
+        return np.concatenate([self._invoke(token_ids[start : start + MAX_BATCH_ROWS]) for start in chunks])
+
+    def _invoke(self, token_ids: np.ndarray) -> np.ndarray:
         with self._lock:
             if token_ids.shape[0] != self._batch_size:
                 self._interpreter.resize_tensor_input(self._input_index, list(token_ids.shape))
@@ -81,8 +90,32 @@ class Predictor:
             self._interpreter.invoke()
             return np.array(self._interpreter.get_tensor(self._output_index))
 
+    @cached_property
+    def trained_buckets(self) -> np.ndarray | None:
+        """Which hash buckets training touched: the rows of the embedding table that are not all zero.
+
+        Embeddings start at zero and a bucket no training text hit never gets a gradient, so a zero row is a
+        bucket the model never saw. Read from the served .tflite (the one float tensor of num_buckets rows),
+        so every bundle has it; None if the graph holds no such tensor.
+        """
+        rows = self.bundle.featurizer.num_buckets
+        tables = [
+            detail["index"]
+            for detail in self._interpreter.get_tensor_details()
+            if len(detail["shape"]) == 2 and detail["shape"][0] == rows and detail["dtype"] == np.float32
+        ]
+        if len(tables) != 1:
+            return None
+        with self._lock:
+            table = self._interpreter.get_tensor(tables[0])
+        return np.any(table != 0, axis=1)
+
     def predict(self, items: Sequence[ModelInput]) -> list[Prediction]:
-        probabilities = self.predict_proba(items)
+        return self.predict_featurized(self.featurizer.transform(items))
+
+    def predict_featurized(self, token_ids: np.ndarray) -> list[Prediction]:
+        """Predictions for rows of `featurizer.transform`."""
+        probabilities = self.predict_ids(token_ids)
         chosen = choose_labels(self.decision, self.labels, probabilities)
         return [
             Prediction(

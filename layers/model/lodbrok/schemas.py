@@ -127,6 +127,12 @@ class PredictRequest(BaseModel):
     )
     skip_cache: StrictBool = Field(False, description="do not read the cache (answers are still written to it)")
     echo_input: StrictBool = Field(False, description="repeat each input in its prediction")
+    explain: StrictBool = Field(
+        False,
+        description="also say which pieces of each input pushed it most towards and away from its label (the "
+        "served model scored again without each piece; about 3.5x the cost of a plain prediction). Explained "
+        "requests neither read nor write the prediction cache",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -176,11 +182,39 @@ class VerdictSource(BaseModel):
     at: str = Field(description="when the API accepted that verdict (UTC, ISO 8601)")
 
 
+class PieceWeight(BaseModel):
+    piece: str = Field(description="a word, URL, value, or a shape of the whole text such as <phone> or <bang>")
+    field: str | None = Field(None, description="the record field the piece came from (records only)")
+    weight: float = Field(
+        description="the label's log-odds minus its log-odds with the piece removed: positive pushed the item "
+        "towards the label, negative away from it (+0.69 doubled the label's odds)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_field_for_texts(self, serialize: Any) -> dict[str, Any]:
+        data = serialize(self)
+        if data.get("field") is None:
+            data.pop("field", None)
+        return data
+
+
+class ExplanationInfo(BaseModel):
+    label: str = Field(description="the label whose probability the weights move (the item's `label`)")
+    towards: list[PieceWeight] = Field(description="the pieces that pushed most towards the label, strongest first")
+    away: list[PieceWeight] = Field(description="the pieces that pushed most away from the label, strongest first")
+    pieces: int = Field(description="how many pieces of the input were scored")
+
+
 class ItemPrediction(BaseModel):
     id: str
     label: str = Field(
         description="the decided label: the model's decision rule (per-label thresholds, see GET /model) applied "
         "to the probabilities; the most probable label for a model without a rule"
+    )
+    decision: str = Field(
+        description="`review` when a probability lies in its label's review band (this deployment's REVIEW_BAND, "
+        "shown by GET /model): too close to call, for a person to decide; otherwise the label",
+        json_schema_extra={LIMIT_KEYWORD: "decision"},
     )
     probabilities: dict[str, float] = Field(description="probability of every label of the model")
     from_cache: bool = Field(description="answered from the prediction cache instead of the model")
@@ -190,11 +224,14 @@ class ItemPrediction(BaseModel):
     )
     verdict: VerdictSource | None = Field(None, description="the verdict that answered, when `source` is verdict")
     input: EchoedInput | None = Field(None, description="the input, only present when `echo_input` was set")
+    explanation: ExplanationInfo | None = Field(
+        None, description="only with `explain`, for items the model answered (a verdict's answer has none)"
+    )
 
     @model_serializer(mode="wrap")
     def _omit_input_unless_echoed(self, serialize: Any) -> dict[str, Any]:
         data = serialize(self)
-        for optional in ("input", "verdict"):
+        for optional in ("input", "verdict", "explanation"):
             if data.get(optional) is None:
                 data.pop(optional, None)
         return data
@@ -224,6 +261,11 @@ class DecisionInfo(BaseModel):
     expected: dict[str, Any] = Field(description="what the rule achieved on those scores")
 
 
+class ReviewBandInfo(BaseModel):
+    low: float = Field(description="lowest probability of the label that is sent for review (included)")
+    high: float = Field(description="highest probability of the label that is sent for review (included)")
+
+
 class ModelInfo(BaseModel):
     version: str = Field(description="S3 version id of the active bundle")
     label: str = Field(description="the bundle's version label")
@@ -238,6 +280,9 @@ class ModelInfo(BaseModel):
         description="how probabilities become a label; null for a bundle without a rule (argmax)"
     )
     pinned: bool = Field(description="true when MODEL_VERSION pins this version (no refresh)")
+    review_band: dict[str, ReviewBandInfo] = Field(
+        description="per label, the probabilities answered with the decision `review` (REVIEW_BAND); empty: none"
+    )
 
 
 # --- POST /verdicts ----------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lodbrok.review import ReviewBand
 
 
 class Settings(BaseModel):
@@ -32,6 +34,8 @@ class Settings(BaseModel):
     max_items: int = Field(100, ge=1, le=1000, alias="MAX_ITEMS")
     max_text_chars: int = Field(5_000, ge=1, alias="MAX_TEXT_CHARS")
     max_body_bytes: int = Field(1_000_000, ge=1024, alias="MAX_BODY_BYTES")
+    # JSON {label: [low, high]}: probabilities answered with the decision `review` (lodbrok.review).
+    review_band: str = Field("", alias="REVIEW_BAND")
 
     call_log_enabled: bool = Field(False, alias="CALL_LOG_ENABLED")
     call_log_table: str = Field("", alias="CALL_LOG_TABLE")
@@ -47,6 +51,12 @@ class Settings(BaseModel):
     max_verdicts_per_retrain: int = Field(5_000, ge=1, alias="MAX_VERDICTS_PER_RETRAIN")
     retrain_max_attempts: int = Field(3, ge=1, le=10, alias="RETRAIN_MAX_ATTEMPTS")
     finetune_epochs: int = Field(4, ge=1, le=50, alias="FINETUNE_EPOCHS")
+
+    @field_validator("review_band")
+    @classmethod
+    def _valid_review_band(cls, raw: str) -> str:
+        ReviewBand.parse(raw)
+        return raw
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
