@@ -14,7 +14,6 @@ import json
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from lodbrok.features import FeaturizerConfig
@@ -44,10 +43,6 @@ class BundleError(ValueError):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

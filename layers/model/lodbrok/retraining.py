@@ -20,15 +20,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from lodbrok import aws
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
-from lodbrok.bundle import Bundle, BundleError, utc_now_iso
+from lodbrok.bundle import Bundle, BundleError
+from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
@@ -184,7 +185,7 @@ class LearningLoop:
                 cursor = ArchiveCursor.merge(state.cursor, model_cursor)
             else:  # a rollback restores an older cursor; what the rolled-back model learned is not relearned
                 cursor = ArchiveCursor.merge(state.promoted_cursor, model_cursor)
-            listed_at = datetime.now(UTC)
+            listed_at = utc_now()
             pending = self.archive.pending(cursor, limit=self.config.max_verdicts)
             outcome = RetrainOutcome(
                 status="waiting", mode=mode, pending=len(pending.keys), min_verdicts=min_verdicts, attempts=attempt
@@ -250,7 +251,7 @@ class LearningLoop:
                     "decision": decision.model_dump(mode="json"),
                     "finetune_seconds": round(proposal.seconds, 3),
                     "attempt": attempt,
-                    "decided_at": utc_now_iso(),
+                    "decided_at": utc_iso(precision="seconds"),
                 },
             )
             outcome = outcome.model_copy(
@@ -410,7 +411,7 @@ class LearningLoop:
         must_succeed: bool,
     ) -> None:
         record = AttemptRecord(
-            at=utc_now_iso(),
+            at=utc_iso(precision="seconds"),
             mode=outcome.mode,
             status=outcome.status,
             verdicts=outcome.verdicts,
@@ -436,15 +437,15 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         raise ValueError("IDEMPOTENCY_TABLE is not set: the retrain function needs it to archive each verdict once")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    s3 = s3 or boto3.client("s3")
+    s3 = s3 or aws.client("s3")
     persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table, boto3_client=dynamodb or boto3.client("dynamodb")
+        table_name=settings.idempotency_table, boto3_client=dynamodb or aws.client("dynamodb")
     )
     memory = None
     if settings.verdict_memory_table:
         memory = VerdictMemory(
             settings.verdict_memory_table,
-            client=dynamodb or boto3.client("dynamodb"),
+            client=dynamodb or aws.client("dynamodb"),
             ttl_seconds=settings.verdict_memory_ttl_seconds,
         )
     return LearningLoop(

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok.bundle import Bundle
+from lodbrok.clock import utc_iso
 from lodbrok.data import (
     DedupReport,
     LabelledItem,
@@ -126,7 +127,7 @@ def train_bundle(
     metadata = {
         "version": version,
         "parent_version": None,
-        "created_at": utc_now_iso(),
+        "created_at": utc_iso(precision="seconds"),
         "training": {
             "kind": "base",
             "data_fingerprint": dataset_fingerprint(unique),
@@ -231,7 +232,7 @@ class Finetuner:
         metadata = {
             "version": version or next_version_label(parent.version),
             "parent_version": parent_version or parent.version,
-            "created_at": utc_now_iso(),
+            "created_at": utc_iso(precision="seconds"),
             "training": {
                 "kind": "finetune",
                 "data_fingerprint": dataset_fingerprint(verdicts),
