@@ -20,7 +20,7 @@ from devstack.resources import create_table
 from devstack.template import Template
 from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
-from lodbrok.prediction import PredictService
+from lodbrok.predict_service import PredictService
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,15 @@ MAX_UNPACKED_BYTES = 1 << 30
 
 class BundleError(ValueError):
     """The bytes are not a valid, intact Lodbrok bundle."""
+
+
+_NUMBERED_LABEL = re.compile(r"v(\d+)")
+
+
+def version_number(label: str) -> int | None:
+    """N of a version label `vN` (v1, v2, ... as the model store numbers them); None for any other label."""
+    match = _NUMBERED_LABEL.fullmatch(label)
+    return int(match.group(1)) if match else None
 
 
 def sha256_hex(data: bytes) -> str:

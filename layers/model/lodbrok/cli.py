@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lodbrok.api_keys import ClientKeyError
 from lodbrok.bundle import Bundle, BundleError
-from lodbrok.clients import ClientKeyError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
 from lodbrok.decision import DecisionError, DecisionRule
 from lodbrok.signing import SigningNotConfigured
@@ -334,7 +334,7 @@ def _keep(arguments: argparse.Namespace) -> int:
 
 
 def _client_keys(arguments: argparse.Namespace) -> Any:
-    from lodbrok.clients import ClientKeys
+    from lodbrok.api_keys import ClientKeys
 
     if arguments.usage_plan:
         return ClientKeys(arguments.usage_plan)

@@ -85,7 +85,9 @@ class RetrainOutcome(BaseModel):
 
 
 @dataclass(frozen=True)
-class ActiveModel:
+class ActiveBundle:
+    """The active model as the learning loop needs it: its bundle (to fine-tune) and S3 ref (to replace)."""
+
     ref: ModelRef
     bundle: Bundle
 
@@ -109,7 +111,7 @@ class LearningLoop:
         self.archive = archive
         self.state = state
         self.config = config or LearningConfig()
-        self._active_model: ActiveModel | None = None
+        self._active_bundle: ActiveBundle | None = None
         self.intake = VerdictIntake(
             archive,
             self._labels_for_intake,
@@ -304,7 +306,7 @@ class LearningLoop:
         model_cursor: ArchiveCursor,
         pending: PendingKeys,
         listed_at: datetime,
-        active: ActiveModel,
+        active: ActiveBundle,
     ) -> RetrainOutcome:
         """Nothing left to learn: every verdict is held for review; move the cursor past them."""
         outcome = outcome.model_copy(update={"status": "held", "parent_version_id": active.ref.version_id})
@@ -356,7 +358,7 @@ class LearningLoop:
             )
         return sum(held_sources.values()), suspects
 
-    def _screener_of(self, active: ActiveModel) -> Screener:
+    def _screener_of(self, active: ActiveBundle) -> Screener:
         """The active model's screener, built once per model version (intake and retraining share it)."""
         if self._screener is None or self._screener[0] != active.ref:
             self._screener = (active.ref, Screener.of(active.bundle))
@@ -376,19 +378,19 @@ class LearningLoop:
         forgotten = self.memory.forget_learned(learned)
         logger.info("verdict memory entries the promoted model made unnecessary", extra={"forgotten": forgotten})
 
-    def _active(self) -> ActiveModel:
+    def _active(self) -> ActiveBundle:
         """The active model, downloaded only when its S3 version changed since the last call."""
         ref = self.store.head()
         if ref is None:
             raise NoActiveModel(f"no active model in s3://{self.store.bucket}/{self.store.active_key} to learn into")
-        if self._active_model is None or self._active_model.ref != ref:
+        if self._active_bundle is None or self._active_bundle.ref != ref:
             stored = self.store.load()
             try:
-                self._active_model = ActiveModel(stored.ref, stored.bundle())
+                self._active_bundle = ActiveBundle(stored.ref, stored.bundle())
             except BundleError:
                 metrics.add_metric(name="ModelLoadFailed", unit=MetricUnit.Count, value=1)
                 raise
-        return self._active_model
+        return self._active_bundle
 
     def _settled_position(self, pending: PendingKeys, listed_at: datetime) -> str:
         """Up to where every archived verdict is known to be listed.

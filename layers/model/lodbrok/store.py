@@ -20,7 +20,6 @@ with MODEL_VERSION) stay for good.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
-from lodbrok.bundle import Bundle
+from lodbrok.bundle import Bundle, version_number
 from lodbrok.clock import key_stamp, utc_iso
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 
@@ -180,7 +179,7 @@ class ModelStore:
 
     def next_label(self) -> str:
         """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks."""
-        numbers = [int(match.group(1)) for info in self.versions() if (match := re.fullmatch(r"v(\d+)", info.label))]
+        numbers = [number for info in self.versions() if (number := version_number(info.label)) is not None]
         return f"v{max(numbers, default=0) + 1}"
 
     def save_candidate(self, bundle: Bundle, reason: str) -> str:

@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import random
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lodbrok.bundle import Bundle
+from lodbrok.bundle import Bundle, version_number
 from lodbrok.clock import utc_iso
 from lodbrok.data import (
     DedupReport,
@@ -451,8 +450,8 @@ def load_keras_model(bundle: Bundle) -> keras.Model:
 
 
 def next_version_label(version: str) -> str:
-    match = re.fullmatch(r"v(\d+)", version)
-    return f"v{int(match.group(1)) + 1}" if match else f"{version}+1"
+    number = version_number(version)
+    return f"v{number + 1}" if number is not None else f"{version}+1"
 
 
 def label_balance_weights(mixture: Sequence[LabelledItem], reference: Sequence[LabelledItem]) -> np.ndarray:

@@ -19,7 +19,6 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
-from lodbrok.cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
 from lodbrok.clock import utc_iso
 from lodbrok.decision import DecisionRule
@@ -27,9 +26,10 @@ from lodbrok.drift import DriftSignals, TokenNovelty
 from lodbrok.explanation import Explanation
 from lodbrok.explanation import explain as explain_predictions
 from lodbrok.features import ModelInput, canonical_key
+from lodbrok.model_provider import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
+from lodbrok.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.predictor import Prediction
-from lodbrok.queue import QueueNotConfigured, VerdictQueue
 from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
 from lodbrok.schemas import (
     DecisionInfo,
@@ -45,11 +45,11 @@ from lodbrok.schemas import (
     VerdictSource,
     VerdictsRequest,
 )
-from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 from lodbrok.store import BucketNotFound, ModelStore
 from lodbrok.verdict_memory import RememberedVerdict, VerdictMemory
+from lodbrok.verdict_queue import QueueNotConfigured, VerdictQueue
 from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
 
 
