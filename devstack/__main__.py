@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
-    from lodbrok.clients import ClientKeys
+    from lodbrok.api_keys import ClientKeys
 
     # One client to start with, like the stack's first key; `lodbrok clients add` makes more.
     keys = ClientKeys(created["LodbrokApiUsagePlan"])

@@ -35,7 +35,7 @@ MEMORY_TABLE = "bench-verdict-memory"
 def run(report: dict[str, Any]) -> None:
     import boto3
 
-    from lodbrok import cache
+    from lodbrok import prediction_cache
     from lodbrok.predictor import Predictor
 
     bundle, source = _model()
@@ -54,7 +54,7 @@ def run(report: dict[str, Any]) -> None:
             "batch100_warm_cache": time_calls(lambda: invoke(batch_event), BATCH_REPEATS),
         }
         # The verdict memory is read in the cache's BatchGetItem call: the same warm-cache requests with it on.
-        boto3.client("dynamodb").create_table(**cache.table_definition(MEMORY_TABLE))
+        boto3.client("dynamodb").create_table(**prediction_cache.table_definition(MEMORY_TABLE))
         _use_settings(app, VERDICT_MEMORY_TABLE=MEMORY_TABLE)
         results["single_warm_cache_with_memory"] = time_calls(lambda: invoke(single_event), SINGLE_REPEATS)
         results["batch100_warm_cache_with_memory"] = time_calls(lambda: invoke(batch_event), BATCH_REPEATS)
@@ -144,7 +144,7 @@ def _quiet() -> Iterator[None]:
 def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
     import boto3
 
-    from lodbrok import cache
+    from lodbrok import prediction_cache
     from lodbrok.signing import BundleSigner
     from lodbrok.store import ModelStore
 
@@ -153,7 +153,7 @@ def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    boto3.client("dynamodb").create_table(**cache.table_definition(CACHE_TABLE))
+    boto3.client("dynamodb").create_table(**prediction_cache.table_definition(CACHE_TABLE))
     ModelStore(BUCKET, signer=BundleSigner(key)).publish(bundle, expected=None)
     app = _load_handler_module()
     _use_settings(app)
@@ -174,7 +174,7 @@ def _load_handler_module() -> ModuleType:
 
 def _use_settings(app: ModuleType, **environment: str) -> None:
     """Apply environment changes and give the handler a fresh service built from them (the model is reloaded)."""
-    from lodbrok.prediction import PredictService
+    from lodbrok.predict_service import PredictService
     from lodbrok.settings import get_settings
 
     os.environ.update(environment)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.gateway import LambdaContext
+from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
 from lodbrok.signing import BundleSigner
 from lodbrok.training import TrainingConfig, train_bundle
@@ -25,6 +26,14 @@ def tiny_bundle() -> Bundle:
 @pytest.fixture(scope="session")
 def tiny_bundle_bytes(tiny_bundle: Bundle) -> bytes:
     return tiny_bundle.to_bytes()
+
+
+@pytest.fixture(autouse=True)
+def fresh_aws_clients() -> Iterator[None]:
+    """Each test starts like a fresh container: no client cached from another test's moto or environment."""
+    aws_clients.client.cache_clear()
+    yield
+    aws_clients.client.cache_clear()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Predict function: the HTTP API of the classifier (API Gateway REST proxy -> Powertools routes).
 
-Each route parses its input, makes one call into `lodbrok.prediction.PredictService` and returns a model.
+Each route parses its input, makes one call into `lodbrok.predict_service.PredictService` and returns a model.
 Every error becomes an HTTP response here, in one place, from its exception type; the body is always
 `{"error": {"code", "message", "details"}}`. Nothing heavy happens at import: the service (boto3 clients,
 the model) is built on the first request and kept for warm invocations. TensorFlow is never imported.
@@ -29,10 +29,10 @@ from pydantic import BaseModel
 
 import lodbrok
 from lodbrok.calllog import MAX_PAGE_TOKEN_CHARS, CallLogDisabled, Origin
+from lodbrok.model_provider import ModelUnavailable
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
 from lodbrok.openapi import with_limits
-from lodbrok.prediction import PredictService, VerdictsNotQueued
-from lodbrok.queue import QueueNotConfigured
+from lodbrok.predict_service import PredictService, VerdictsNotQueued
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
@@ -51,8 +51,8 @@ from lodbrok.schemas import (
     VerdictsRequest,
     parse_json_body,
 )
-from lodbrok.serving import ModelUnavailable
 from lodbrok.settings import get_settings
+from lodbrok.verdict_queue import QueueNotConfigured
 from lodbrok.verdicts import VerdictError
 
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.

@@ -18,8 +18,9 @@ import pytest
 
 from devstack.resources import create_table
 from devstack.template import Template
+from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
-from lodbrok.prediction import PredictService
+from lodbrok.predict_service import PredictService
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
@@ -71,6 +72,7 @@ class Api:
     def rebuild(self, **overrides: Any) -> None:
         """Re-read the environment and start a fresh service (as a new Lambda container would)."""
         get_settings.cache_clear()
+        aws_clients.client.cache_clear()
         predict_app.set_service(
             PredictService(get_settings(), clock=self.clock, now=self.clock, sleep=lambda _: None, **overrides)
         )

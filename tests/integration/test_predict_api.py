@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import lodbrok
-from lodbrok import cache, calllog
+from lodbrok import calllog, prediction_cache
 from lodbrok.bundle import Bundle
 from lodbrok.features import canonical_key
 from lodbrok.observability import logger
@@ -93,7 +93,7 @@ def test_template_wires_the_handler_environment_and_tables_the_code_uses(templat
     assert (function["CodeUri"].rstrip("/"), function["Handler"]) == ("functions/predict", "app.lambda_handler")
     assert callable(predict_app.lambda_handler)
     assert set(function["Environment"]["Variables"]) <= aliases
-    for logical_id, module in (("CacheTable", cache), ("CallLogTable", calllog)):
+    for logical_id, module in (("CacheTable", prediction_cache), ("CallLogTable", calllog)):
         table = template_resources[logical_id]["Properties"]
         definition = module.table_definition("any")
         assert table["KeySchema"] == definition["KeySchema"]

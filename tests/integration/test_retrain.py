@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from devstack.resources import create_table
 from devstack.template import Template
+from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
 from lodbrok.data import LabelledItem, items_from_jsonl
@@ -121,6 +122,7 @@ def send(verdict_queue: str) -> Callable[..., dict[str, Any]]:
 
 def _fresh_container() -> None:
     get_settings.cache_clear()
+    aws_clients.client.cache_clear()
     app.get_learning_loop.cache_clear()
 
 

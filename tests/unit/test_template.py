@@ -24,7 +24,7 @@ from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from lodbrok import cache, calllog, observability, verdict_memory
+from lodbrok import calllog, observability, prediction_cache, verdict_memory
 from lodbrok.settings import Settings
 from lodbrok.store import EXPIRABLE_TAG
 from support import CODE_ACTIONS, PLATFORM_ACTIONS
@@ -457,8 +457,8 @@ def test_template_model_bucket_is_private_and_tls_only(resources: dict[str, Any]
 @pytest.mark.parametrize(
     ("table", "definition", "ttl_attribute"),
     [
-        ("CacheTable", cache.table_definition("t"), cache.TTL_ATTRIBUTE),
-        ("VerdictMemoryTable", cache.table_definition("t"), verdict_memory.TTL_ATTRIBUTE),
+        ("CacheTable", prediction_cache.table_definition("t"), prediction_cache.TTL_ATTRIBUTE),
+        ("VerdictMemoryTable", prediction_cache.table_definition("t"), verdict_memory.TTL_ATTRIBUTE),
         ("CallLogTable", calllog.table_definition("t"), calllog.TTL_ATTRIBUTE),
     ],
 )

@@ -33,14 +33,14 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lodbrok import aws
+from lodbrok.clock import key_stamp, utc_iso, utc_now
 from lodbrok.observability import logger
 from lodbrok.verdicts import Verdict, describe
 
-TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted")
 REVIEW_STATUSES = ("accepted", "rejected")
 READ_WORKERS = 16
@@ -106,18 +106,18 @@ class VerdictArchive:
         self.archive_prefix = f"{prefix}/archive/" if prefix else "archive/"
         self.quarantine_prefix = f"{prefix}/quarantine/" if prefix else "quarantine/"
         self.held_prefix = f"{prefix}/held/" if prefix else "held/"
-        self.s3 = s3 or boto3.client("s3")
+        self.s3 = s3 or aws.client("s3")
 
     def position(self, moment: datetime) -> str:
         """The archive position of an instant: every key archived before it sorts before this string."""
         moment = moment.astimezone(UTC)
-        return f"{self.archive_prefix}{moment:%Y/%m/%d}/{moment.strftime(TIMESTAMP_FORMAT)}"
+        return f"{self.archive_prefix}{moment:%Y/%m/%d}/{key_stamp(moment)}"
 
     def write(
         self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0, trusted: bool = False
     ) -> str:
         """Archive one verdict as a new object; returns its key."""
-        now = datetime.now(UTC)
+        now = utc_now()
         key = f"{self.position(now)}-{_safe(message_id)}-{index:03d}.jsonl"
         row = {
             **verdict.model_dump(mode="json", exclude_none=True),
@@ -125,7 +125,7 @@ class VerdictArchive:
             "fingerprint": verdict.fingerprint(),
             "message_id": message_id,
             "sent_at": sent_at,
-            "archived_at": _iso(now),
+            "archived_at": utc_iso(now),
             **({"trusted": True} if trusted else {}),
         }
         body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -134,12 +134,12 @@ class VerdictArchive:
 
     def quarantine(self, body: str, problems: Sequence[dict[str, Any]], *, message_id: str, sent_at: str | None) -> str:
         """Keep a message that will never be valid, with why, for inspection and a manual redrive."""
-        now = datetime.now(UTC)
-        key = f"{self.quarantine_prefix}{now:%Y/%m/%d}/{now.strftime(TIMESTAMP_FORMAT)}-{_safe(message_id)}.json"
+        now = utc_now()
+        key = f"{self.quarantine_prefix}{now:%Y/%m/%d}/{key_stamp(now)}-{_safe(message_id)}.json"
         record = {
             "message_id": message_id,
             "sent_at": sent_at,
-            "quarantined_at": _iso(now),
+            "quarantined_at": utc_iso(now),
             "reason": "; ".join(str(problem.get("error")) for problem in problems),
             "problems": list(problems),
             "body": body,
@@ -184,7 +184,7 @@ class VerdictArchive:
         document = {
             "archive_key": record.key,
             "status": "held",
-            "held_at": _iso(datetime.now(UTC)),
+            "held_at": utc_iso(),
             "reason": reason,
             "evidence": evidence,
             "verdict": record.verdict.model_dump(mode="json", exclude_none=True),
@@ -193,7 +193,7 @@ class VerdictArchive:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*")
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in {"PreconditionFailed", "ConditionalRequestConflict"}:
+            if aws.error_code(error) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
                 raise
         return key
 
@@ -213,13 +213,13 @@ class VerdictArchive:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            if aws.error_code(error) in {"NoSuchKey", "404"}:
                 raise ReviewError(f"no held verdict at s3://{self.bucket}/{key}") from error
             raise
         record = json.loads(response["Body"].read())
         if record["status"] != "held":
             raise ReviewError(f"{key} was already {record['status']} at {record.get('reviewed_at')}")
-        record.update(status=status, reviewed_at=_iso(datetime.now(UTC)), reviewer=reviewer, note=note)
+        record.update(status=status, reviewed_at=utc_iso(), reviewer=reviewer, note=note)
         if status == "accepted":
             verdict = Verdict.model_validate(record["verdict"])
             record["accepted_key"] = self.write(
@@ -267,7 +267,3 @@ def _parse_row(key: str, line: str) -> ArchivedVerdict:
 
 def _safe(value: str) -> str:
     return _UNSAFE_KEY_CHARACTERS.sub("_", value)[:128] or "unknown"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from lodbrok.features import FeaturizerConfig
@@ -42,12 +42,17 @@ class BundleError(ValueError):
     """The bytes are not a valid, intact Lodbrok bundle."""
 
 
+_NUMBERED_LABEL = re.compile(r"v(\d+)")
+
+
+def version_number(label: str) -> int | None:
+    """N of a version label `vN` (v1, v2, ... as the model store numbers them); None for any other label."""
+    match = _NUMBERED_LABEL.fullmatch(label)
+    return int(match.group(1)) if match else None
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

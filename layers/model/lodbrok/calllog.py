@@ -29,11 +29,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok import aws
+from lodbrok.clock import utc_iso
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.schemas import CallPrediction, CallRecord
 
@@ -105,7 +106,7 @@ class CallLog:
         kept = [{"id": item_id, "label": label} for item_id, label in entry.predictions[:MAX_LOGGED_PREDICTIONS]]
         item = {
             "caller": {"S": origin.caller},
-            "at": {"S": f"{_iso(now)}#{origin.request_id}"},
+            "at": {"S": f"{utc_iso(now, precision='microseconds')}#{origin.request_id}"},
             "request_id": {"S": origin.request_id},
             "item_count": {"N": str(entry.item_count)},
             "cache_hits": {"N": str(entry.cache_hits)},
@@ -119,8 +120,7 @@ class CallLog:
         try:
             self.client.put_item(TableName=self.table_name, Item=item)
         except (ClientError, BotoCoreError) as error:
-            code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
-            logger.warning("call log write failed", extra={"error": code or type(error).__name__})
+            logger.warning("call log write failed", extra={"error": aws.error_code(error)})
             metrics.add_metric(name="CallLogErrors", unit=MetricUnit.Count, value=1)
 
     def recent(self, caller: str, *, limit: int, next_token: str | None = None) -> CallPage:
@@ -153,7 +153,3 @@ def _record(item: dict[str, Any]) -> CallRecord:
         predictions=[CallPrediction(**entry) for entry in json.loads(item["predictions"]["S"])],
         truncated=item["truncated"]["BOOL"],
     )
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lodbrok.api_keys import ClientKeyError
 from lodbrok.bundle import Bundle, BundleError
-from lodbrok.clients import ClientKeyError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
 from lodbrok.decision import DecisionError, DecisionRule
 from lodbrok.signing import SigningNotConfigured
@@ -256,11 +256,12 @@ def _bucket(arguments: argparse.Namespace) -> str:
 
 
 def _stack_output(stack: str, name: str) -> str:
-    import boto3
     from botocore.exceptions import ClientError
 
+    from lodbrok import aws
+
     try:
-        outputs = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+        outputs = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
     except ClientError as error:
         raise CliError(f"cannot read stack {stack!r}: {error}") from error
     for output in outputs:
@@ -299,7 +300,9 @@ def _versions(arguments: argparse.Namespace) -> int:
 
 
 def _rollback(arguments: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from lodbrok.clock import utc_iso
 
     store = _store(arguments)
     ref = store.rollback(arguments.to)
@@ -307,23 +310,21 @@ def _rollback(arguments: argparse.Namespace) -> int:
     memory = _verdict_memory(arguments)
     if memory is not None:
         restored = next(version for version in store.versions() if version.version_id == arguments.to)
-        stored_at = datetime.fromisoformat(restored.stored_at).astimezone(UTC)
-        forgotten = memory.forget_since(stored_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        forgotten = memory.forget_since(utc_iso(datetime.fromisoformat(restored.stored_at)))
         print(f"cleared {forgotten} verdict memory entries decided after that version was stored")
     return 0
 
 
 def _verdict_memory(arguments: argparse.Namespace) -> Any:
     """The stack's verdict memory ($VERDICT_MEMORY_TABLE, or the output of --stack), if it has one."""
-    import boto3
-
+    from lodbrok import aws
     from lodbrok.settings import get_settings
     from lodbrok.verdict_memory import VerdictMemory
 
     table = get_settings().verdict_memory_table
     if arguments.stack:
         table = _stack_output(arguments.stack, "VerdictMemoryTableName")
-    return VerdictMemory(table, client=boto3.client("dynamodb")) if table else None
+    return VerdictMemory(table, client=aws.client("dynamodb")) if table else None
 
 
 def _keep(arguments: argparse.Namespace) -> int:
@@ -333,7 +334,7 @@ def _keep(arguments: argparse.Namespace) -> int:
 
 
 def _client_keys(arguments: argparse.Namespace) -> Any:
-    from lodbrok.clients import ClientKeys
+    from lodbrok.api_keys import ClientKeys
 
     if arguments.usage_plan:
         return ClientKeys(arguments.usage_plan)

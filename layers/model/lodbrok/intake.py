@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lodbrok.archive import VerdictArchive
+from lodbrok.clock import utc_iso
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.verdicts import Verdict, VerdictError, parse_message_body
 
@@ -142,4 +143,4 @@ def _epoch_millis_to_iso(value: str | None) -> str | None:
         moment = datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
     except (TypeError, ValueError, OverflowError, OSError):
         return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+    return utc_iso(moment) if moment else None

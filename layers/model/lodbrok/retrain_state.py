@@ -12,10 +12,10 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
+from lodbrok import aws
 from lodbrok.archive import ArchiveCursor
 from lodbrok.bundle import Bundle
 from lodbrok.store import ConcurrentUpdate
@@ -53,13 +53,13 @@ class RetrainStateStore:
     def __init__(self, bucket: str, model_name: str = "default", s3: Any = None) -> None:
         self.bucket = bucket
         self.key = f"state/{model_name}/retrain.json"
-        self.s3 = s3 or boto3.client("s3")
+        self.s3 = s3 or aws.client("s3")
 
     def load(self) -> tuple[RetrainState, str | None]:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=self.key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            if aws.error_code(error) in {"NoSuchKey", "404"}:
                 return RetrainState(), None
             raise
         return RetrainState.model_validate_json(response["Body"].read()), response["ETag"]
@@ -79,7 +79,7 @@ class RetrainStateStore:
                     **condition,
                 )
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                if aws.error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict"}:
                     continue
                 raise
             return updated

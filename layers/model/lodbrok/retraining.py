@@ -20,15 +20,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from lodbrok import aws
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
-from lodbrok.bundle import Bundle, BundleError, utc_now_iso
+from lodbrok.bundle import Bundle, BundleError
+from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
@@ -84,7 +85,9 @@ class RetrainOutcome(BaseModel):
 
 
 @dataclass(frozen=True)
-class ActiveModel:
+class ActiveBundle:
+    """The active model as the learning loop needs it: its bundle (to fine-tune) and S3 ref (to replace)."""
+
     ref: ModelRef
     bundle: Bundle
 
@@ -108,7 +111,7 @@ class LearningLoop:
         self.archive = archive
         self.state = state
         self.config = config or LearningConfig()
-        self._active_model: ActiveModel | None = None
+        self._active_bundle: ActiveBundle | None = None
         self.intake = VerdictIntake(
             archive,
             self._labels_for_intake,
@@ -184,7 +187,7 @@ class LearningLoop:
                 cursor = ArchiveCursor.merge(state.cursor, model_cursor)
             else:  # a rollback restores an older cursor; what the rolled-back model learned is not relearned
                 cursor = ArchiveCursor.merge(state.promoted_cursor, model_cursor)
-            listed_at = datetime.now(UTC)
+            listed_at = utc_now()
             pending = self.archive.pending(cursor, limit=self.config.max_verdicts)
             outcome = RetrainOutcome(
                 status="waiting", mode=mode, pending=len(pending.keys), min_verdicts=min_verdicts, attempts=attempt
@@ -250,7 +253,7 @@ class LearningLoop:
                     "decision": decision.model_dump(mode="json"),
                     "finetune_seconds": round(proposal.seconds, 3),
                     "attempt": attempt,
-                    "decided_at": utc_now_iso(),
+                    "decided_at": utc_iso(precision="seconds"),
                 },
             )
             outcome = outcome.model_copy(
@@ -303,7 +306,7 @@ class LearningLoop:
         model_cursor: ArchiveCursor,
         pending: PendingKeys,
         listed_at: datetime,
-        active: ActiveModel,
+        active: ActiveBundle,
     ) -> RetrainOutcome:
         """Nothing left to learn: every verdict is held for review; move the cursor past them."""
         outcome = outcome.model_copy(update={"status": "held", "parent_version_id": active.ref.version_id})
@@ -355,7 +358,7 @@ class LearningLoop:
             )
         return sum(held_sources.values()), suspects
 
-    def _screener_of(self, active: ActiveModel) -> Screener:
+    def _screener_of(self, active: ActiveBundle) -> Screener:
         """The active model's screener, built once per model version (intake and retraining share it)."""
         if self._screener is None or self._screener[0] != active.ref:
             self._screener = (active.ref, Screener.of(active.bundle))
@@ -375,19 +378,19 @@ class LearningLoop:
         forgotten = self.memory.forget_learned(learned)
         logger.info("verdict memory entries the promoted model made unnecessary", extra={"forgotten": forgotten})
 
-    def _active(self) -> ActiveModel:
+    def _active(self) -> ActiveBundle:
         """The active model, downloaded only when its S3 version changed since the last call."""
         ref = self.store.head()
         if ref is None:
             raise NoActiveModel(f"no active model in s3://{self.store.bucket}/{self.store.active_key} to learn into")
-        if self._active_model is None or self._active_model.ref != ref:
+        if self._active_bundle is None or self._active_bundle.ref != ref:
             stored = self.store.load()
             try:
-                self._active_model = ActiveModel(stored.ref, stored.bundle())
+                self._active_bundle = ActiveBundle(stored.ref, stored.bundle())
             except BundleError:
                 metrics.add_metric(name="ModelLoadFailed", unit=MetricUnit.Count, value=1)
                 raise
-        return self._active_model
+        return self._active_bundle
 
     def _settled_position(self, pending: PendingKeys, listed_at: datetime) -> str:
         """Up to where every archived verdict is known to be listed.
@@ -410,7 +413,7 @@ class LearningLoop:
         must_succeed: bool,
     ) -> None:
         record = AttemptRecord(
-            at=utc_now_iso(),
+            at=utc_iso(precision="seconds"),
             mode=outcome.mode,
             status=outcome.status,
             verdicts=outcome.verdicts,
@@ -436,15 +439,15 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         raise ValueError("IDEMPOTENCY_TABLE is not set: the retrain function needs it to archive each verdict once")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    s3 = s3 or boto3.client("s3")
+    s3 = s3 or aws.client("s3")
     persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table, boto3_client=dynamodb or boto3.client("dynamodb")
+        table_name=settings.idempotency_table, boto3_client=dynamodb or aws.client("dynamodb")
     )
     memory = None
     if settings.verdict_memory_table:
         memory = VerdictMemory(
             settings.verdict_memory_table,
-            client=dynamodb or boto3.client("dynamodb"),
+            client=dynamodb or aws.client("dynamodb"),
             ttl_seconds=settings.verdict_memory_ttl_seconds,
         )
     return LearningLoop(

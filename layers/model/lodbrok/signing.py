@@ -16,9 +16,9 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from lodbrok import aws
 from lodbrok.bundle import BundleError
 from lodbrok.settings import Settings
 
@@ -44,7 +44,7 @@ class BundleSigner:
             )
         self.key_id = key_id
         self.trusted_key_ids = [key_id, *(key for key in trusted_key_ids if key and key != key_id)]
-        self.kms = kms or boto3.client("kms")
+        self.kms = kms or aws.client("kms")
 
     @classmethod
     def from_settings(cls, settings: Settings, kms: Any = None, key_id: str = "") -> BundleSigner:
@@ -92,7 +92,7 @@ class BundleSigner:
             )
         except ClientError as error:
             # KMS answers a wrong signature with this error; moto answers SignatureValid=False.
-            if error.response.get("Error", {}).get("Code") == "KMSInvalidSignatureException":
+            if aws.error_code(error) == "KMSInvalidSignatureException":
                 return False
             raise
         return bool(response.get("SignatureValid"))

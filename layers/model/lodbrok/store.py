@@ -20,17 +20,16 @@ with MODEL_VERSION) stay for good.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok import aws
+from lodbrok.bundle import Bundle, version_number
+from lodbrok.clock import key_stamp, utc_iso
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 
 EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
@@ -117,7 +116,7 @@ class ModelStore:
         self.active_key = f"models/{model_name}/active.lbk"
         self.candidate_prefix = f"models/{model_name}/candidates/"
         self.signer = signer
-        self.s3 = s3 or boto3.client("s3")
+        self.s3 = s3 or aws.client("s3")
         self._versioning_checked = False
 
     def head(self) -> ModelRef | None:
@@ -125,7 +124,7 @@ class ModelStore:
         try:
             response = self.s3.head_object(Bucket=self.bucket, Key=self.active_key)
         except ClientError as error:
-            if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+            if aws.error_code(error) in {"404", "NoSuchKey", "NotFound"}:
                 self._raise_if_bucket_missing()
                 return None
             raise self._translate(error) from error
@@ -138,7 +137,7 @@ class ModelStore:
         try:
             response = self.s3.get_object(**arguments)
         except ClientError as error:
-            code = _error_code(error)
+            code = aws.error_code(error)
             if version_id and code in {"NoSuchVersion", "InvalidArgument", "404", "400"}:
                 raise UnknownVersion(f"model version {version_id!r} does not exist in s3://{self.bucket}") from error
             if code in {"NoSuchKey", "404"}:
@@ -180,12 +179,12 @@ class ModelStore:
 
     def next_label(self) -> str:
         """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks."""
-        numbers = [int(match.group(1)) for info in self.versions() if (match := re.fullmatch(r"v(\d+)", info.label))]
+        numbers = [number for info in self.versions() if (number := version_number(info.label)) is not None]
         return f"v{max(numbers, default=0) + 1}"
 
     def save_candidate(self, bundle: Bundle, reason: str) -> str:
         """Keep a candidate that was not promoted, with why, for inspection or a manual promotion."""
-        key = f"{self.candidate_prefix}{_timestamp_for_key()}-{bundle.version}.lbk"
+        key = f"{self.candidate_prefix}{key_stamp()}-{bundle.version}.lbk"
         body = bundle.to_bytes()
         metadata = {**_summary_metadata(bundle), "reason": _ascii(reason)[:512], **_required(self.signer).sign(body)}
         self._call("put_object", Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
@@ -215,7 +214,7 @@ class ModelStore:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if _error_code(error) in {"NoSuchKey", "404"}:
+            if aws.error_code(error) in {"NoSuchKey", "404"}:
                 raise UnknownVersion(f"no candidate {key!r} in s3://{self.bucket}") from error
             raise self._translate(error) from error
         return self._put_active(self._stored(response).bundle(), expected=self.head(), action="manual-promote")
@@ -257,7 +256,7 @@ class ModelStore:
         verdict_count: int = 0,
     ) -> ModelRef:
         self.ensure_versioning()
-        stored_at = utc_now_iso()
+        stored_at = utc_iso(precision="seconds")
         write = {"action": action, "at": stored_at, "id": uuid.uuid4().hex, "restored_from": restored_from or None}
         metadata = {
             **_summary_metadata(bundle),
@@ -281,7 +280,7 @@ class ModelStore:
         try:
             response = self.s3.put_object(**arguments)
         except ClientError as error:
-            if _error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+            if aws.error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
                 raise ConcurrentUpdate(
                     "the active model changed while this update was prepared; reload it and retry"
                 ) from error
@@ -305,7 +304,7 @@ class ModelStore:
             raise self._translate(error) from error
 
     def _translate(self, error: ClientError) -> Exception:
-        if _error_code(error) in {"NoSuchBucket", "404"} and "Key" not in error.operation_name:
+        if aws.error_code(error) in {"NoSuchBucket", "404"} and "Key" not in error.operation_name:
             return BucketNotFound(f"model bucket {self.bucket!r} does not exist or is not reachable")
         return error
 
@@ -360,11 +359,3 @@ def _json_or_empty(raw: str | None) -> dict[str, Any]:
 
 def _ascii(value: str) -> str:
     return value.encode("ascii", "replace").decode()
-
-
-def _timestamp_for_key() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

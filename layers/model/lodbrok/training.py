@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import random
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lodbrok.bundle import Bundle, utc_now_iso
+from lodbrok.bundle import Bundle, version_number
+from lodbrok.clock import utc_iso
 from lodbrok.data import (
     DedupReport,
     LabelledItem,
@@ -126,7 +126,7 @@ def train_bundle(
     metadata = {
         "version": version,
         "parent_version": None,
-        "created_at": utc_now_iso(),
+        "created_at": utc_iso(precision="seconds"),
         "training": {
             "kind": "base",
             "data_fingerprint": dataset_fingerprint(unique),
@@ -231,7 +231,7 @@ class Finetuner:
         metadata = {
             "version": version or next_version_label(parent.version),
             "parent_version": parent_version or parent.version,
-            "created_at": utc_now_iso(),
+            "created_at": utc_iso(precision="seconds"),
             "training": {
                 "kind": "finetune",
                 "data_fingerprint": dataset_fingerprint(verdicts),
@@ -450,8 +450,8 @@ def load_keras_model(bundle: Bundle) -> keras.Model:
 
 
 def next_version_label(version: str) -> str:
-    match = re.fullmatch(r"v(\d+)", version)
-    return f"v{int(match.group(1)) + 1}" if match else f"{version}+1"
+    number = version_number(version)
+    return f"v{number + 1}" if number is not None else f"{version}+1"
 
 
 def label_balance_weights(mixture: Sequence[LabelledItem], reference: Sequence[LabelledItem]) -> np.ndarray:

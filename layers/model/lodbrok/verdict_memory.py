@@ -21,11 +21,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok import aws
+from lodbrok.clock import utc_iso
 from lodbrok.features import canonical_key, input_digest
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.verdicts import Verdict
@@ -80,7 +81,7 @@ class VerdictMemory:
         expires_at = str(int(self._now()) + self.ttl_seconds)
         writes = []
         for verdict in verdicts:
-            decided_at = verdict.received_at or _iso(self._now())
+            decided_at = verdict.received_at or utc_iso(self._now())
             writes.append(
                 {
                     "Item": {
@@ -118,7 +119,7 @@ class VerdictMemory:
                 operation(TableName=self.table_name, **request)
                 done += 1
             except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":  # else: a newer verdict holds the entry
+                if aws.error_code(error) != "ConditionalCheckFailedException":  # else: a newer verdict holds the entry
                     self.report(name, error)
                     return done
             except BotoCoreError as error:
@@ -145,14 +146,6 @@ class VerdictMemory:
     def report(self, operation: str, error: Exception) -> None:
         logger.warning(
             "verdict memory unavailable; answering from the model",
-            extra={"operation": operation, "error": _code(error) or type(error).__name__, "table": self.table_name},
+            extra={"operation": operation, "error": aws.error_code(error), "table": self.table_name},
         )
         metrics.add_metric(name="VerdictMemoryErrors", unit=MetricUnit.Count, value=1)
-
-
-def _code(error: Exception) -> str:
-    return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,9 +13,9 @@ import pytest
 from devstack.gateway import LocalGateway
 from devstack.resources import create_resources
 from devstack.template import Template
+from lodbrok.api_keys import ClientKeyError, ClientKeys
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
-from lodbrok.clients import ClientKeyError, ClientKeys
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelStore

@@ -12,25 +12,24 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import boto3
 import numpy as np
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lodbrok.cache import CacheUnavailable, PredictionCache, batch_get_items
+from lodbrok import aws
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
+from lodbrok.clock import utc_iso
 from lodbrok.decision import DecisionRule
 from lodbrok.drift import DriftSignals, TokenNovelty
 from lodbrok.explanation import Explanation
 from lodbrok.explanation import explain as explain_predictions
 from lodbrok.features import ModelInput, canonical_key
+from lodbrok.model_provider import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
+from lodbrok.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.predictor import Prediction
-from lodbrok.queue import QueueNotConfigured, VerdictQueue
 from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
 from lodbrok.schemas import (
     DecisionInfo,
@@ -46,16 +45,12 @@ from lodbrok.schemas import (
     VerdictSource,
     VerdictsRequest,
 )
-from lodbrok.serving import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 from lodbrok.store import BucketNotFound, ModelStore
 from lodbrok.verdict_memory import RememberedVerdict, VerdictMemory
+from lodbrok.verdict_queue import QueueNotConfigured, VerdictQueue
 from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
-
-# Fail fast: a cache that does not answer quickly is worse than no cache.
-CACHE_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
-CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 
 
 class VerdictsNotQueued(Exception):
@@ -111,9 +106,9 @@ class PredictService:
                 self.settings.model_bucket,
                 self.settings.model_name,
                 signer=BundleSigner.from_settings(
-                    self.settings, kms=self._kms or boto3.client("kms", config=CLIENT_CONFIG)
+                    self.settings, kms=self._kms or aws.client("kms", aws.PREDICT_CONFIG)
                 ),
-                s3=self._s3 or boto3.client("s3", config=CLIENT_CONFIG),
+                s3=self._s3 or aws.client("s3", aws.PREDICT_CONFIG),
             )
         except (BucketNotFound, SigningNotConfigured) as error:
             raise ModelUnavailable(str(error)) from error
@@ -127,7 +122,7 @@ class PredictService:
     @cached_property
     def _dynamodb_client(self) -> Any:
         """One fail-fast client for the cache and the call log (both best effort)."""
-        return self._dynamodb or boto3.client("dynamodb", config=CACHE_CLIENT_CONFIG)
+        return self._dynamodb or aws.client("dynamodb", aws.PREDICT_BEST_EFFORT_CONFIG)
 
     @cached_property
     def cache(self) -> PredictionCache | None:
@@ -167,7 +162,7 @@ class PredictService:
     def queue(self) -> VerdictQueue:
         if not self.settings.verdict_queue_url:
             raise QueueNotConfigured("verdicts cannot be accepted: VERDICT_QUEUE_URL is not configured")
-        client = self._sqs or boto3.client("sqs", config=CLIENT_CONFIG)
+        client = self._sqs or aws.client("sqs", aws.PREDICT_CONFIG)
         return VerdictQueue(self.settings.verdict_queue_url, client=client, sleep=self._sleep)
 
     # --- the prediction core ---------------------------------------------------------------------------------
@@ -347,7 +342,7 @@ class PredictService:
                 [{"field": "verdicts", "count": len(request.verdicts), "max": self.settings.max_items}],
             )
         verdicts = self._valid_verdicts(request.verdicts)
-        received_at = datetime.fromtimestamp(self._now(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        received_at = utc_iso(self._now())
         verdicts = [verdict.model_copy(update={"received_at": received_at}) for verdict in verdicts]
         outcome = self.queue.send(verdicts)
         queued = len(outcome.message_ids)

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok import aws
 from lodbrok.observability import logger
 from lodbrok.verdicts import Verdict
 
@@ -72,7 +73,7 @@ class VerdictQueue:
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as error:
-                reason = _error_code(error)
+                reason = aws.error_code(error)
                 logger.warning("verdict batch not sent", extra={"error": reason, "attempt": attempt + 1})
                 outcome.failures.update(dict.fromkeys(pending, reason))
             else:
@@ -106,9 +107,3 @@ def _batches(bodies: Sequence[str]) -> Iterator[list[int]]:
         size += length
     if batch:
         yield batch
-
-
-def _error_code(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__

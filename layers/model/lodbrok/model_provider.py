@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok import aws
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Predictor
@@ -99,12 +99,12 @@ class ModelProvider:
         except ModelStoreError as error:
             raise ModelUnavailable(str(error)) from error
         except (ClientError, BotoCoreError) as error:
-            logger.error("model store unreachable", extra={"error": _error_name(error)})
+            logger.error("model store unreachable", extra={"error": aws.error_code(error)})
             raise ModelUnavailable("the model store could not be reached; try again shortly") from error
         try:
             active = self._build(stored)
         except (ClientError, BotoCoreError) as error:
-            logger.error("model signature could not be checked", extra={"error": _error_name(error)})
+            logger.error("model signature could not be checked", extra={"error": aws.error_code(error)})
             raise ModelUnavailable("the model's signature could not be checked; try again shortly") from error
         if active is None:
             raise ModelUnavailable(_corrupt_message(stored.ref.version_id))
@@ -122,7 +122,7 @@ class ModelProvider:
             stored = self.store.load(None if ref.version_id == "null" else ref.version_id)
             replacement = self._build(stored)
         except (ModelStoreError, ClientError, BotoCoreError) as error:
-            logger.warning("model refresh failed; still serving", extra={"error": _error_name(error)})
+            logger.warning("model refresh failed; still serving", extra={"error": aws.error_code(error)})
             return
         if replacement is not None:
             self._active = replacement
@@ -158,9 +158,3 @@ def _corrupt_message(version_id: str) -> str:
         f"the active model (S3 version {version_id}) is corrupt and was refused, and no earlier model is loaded; "
         "publish a good bundle with `lodbrok publish` or roll back with `lodbrok rollback`"
     )
-
-
-def _error_name(error: Any) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__

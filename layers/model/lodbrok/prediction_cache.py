@@ -27,11 +27,12 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lodbrok import aws
+from lodbrok.clock import utc_iso
 from lodbrok.features import input_digest
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Prediction
@@ -136,7 +137,7 @@ class PredictionCache:
     def put_many(self, model_version: str, predictions: Mapping[str, Prediction]) -> None:
         """Store fresh predictions by canonical key (best effort)."""
         now = self._now()
-        created_at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        created_at = utc_iso(now, precision="seconds")
         expires_at = str(int(now) + self.ttl_seconds)
         requests = [
             {
@@ -170,10 +171,9 @@ class PredictionCache:
         raise CacheUnavailable(f"{len(pending[self.table_name])} items still unwritten after retries")
 
     def report(self, operation: str, error: Exception) -> None:
-        code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
         logger.warning(
             "prediction cache unavailable; answering from the model",
-            extra={"operation": operation, "error": code or type(error).__name__, "table": self.table_name},
+            extra={"operation": operation, "error": aws.error_code(error), "table": self.table_name},
         )
         metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=1)
 

@@ -15,8 +15,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
+
+from lodbrok import aws
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -42,7 +43,7 @@ class NewClient:
 class ClientKeys:
     def __init__(self, usage_plan_id: str, apigateway: Any = None) -> None:
         self.usage_plan_id = usage_plan_id
-        self.apigateway = apigateway or boto3.client("apigateway")
+        self.apigateway = apigateway or aws.client("apigateway")
 
     def add(self, name: str, key: str | None = None) -> NewClient:
         """Create an enabled key for a new client and put it in the usage plan (its throttle and quota)."""
@@ -95,7 +96,7 @@ class ClientKeys:
             for page in paginator.paginate(usagePlanId=self.usage_plan_id):
                 entries.extend(page.get("items", []))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "NotFoundException":
+            if aws.error_code(error) == "NotFoundException":
                 raise ClientKeyError(f"usage plan {self.usage_plan_id!r} does not exist") from error
             raise
         return entries
