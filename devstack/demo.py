@@ -111,8 +111,8 @@ def local_stack(
             str(_free_port()),
             "--moto-port",
             "0",
-            "--api-key",
-            secrets.token_urlsafe(16),
+            # One argument, so a key that starts with "-" is not read as an option.
+            f"--api-key={secrets.token_urlsafe(16)}",
             "--ready-file",
             str(ready_file),
             "--parameter-overrides",

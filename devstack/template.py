@@ -87,7 +87,7 @@ class Template:
         else:
             module_path, function_name = properties["Handler"].rsplit(".", 1)
             module_file = ROOT / properties["CodeUri"] / (module_path.replace(".", "/") + ".py")
-        module = _load_module(f"lodbrok_function_{function_logical_id}", module_file)
+        module = load_handler_module(f"lodbrok_function_{function_logical_id}", module_file)
         return getattr(module, function_name)
 
     def routes(self, function_logical_id: str) -> list[Route]:
@@ -254,9 +254,13 @@ def _image_handler(dockerfile: Path) -> tuple[Path, str]:
     raise ValueError(f"{dockerfile} does not COPY {module_name}.py")
 
 
-def _load_module(name: str, path: Path) -> ModuleType:
+def load_handler_module(name: str, path: Path) -> ModuleType:
+    """Import a function's handler file as module `name`, with its directory on the path as the runtime's
+    /var/task is, so the handler's sibling modules import."""
     if name in sys.modules:
         return sys.modules[name]
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

@@ -10,7 +10,6 @@ emulation, so the cached numbers include moto's cost rather than a network round
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -164,12 +163,9 @@ def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
 
 def _load_handler_module() -> ModuleType:
     """functions/predict/app.py, imported from its file as the Lambda runtime would (it is not a package here)."""
-    spec = importlib.util.spec_from_file_location("bench_predict_app", ROOT / "functions" / "predict" / "app.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("functions/predict/app.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from devstack.template import load_handler_module
+
+    return load_handler_module("bench_predict_app", ROOT / "functions" / "predict" / "app.py")
 
 
 def _use_settings(app: ModuleType, **environment: str) -> None:

@@ -1,9 +1,10 @@
 """Predict function: the HTTP API of the classifier (API Gateway REST proxy -> Powertools routes).
 
 Each route parses its input, makes one call into `lodbrok.predict_service.PredictService` and returns a model.
-Every error becomes an HTTP response here, in one place, from its exception type; the body is always
-`{"error": {"code", "message", "details"}}`. Nothing heavy happens at import: the service (boto3 clients,
-the model) is built on the first request and kept for warm invocations. TensorFlow is never imported.
+Every error becomes an HTTP response in one place, `errors.py` (a router this app includes), from its
+exception type; the body is always `{"error": {"code", "message", "details"}}`. Nothing heavy happens at
+import: the service (boto3 clients, the model) is built on the first request and kept for warm invocations.
+TensorFlow is never imported.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
+import errors
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
     RequestValidationError,
-    ResponseValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -28,32 +27,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 import lodbrok
-from lodbrok.calllog import MAX_PAGE_TOKEN_CHARS, CallLogDisabled, Origin
+from lodbrok.calllog import MAX_PAGE_TOKEN_CHARS, Origin
 from lodbrok.model_provider import ModelUnavailable
-from lodbrok.observability import MetricUnit, logger, metrics, tracer
+from lodbrok.observability import logger, metrics, tracer
 from lodbrok.openapi import with_limits
-from lodbrok.predict_service import PredictService, VerdictsNotQueued
+from lodbrok.predict_service import PredictService
 from lodbrok.schemas import (
-    BodyTooLarge,
-    DuplicateIds,
-    ErrorInfo,
     ErrorResponse,
     GatewayResponse,
-    InvalidJson,
-    LimitExceeded,
     ModelInfo,
     PredictRequest,
     PredictResponse,
     RecentCalls,
-    RequestRejected,
     Text,
     VerdictsAccepted,
     VerdictsRequest,
     parse_json_body,
 )
 from lodbrok.settings import get_settings
-from lodbrok.verdict_queue import QueueNotConfigured
-from lodbrok.verdicts import VerdictError
 
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -83,12 +74,6 @@ def _parse_body(body: str) -> Any:
             [{"loc": ("body",), "type": "model_type", "msg": "the body must be a JSON object"}]
         )
     return parsed
-
-
-def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
-    metrics.add_metric(name="RequestsRejected" if status < 500 else "RequestsFailed", unit=MetricUnit.Count, value=1)
-    body = ErrorResponse(error=ErrorInfo(code=code, message=message, details=details or []))
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump(mode="json"))
 
 
 def _documented(model: type[BaseModel], status: int, *errors: int) -> dict[str, Any]:
@@ -122,6 +107,7 @@ app.configure_openapi(
     security=[{"apiKey": []}],
 )
 app.enable_swagger(path="/swagger")
+app.include_router(errors.router)
 
 
 def _origin() -> Origin:
@@ -212,133 +198,6 @@ def _openapi_json_for(max_items: int, max_text_chars: int, labels: tuple[str, ..
     return json.dumps(with_limits(document, max_items=max_items, max_text_chars=max_text_chars, labels=labels))
 
 
-# --- errors: the one place where exceptions become HTTP responses ---------------------------------------------
-
-_REJECTIONS: dict[type[RequestRejected], tuple[HTTPStatus, str]] = {
-    InvalidJson: (HTTPStatus.BAD_REQUEST, "invalid_json"),
-    BodyTooLarge: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body_too_large"),
-    LimitExceeded: (HTTPStatus.UNPROCESSABLE_ENTITY, "limit_exceeded"),
-    DuplicateIds: (HTTPStatus.UNPROCESSABLE_ENTITY, "duplicate_ids"),
-}
-
-
-@app.exception_handler(RequestRejected)
-def _rejected(error: RequestRejected) -> Response:
-    status, code = _REJECTIONS.get(type(error), (HTTPStatus.BAD_REQUEST, "bad_request"))
-    return _error(status, code, error.message, error.details)
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid(error: RequestValidationError) -> Response:
-    details = [_validation_detail(entry) for entry in error.errors()]
-    return _error(
-        HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", "the request does not match the API schema", details
-    )
-
-
-@app.exception_handler(VerdictError)
-def _invalid_verdicts(error: VerdictError) -> Response:
-    message = f"{len(error.problems)} verdict(s) are invalid; nothing was queued"
-    return _error(HTTPStatus.BAD_REQUEST, "invalid_verdicts", message, error.problems)
-
-
-@app.exception_handler(VerdictsNotQueued)
-def _not_queued(error: VerdictsNotQueued) -> Response:
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "verdicts_not_queued", error.message, error.details)
-
-
-@app.exception_handler(QueueNotConfigured)
-def _no_queue(error: QueueNotConfigured) -> Response:
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "queue_not_configured", str(error))
-
-
-@app.exception_handler(ModelUnavailable)
-def _no_model(error: ModelUnavailable) -> Response:
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable", str(error))
-
-
-@app.exception_handler(CallLogDisabled)
-def _no_call_log(error: CallLogDisabled) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, "call_log_disabled", str(error))
-
-
-UNSUPPORTED_MEDIA_MESSAGE = "send the body as JSON with Content-Type: application/json"
-# Powertools parses these for routes with form parameters, before any handler runs; ours take JSON only.
-FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
-@app.exception_handler(RequestUnsupportedContentType)
-def _unsupported_media(error: RequestUnsupportedContentType) -> Response:
-    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
-
-
-def _form_body_refused(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 415 for a form-encoded request, which Powertools would otherwise try (and maybe fail) to parse."""
-    headers = event.get("headers") or {}
-    content_type = next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
-    if not content_type.lower().startswith(FORM_MEDIA_TYPES):
-        return None
-    response = _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
-    return {
-        "statusCode": response.status_code,
-        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
-        "body": json.dumps(response.body),
-        "isBase64Encoded": False,
-    }
-
-
-@app.not_found
-def _not_found(error: NotFoundError) -> Response:
-    message = "no such route; see /openapi.json or /swagger for the API"
-    return _error(HTTPStatus.NOT_FOUND, "not_found", message)
-
-
-@app.exception_handler(ServiceError)
-def _service_error(error: ServiceError) -> Response:
-    return _error(error.status_code, "http_error", error.msg)
-
-
-@app.exception_handler(ResponseValidationError)
-def _bad_response(error: ResponseValidationError) -> Response:
-    logger.error("response failed its schema", extra={"errors": [entry.get("type") for entry in error.errors()]})
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged")
-
-
-@app.exception_handler(UnicodeDecodeError)
-def _not_utf8(error: UnicodeDecodeError) -> Response:
-    # A base64-encoded body (binary to API Gateway) that is not UTF-8 text cannot be JSON.
-    return _error(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not UTF-8 JSON", [{"field": "body"}])
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error", extra={"error_type": type(error).__name__})
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged")
-
-
-def _validation_detail(entry: dict[str, Any]) -> dict[str, Any]:
-    """One schema problem: where (location, dotted field, item index/id), what (type, message); never the value."""
-    location, *path = entry.get("loc") or ("body",)
-    detail: dict[str, Any] = {"location": location, "field": ".".join(str(part) for part in path) or location}
-    if location == "body" and len(path) >= 2 and isinstance(path[1], int):
-        detail["index"] = path[1]
-        item_id = _raw_item_id(path[0], path[1])
-        if item_id is not None:
-            detail["id"] = item_id
-    detail["type"] = entry.get("type", "invalid")
-    detail["message"] = str(entry.get("msg", "invalid value"))
-    return detail
-
-
-def _raw_item_id(collection: Any, index: int) -> str | None:
-    try:
-        item = app.current_event.json_body[collection][index]
-    except (LookupError, TypeError, ValueError, RequestRejected, RequestValidationError):
-        return None
-    item_id = item.get("id") if isinstance(item, dict) else None
-    return item_id if isinstance(item_id, str) else None
-
-
 # --- entry point -------------------------------------------------------------------------------------------------
 
 
@@ -346,4 +205,4 @@ def _raw_item_id(collection: Any, index: int) -> str | None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _form_body_refused(event) or app.resolve(event, context)
+    return errors.form_body_refused(event) or app.resolve(event, context)

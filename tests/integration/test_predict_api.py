@@ -69,7 +69,8 @@ def test_predict_app_import_loads_neither_tensorflow_nor_keras_nor_clients() -> 
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
         "print(json.dumps({'heavy': heavy, 'service': app._service is not None}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "model"), str(ROOT / "functions")])}
+    directories = [ROOT / "layers" / "model", ROOT / "functions", ROOT / "functions" / "predict"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(directory) for directory in directories)}
 
     # When the handler module is imported
     completed = subprocess.run(

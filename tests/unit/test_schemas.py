@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from lodbrok.items import input_chars
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
@@ -20,7 +21,6 @@ from lodbrok.schemas import (
     VerdictsRequest,
     parse_json_body,
 )
-from lodbrok.verdicts import input_chars
 
 LIMITS = {"max_items": 100, "max_text_chars": 5000}
 

@@ -478,9 +478,9 @@ def _predict(arguments: argparse.Namespace) -> int:
 
 
 def _finetune(arguments: argparse.Namespace) -> int:
+    from lodbrok.items import input_chars
     from lodbrok.learning import LearningConfig, propose
     from lodbrok.settings import get_settings
-    from lodbrok.verdicts import input_chars
 
     parent = Bundle.read(arguments.model)
     verdicts = load_dataset(arguments.data, labels=parent.labels)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lodbrok.features import ModelInput, canonical_key
+from lodbrok.features import canonical_key
+from lodbrok.items import ModelInput, has_content, is_blank
 
 FORMATS_BY_SUFFIX = {
     ".csv": "csv",
@@ -282,9 +283,9 @@ class _Parser:
             allowed = ", ".join(self.allowed_labels)
             self.error(line, f"unknown label {label!r} (allowed labels: {allowed})")
         if isinstance(value, str):
-            if not value.strip():
+            if is_blank(value):
                 self.error(line, "empty text")
-        elif not any(_has_content(field_value) for field_value in value.values()):
+        elif not has_content(value):
             self.error(line, "no text and no non-empty field")
         if len(self.errors) == errors_before:
             self.items.append(LabelledItem(input=value, label=label, line=line, item_id=item_id))
@@ -424,7 +425,3 @@ def _is_header(row: Sequence[str]) -> bool:
 def _cell_value(cell: str) -> str | None:
     """Blank spreadsheet cells mean "no value", which the featurizer and canonical key treat as None."""
     return cell if cell.strip() else None
-
-
-def _has_content(value: Any) -> bool:
-    return value is not None and not (isinstance(value, str) and not value.strip())

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from lodbrok.items import ModelInput, RecordInput
+
 FEATURIZER_VERSION = 3
 SUPPORTED_VERSIONS = (1, 2, 3)
 DOCUMENT_TOKEN = "<doc>"
 
-Record = Mapping[str, Any]
-ModelInput = str | Record
 # A piece of an input that an explanation can name: (record field or None for a text, a word, URL, value or
 # shape token). A run is a list of tokens that all need the same pieces.
 Piece = tuple[str | None, str]
@@ -153,7 +153,7 @@ class Featurizer:
             words, bigrams, grams = self._record_runs(item)
         return [*words, *bigrams, *grams]
 
-    def _record_runs(self, record: Record) -> tuple[list[Run], list[Run], list[Run]]:
+    def _record_runs(self, record: RecordInput) -> tuple[list[Run], list[Run], list[Run]]:
         words: list[Run] = []
         bigrams: list[Run] = []
         grams: list[Run] = []

@@ -11,8 +11,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from lodbrok.items import LIMIT_KEYWORD
 from lodbrok.review import REVIEW
-from lodbrok.verdicts import LIMIT_KEYWORD
 
 
 def with_limits(

@@ -25,7 +25,8 @@ from lodbrok.decision import DecisionRule
 from lodbrok.drift import DriftSignals, TokenNovelty
 from lodbrok.explanation import Explanation
 from lodbrok.explanation import explain as explain_predictions
-from lodbrok.features import ModelInput, canonical_key
+from lodbrok.features import canonical_key
+from lodbrok.items import ModelInput
 from lodbrok.model_provider import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
 from lodbrok.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items

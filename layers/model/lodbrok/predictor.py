@@ -16,7 +16,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.decision import DecisionError, DecisionRule, choose_labels
-from lodbrok.features import Featurizer, ModelInput
+from lodbrok.features import Featurizer
+from lodbrok.items import ModelInput
 
 # Rows per interpreter pass: an explanation scores one row per piece, and the embedded batch
 # (rows x max_tokens x embedding dim floats) must stay a few megabytes.

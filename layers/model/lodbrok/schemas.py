@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_serializer, model_validator
 
-from lodbrok.features import ModelInput
-from lodbrok.verdicts import LIMIT_KEYWORD, ItemId, Record, Text, Verdict, exactly_one_of, input_chars
+from lodbrok.items import LIMIT_KEYWORD, ItemInput, ModelInput, Text, exactly_one_of, input_chars
+from lodbrok.verdicts import Verdict
 
 # --- errors ---------------------------------------------------------------------------------------------------
 
@@ -77,24 +77,8 @@ class PredictionInput:
     input: ModelInput
 
 
-class PredictItem(BaseModel):
+class PredictItem(ItemInput):
     """One item of `items`: an optional id and exactly one of `text` or `fields`."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("text", "fields"))
-
-    id: ItemId | None = None
-    text: Text | None = None
-    fields: Record | None = None
-
-    @model_validator(mode="after")
-    def _one_input(self) -> Self:
-        if (self.text is None) == (self.fields is None):
-            raise ValueError("give exactly one of `text` or `fields`")
-        return self
-
-    @property
-    def input(self) -> ModelInput:
-        return self.text if self.text is not None else dict(self.fields or {})
 
 
 class PredictRequest(BaseModel):
