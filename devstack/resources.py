@@ -45,8 +45,15 @@ def create_resources(template: Template, session: boto3.session.Session | None =
             name = template.resolve(plan.get("UsagePlanName")) or template.physical_name(f"{logical_id}UsagePlan")
             created[f"{logical_id}UsagePlan"] = apigateway.create_usage_plan(name=name)["id"]
 
-    sqs = session.client("sqs")
+    created.update(create_queues(template, session=session))
+    return created
+
+
+def create_queues(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
+    """Create every SQS queue of the template (attributes, redrive policy); return logical -> physical."""
+    sqs = (session or boto3.session.Session()).client("sqs")
     queues = template.resources_of_type("AWS::SQS::Queue")
+    created = {}
     # Dead-letter queues first: a redrive policy must point at an existing queue.
     for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name].get("Properties", {})):
         properties = template.resolve(queues[logical_id].get("Properties", {}))

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.resources import create_table
+from devstack.resources import create_queues, create_table
 from devstack.template import Template
 from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
@@ -32,7 +32,6 @@ BUCKET = "lodbrok-models-test"
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
 MEMORY_TABLE = "lodbrok-verdict-memory-test"
-QUEUE_NAME = "lodbrok-verdicts-test"
 
 
 @dataclass
@@ -190,7 +189,9 @@ def call_log_table(aws: None) -> str:
 
 @pytest.fixture
 def verdict_queue(aws: None) -> str:
-    return boto3.client("sqs").create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    """The verdict queue and its dead-letter queue, as template.yaml declares them; the queue's URL."""
+    name = create_queues(Template())["VerdictQueue"]
+    return boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
 
 
 @pytest.fixture

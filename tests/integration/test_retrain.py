@@ -35,7 +35,6 @@ from support import CODE_ACTIONS, load_event, make_tiny_dataset, recorded_aws_ac
 
 BUCKET = "lodbrok-retrain-test"
 IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
-QUEUE = "lodbrok-verdicts-retrain-test"
 PROBE = "zorblax crypto airdrop for everyone who replies today"  # in no verdict and no training text
 MEMORY_TABLE = "lodbrok-verdict-memory-test"
 VALID_IDS = {"sms-1001", "sms-1002", "sms-1003", "sms-1004", "ticket-88"}
@@ -47,18 +46,6 @@ INVALID_MESSAGES = {  # message id suffix -> what the quarantine reason must men
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def verdict_queue(aws: None) -> str:
-    """The verdict queue with its dead-letter queue, as template.yaml declares them."""
-    sqs = boto3.client("sqs")
-    dlq_url = sqs.create_queue(QueueName=f"{QUEUE}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-    return sqs.create_queue(QueueName=QUEUE, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "5400"})[
-        "QueueUrl"
-    ]
 
 
 @pytest.fixture
