@@ -36,9 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = f"http://{host}:{port}"
     _use_emulation(endpoint)
 
-    import boto3
-
     from devstack.resources import create_resources
+    from lodbrok import aws
 
     created = create_resources(template)
     predict_env = template.environment("PredictFunction")
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         trigger,
         queue_url(queue_name),
         template.attribute(trigger.queue_logical_id, "Arn"),
-        boto3.client("sqs"),
+        aws.client("sqs"),
         timeout_seconds=template.timeout_seconds("RetrainFunction"),
     )
     poller.start()

@@ -7,6 +7,7 @@ template, so the local stack and the tests cannot drift from what `sam deploy` c
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -22,6 +23,12 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 LOCAL_PREFIX = "lodbrok-local"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """A SAM template as plain JSON values: short-form intrinsics (!Ref) become their long form ({"Ref": ...})."""
+    # Round-tripped through JSON because the loader returns str and dict subclasses that carry line numbers.
+    return json.loads(json.dumps(cfn_yaml.load(str(path))))
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class Template:
 
     def __init__(self, path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str] | None = None) -> None:
         self.path = path
-        self.document: dict[str, Any] = cfn_yaml.load(str(path))
+        self.document = load_template(path)
         self.resources: dict[str, Any] = self.document.get("Resources", {})
         declared = self.document.get("Parameters", {})
         self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()}

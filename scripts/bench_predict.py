@@ -63,7 +63,7 @@ def run(report: dict[str, Any]) -> None:
         predictor = Predictor(bundle)
         results["predictor_single"] = time_calls(lambda: predictor.predict([texts[0]]), SINGLE_REPEATS)
         results["predictor_batch100"] = time_calls(lambda: predictor.predict(texts), BATCH_REPEATS)
-        app.set_service(None)
+        app.get_service.cache_clear()
 
     overhead = results["single_no_cache"]["p50_ms"] - results["predictor_single"]["p50_ms"]
     report["predict_api"] = {
@@ -170,14 +170,12 @@ def _load_handler_module() -> ModuleType:
 
 def _use_settings(app: ModuleType, **environment: str) -> None:
     """Apply environment changes and give the handler a fresh service built from them (the model is reloaded)."""
-    from lodbrok.predict_service import PredictService
     from lodbrok.settings import get_settings
 
     os.environ.update(environment)
     get_settings.cache_clear()
-    service = PredictService(get_settings())
-    app.set_service(service)
-    service.models.current()
+    app.get_service.cache_clear()
+    app.get_service().models.current()
 
 
 # --- events and timing -------------------------------------------------------------------------------------------

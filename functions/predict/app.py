@@ -49,21 +49,11 @@ from lodbrok.settings import get_settings
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
-_service: PredictService | None = None
 
-
+@cache
 def get_service() -> PredictService:
     """The process-wide service, built on first use and kept for warm invocations."""
-    global _service
-    if _service is None:
-        _service = PredictService(get_settings())
-    return _service
-
-
-def set_service(service: PredictService | None) -> None:
-    """Use `service` (tests, benchmarks), or forget the current one (None) so the next request builds anew."""
-    global _service
-    _service = service
+    return PredictService(get_settings())
 
 
 def _parse_body(body: str) -> Any:

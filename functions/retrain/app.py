@@ -8,7 +8,7 @@ every verdict archived since the last promotion. TensorFlow is imported only ins
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -23,7 +23,7 @@ from lodbrok.settings import get_settings
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@lru_cache(maxsize=1)
+@cache
 def get_learning_loop() -> LearningLoop:
     """Created on the first invocation and reused while the container is warm (clients, loaded model)."""
     return build_learning_loop(get_settings())

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import cfn_yaml
-
 from devstack.resources import create_resources
 from devstack.seed import default_seed_model, publish_seed_model
-from devstack.template import REGION, ROOT, Template
+from devstack.template import REGION, ROOT, Template, load_template
 
 PREDICT_FUNCTION = "PredictFunction"
 RETRAIN_FUNCTION = "RetrainFunction"
@@ -173,7 +171,7 @@ def write_local_template(
     built = build_dir / "template.yaml"
     if not built.is_file():
         raise FileNotFoundError(f"{built} does not exist: run `make build` (sam build {PREDICT_FUNCTION}) first")
-    document = json.loads(json.dumps(cfn_yaml.load(str(built))))
+    document = load_template(built)
     resources = document["Resources"]
     for logical_id, resource in list(resources.items()):
         properties = resource.get("Properties", {})

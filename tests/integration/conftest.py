@@ -10,7 +10,6 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,7 +26,6 @@ from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
 from support import emitted_metric_values
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 BUCKET = "lodbrok-models-test"
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
@@ -67,14 +65,19 @@ class Api:
 
     lambda_context: Any
     clock: FakeClock
+    monkeypatch: pytest.MonkeyPatch
 
     def rebuild(self, **overrides: Any) -> None:
         """Re-read the environment and start a fresh service (as a new Lambda container would)."""
         get_settings.cache_clear()
         aws_clients.client.cache_clear()
-        predict_app.set_service(
+        self.use_service(
             PredictService(get_settings(), clock=self.clock, now=self.clock, sleep=lambda _: None, **overrides)
         )
+
+    def use_service(self, service: Any) -> None:
+        """Serve every following call with `service` (one on the test's clock, or a failing stand-in)."""
+        self.monkeypatch.setattr(predict_app, "get_service", lambda: service)
 
     def call(
         self,
@@ -158,9 +161,7 @@ def _emitted_metrics(stdout: str) -> dict[str, float]:
 @pytest.fixture(scope="session")
 def template_resources() -> dict[str, Any]:
     """The Resources of template.yaml, as plain JSON values."""
-    from cfnlint.decode import cfn_yaml
-
-    return json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE_PATH))["Resources"]))
+    return Template().resources
 
 
 @pytest.fixture
@@ -231,11 +232,12 @@ def predict_env(
         monkeypatch.setenv(name, value)
     for name in ("MODEL_VERSION", "MAX_ITEMS", "MAX_TEXT_CHARS", "MAX_BODY_BYTES", "POWERTOOLS_DEV"):
         monkeypatch.delenv(name, raising=False)
+    built_service = predict_app.get_service  # tests may patch the name; the cached original is cleared
     get_settings.cache_clear()
-    predict_app.set_service(None)
+    built_service.cache_clear()
     yield
     get_settings.cache_clear()
-    predict_app.set_service(None)
+    built_service.cache_clear()
 
 
 @pytest.fixture
@@ -244,8 +246,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def api(predict_env: None, lambda_context: Any, clock: FakeClock) -> Api:
-    driver = Api(lambda_context, clock)
+def api(predict_env: None, lambda_context: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Api:
+    driver = Api(lambda_context, clock, monkeypatch)
     driver.rebuild()
     return driver
 

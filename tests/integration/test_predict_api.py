@@ -67,7 +67,7 @@ def test_predict_app_import_loads_neither_tensorflow_nor_keras_nor_clients() -> 
         "import json, sys\n"
         "import predict.app as app\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
-        "print(json.dumps({'heavy': heavy, 'service': app._service is not None}))\n"
+        "print(json.dumps({'heavy': heavy, 'service': app.get_service.cache_info().currsize > 0}))\n"
     )
     directories = [ROOT / "layers" / "model", ROOT / "functions", ROOT / "functions" / "predict"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(directory) for directory in directories)}
@@ -1168,7 +1168,7 @@ class ExplodingService:
 
 def test_unexpected_error_is_json_500_without_internals(api: Api) -> None:
     # Given a service failing with an unexpected exception
-    predict_app.set_service(ExplodingService())  # type: ignore[arg-type]
+    api.use_service(ExplodingService())
 
     # When a prediction is requested
     response = api.call(load_event("predict_single.json"))

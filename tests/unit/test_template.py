@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from devstack.template import load_template
 from lodbrok import calllog, observability, prediction_cache, verdict_memory
 from lodbrok.settings import Settings
 from lodbrok.store import EXPIRABLE_TAG
@@ -103,8 +103,7 @@ LAMBDA_MAX_TIMEOUT = 900
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    # Plain dicts and strings (the loader returns subclasses that carry line numbers).
-    return json.loads(json.dumps(load_cfn_yaml(str(TEMPLATE))))
+    return load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,6 +64,6 @@ class Settings(BaseModel):
         return cls.model_validate({name: value for name, value in environ.items() if name in names})
 
 
-@lru_cache(maxsize=1)
+@cache
 def get_settings() -> Settings:
     return Settings.from_env(os.environ)
