@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.process import stop_gracefully
 from devstack.template import ROOT
 
 FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
@@ -133,11 +134,7 @@ def local_stack(
                 time.sleep(0.5)
             yield StackInfo(**json.loads(ready_file.read_text()))
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_gracefully(process, signal.SIGINT)
             log.close()
 
 
@@ -153,9 +150,7 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
     report.add(
         say,
         "predict before verdicts",
-        labels=[p["label"] for p in first["predictions"]],
-        spam_probability=[round(p["probabilities"]["spam"], 4) for p in first["predictions"]],
-        decisions=[p["decision"] for p in first["predictions"]],
+        **_answers(first),
         from_cache_first=[p["from_cache"] for p in first["predictions"]],
         from_cache_again=[p["from_cache"] for p in again["predictions"]],
     )
@@ -203,9 +198,7 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
     report.add(
         say,
         "predict after promotion",
-        labels=[p["label"] for p in after["predictions"]],
-        spam_probability=[round(p["probabilities"]["spam"], 4) for p in after["predictions"]],
-        decisions=[p["decision"] for p in after["predictions"]],
+        **_answers(after),
         from_cache=[p["from_cache"] for p in after["predictions"]],
     )
 
@@ -218,13 +211,23 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
         "original model served again",
         label=restored["label"],
         version=restored["version"],
-        spam_probability=[round(p["probabilities"]["spam"], 4) for p in back["predictions"]],
+        spam_probability=_answers(back)["spam_probability"],
     )
 
     listing = _lodbrok_cli(stack, "versions")
     report.add(say, "versions listed", count=len(listing.splitlines()) - 1)
     say(listing)
     return report
+
+
+def _answers(response: dict[str, Any]) -> dict[str, list[Any]]:
+    """What the demo shows of a /predict answer: each probe's label, spam probability and decision."""
+    predictions = response["predictions"]
+    return {
+        "labels": [p["label"] for p in predictions],
+        "spam_probability": [round(p["probabilities"]["spam"], 4) for p in predictions],
+        "decisions": [p["decision"] for p in predictions],
+    }
 
 
 def _poll(answer: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any]:

@@ -12,13 +12,14 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack.process import stop_gracefully
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = ROOT / ".cache" / "samlocal"
@@ -44,14 +45,8 @@ class Engine:
 
     def stop(self) -> None:
         """Stop the engine if this process started it; an engine that was already running is left alone."""
-        if self.dockerd is None or self.dockerd.poll() is not None:
-            return
-        self.dockerd.send_signal(signal.SIGTERM)
-        try:
-            self.dockerd.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.dockerd.kill()
-            self.dockerd.wait()
+        if self.dockerd is not None:
+            stop_gracefully(self.dockerd)
 
 
 def log(message: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.process import stop_gracefully
 from support import EVENTS_DIR
 
 pytestmark = pytest.mark.samlocal
@@ -386,13 +386,7 @@ def _wait_for_stack(process: subprocess.Popen[bytes], stack_file: Path, log_path
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM lets sam remove its containers and serve stop moto and the engine it started."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_gracefully(process, timeout=60)
 
 
 def _sam_env(stack: dict[str, Any]) -> dict[str, str]:
