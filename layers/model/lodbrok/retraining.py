@@ -4,6 +4,7 @@ It composes the parts, each in its own module:
 - `lodbrok.intake`: every verdict of a queue message archived exactly once (or the message quarantined);
 - `lodbrok.learning`: a batch of verdicts screened (`lodbrok.screening`), learned into a candidate and
   judged by the gate (`lodbrok.gate`);
+- `lodbrok.holding`: the verdicts the screening held, written beside the archive for review;
 - `lodbrok.retrain_state`: the archive cursor of the last attempt and of the last promotion.
 
 A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
@@ -17,7 +18,6 @@ active model's ETag: if another promotion won the race the fine-tune is redone f
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,8 +33,9 @@ from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
+from lodbrok.holding import hold_screened, hold_unknown_labels
 from lodbrok.intake import MessageResult, VerdictIntake
-from lodbrok.learning import LearningConfig, Proposal, Screener, propose
+from lodbrok.learning import LearningConfig, Screener, propose
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
@@ -45,8 +46,6 @@ from lodbrok.training import FinetuneConfig
 from lodbrok.verdict_memory import VerdictMemory
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
-SUSPECT_SOURCE_MIN_VERDICTS = 5  # a source is reported when at least this many of its verdicts were screened
-SUSPECT_SOURCE_HELD_SHARE = 0.5  # and more than this share of them was held
 
 
 class RetrainConflict(ModelStoreError):
@@ -198,7 +197,7 @@ class LearningLoop:
                 return outcome
             held_before = self.archive.held_archive_keys()
             records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
-            records, unknown_label = self._hold_unknown_labels(records, active.bundle.labels)
+            records, unknown_label = hold_unknown_labels(self.archive, records, active.bundle.labels)
             items = [record.verdict.to_labelled_item() for record in records]
             outcome = outcome.model_copy(update={"verdicts": len(items), "held": unknown_label})
             fingerprint = dataset_fingerprint(items)
@@ -229,7 +228,7 @@ class LearningLoop:
                 parent_version=active.bundle.version,
                 screener=self._screener_of(active),
             )
-            held, suspects = self._hold(records, proposal)
+            held, suspects = hold_screened(self.archive, records, proposal.screening.held)
             outcome = outcome.model_copy(update={"held": held + unknown_label, "suspect_sources": suspects})
             if proposal.candidate is None or proposal.decision is None:
                 if proposal.screening.learn:
@@ -316,47 +315,6 @@ class LearningLoop:
         )
         logger.warning("every pending verdict is held for review", extra=_log_fields(outcome))
         return outcome
-
-    def _hold_unknown_labels(
-        self, records: Sequence[ArchivedVerdict], labels: Sequence[str]
-    ) -> tuple[list[ArchivedVerdict], int]:
-        """Hold verdicts archived without the label check (the model was unreadable) whose label it lacks."""
-        known = [record for record in records if record.verdict.label in labels]
-        for record in records:
-            if record.verdict.label not in labels:
-                reason = f"label {record.verdict.label!r} is not a label of the model ({', '.join(labels)})"
-                key = self.archive.hold(record, reason, {"model_labels": list(labels)})
-                logger.warning("verdict held for review", extra={"key": key, "reason": reason})
-        unknown = len(records) - len(known)
-        if unknown:
-            metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=unknown)
-        return known, unknown
-
-    def _hold(self, records: Sequence[ArchivedVerdict], proposal: Proposal) -> tuple[int, list[str]]:
-        """Write the held verdicts beside the archive (before the cursor moves); report mostly-held sources."""
-        by_input = {canonical_key(record.verdict.input): record for record in records}
-        held_sources: Counter[str] = Counter()
-        for held in proposal.screening.held:
-            record = by_input[canonical_key(held.item.input)]
-            key = self.archive.hold(record, held.reason, held.evidence)
-            held_sources[record.verdict.source or "unknown"] += 1
-            logger.warning("verdict held for review", extra={"key": key, "reason": held.reason})
-        if not held_sources:
-            return 0, []
-        metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=sum(held_sources.values()))
-        screened = Counter(record.verdict.source or "unknown" for record in records)
-        suspects = sorted(
-            source
-            for source, count in held_sources.items()
-            if screened[source] >= SUSPECT_SOURCE_MIN_VERDICTS and count > SUSPECT_SOURCE_HELD_SHARE * screened[source]
-        )
-        if suspects:
-            metrics.add_metric(name="VerdictSourcesSuspect", unit=MetricUnit.Count, value=len(suspects))
-            logger.warning(
-                "most verdicts of these sources were held for review",
-                extra={"sources": {source: f"{held_sources[source]}/{screened[source]}" for source in suspects}},
-            )
-        return sum(held_sources.values()), suspects
 
     def _screener_of(self, active: ActiveBundle) -> Screener:
         """The active model's screener, built once per model version (intake and retraining share it)."""
