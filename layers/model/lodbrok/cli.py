@@ -300,8 +300,6 @@ def _versions(arguments: argparse.Namespace) -> int:
 
 
 def _rollback(arguments: argparse.Namespace) -> int:
-    from datetime import datetime
-
     from lodbrok.clock import utc_iso
 
     store = _store(arguments)
@@ -309,8 +307,7 @@ def _rollback(arguments: argparse.Namespace) -> int:
     print(f"restored version {arguments.to} as the active model (new version {ref.version_id})")
     memory = _verdict_memory(arguments)
     if memory is not None:
-        restored = next(version for version in store.versions() if version.version_id == arguments.to)
-        forgotten = memory.forget_since(utc_iso(datetime.fromisoformat(restored.stored_at)))
+        forgotten = memory.forget_since(utc_iso(store.stored_at(arguments.to)))
         print(f"cleared {forgotten} verdict memory entries decided after that version was stored")
     return 0
 

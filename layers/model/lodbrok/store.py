@@ -23,6 +23,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -162,6 +163,10 @@ class ModelStore:
             raise ModelStoreError(f"version {version_id} is already the active model")
         earlier = self.load(version_id)
         return self._put_active(earlier.bundle(), expected=current, action="rollback", restored_from=version_id)
+
+    def stored_at(self, version_id: str) -> datetime:
+        """When a version of the active key was stored (its S3 LastModified), from one HEAD request."""
+        return self._call("head_object", Bucket=self.bucket, Key=self.active_key, VersionId=version_id)["LastModified"]
 
     def versions(self) -> list[VersionInfo]:
         """Every version of the active key, newest first."""
