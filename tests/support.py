@@ -7,11 +7,15 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem
 from lodbrok.features import FeaturizerConfig
+
+if TYPE_CHECKING:
+    from conftest import Api, ApiResponse  # tests/integration/conftest.py
+
 
 TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -193,3 +197,38 @@ def recorded_aws_actions() -> Iterator[set[str]]:
         yield actions
     finally:
         session.events.unregister("before-parameter-build", record)
+
+
+# --- the predict function against moto (tests/integration) -----------------------------------------------------
+
+CACHE_TABLE = "lodbrok-predictions-test"
+CALL_LOG_TABLE = "lodbrok-calls-test"
+MEMORY_TABLE = "lodbrok-verdict-memory-test"
+
+
+def predict_texts(api: Api, texts: list[str], **options: Any) -> ApiResponse:
+    """POST /predict of `texts` (and any request options) through the handler."""
+    return api.call(load_event("predict_batch.json"), body={"texts": texts, **options})
+
+
+def verdicts_event(verdicts: list[Any]) -> dict[str, Any]:
+    """The POST /verdicts event with `verdicts` as its body."""
+    return {**load_event("verdicts_post.json"), "body": json.dumps({"verdicts": verdicts})}
+
+
+def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
+    """`response` is the API's one error body with this status and code; its `error` object."""
+    assert response.status == status, response.body
+    assert set(response.body) == {"error"}
+    assert set(response.error) == {"code", "message", "details"}
+    assert response.error["code"] == code
+    assert isinstance(response.error["message"], str) and response.error["message"]
+    assert isinstance(response.error["details"], list)
+    return response.error
+
+
+def cache_item_count() -> int:
+    """How many items the prediction cache table holds (moto)."""
+    import boto3
+
+    return boto3.client("dynamodb").scan(TableName=CACHE_TABLE, Select="COUNT")["Count"]

@@ -24,12 +24,9 @@ from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
-from support import emitted_metric_values
+from support import CACHE_TABLE, CALL_LOG_TABLE, MEMORY_TABLE, emitted_metric_values
 
 BUCKET = "lodbrok-models-test"
-CACHE_TABLE = "lodbrok-predictions-test"
-CALL_LOG_TABLE = "lodbrok-calls-test"
-MEMORY_TABLE = "lodbrok-verdict-memory-test"
 
 
 @dataclass
