@@ -10,6 +10,7 @@ import pytest
 from devstack.gateway import LambdaContext
 from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
+from lodbrok.observability import metrics
 from lodbrok.signing import BundleSigner
 from lodbrok.training import TrainingConfig, train_bundle
 
@@ -37,6 +38,14 @@ def fresh_aws_clients() -> Iterator[None]:
     aws_clients.client.cache_clear()
     yield
     aws_clients.client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_from_another_test() -> Iterator[None]:
+    """Metrics a test adds outside a handler (a direct `retrain()`) are not flushed by the next test's handler."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
 
 
 @pytest.fixture
