@@ -10,16 +10,20 @@ import pytest
 from devstack.gateway import LambdaContext
 from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
+from lodbrok.observability import metrics
 from lodbrok.signing import BundleSigner
 from lodbrok.training import TrainingConfig, train_bundle
-from support import TINY_FEATURIZER, make_tiny_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The shared helpers' asserts (support.assert_error) explain a failure as a test's own do; before any import of it.
+pytest.register_assert_rewrite("support")
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle() -> Bundle:
     """A real model trained in a few seconds on the synthetic dataset."""
+    from support import TINY_FEATURIZER, make_tiny_dataset
+
     return train_bundle(make_tiny_dataset(), TrainingConfig(featurizer=TINY_FEATURIZER, epochs=8)).bundle
 
 
@@ -34,6 +38,14 @@ def fresh_aws_clients() -> Iterator[None]:
     aws_clients.client.cache_clear()
     yield
     aws_clients.client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_from_another_test() -> Iterator[None]:
+    """Metrics a test adds outside a handler (a direct `retrain()`) are not flushed by the next test's handler."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
 
 
 @pytest.fixture

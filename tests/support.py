@@ -7,11 +7,18 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem
 from lodbrok.features import FeaturizerConfig
+
+if TYPE_CHECKING:
+    from conftest import Api, ApiResponse  # tests/integration/conftest.py
+
+    from lodbrok.retraining import LearningLoop
+    from lodbrok.store import ModelStore
+
 
 TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -193,3 +200,102 @@ def recorded_aws_actions() -> Iterator[set[str]]:
         yield actions
     finally:
         session.events.unregister("before-parameter-build", record)
+
+
+# --- the predict function against moto (tests/integration) -----------------------------------------------------
+
+CACHE_TABLE = "lodbrok-predictions-test"
+CALL_LOG_TABLE = "lodbrok-calls-test"
+MEMORY_TABLE = "lodbrok-verdict-memory-test"
+
+
+def predict_texts(api: Api, texts: list[str], **options: Any) -> ApiResponse:
+    """POST /predict of `texts` (and any request options) through the handler."""
+    return api.call(load_event("predict_batch.json"), body={"texts": texts, **options})
+
+
+def verdicts_event(verdicts: list[Any]) -> dict[str, Any]:
+    """The POST /verdicts event with `verdicts` as its body."""
+    return {**load_event("verdicts_post.json"), "body": json.dumps({"verdicts": verdicts})}
+
+
+def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
+    """`response` is the API's one error body with this status and code; its `error` object."""
+    assert response.status == status, response.body
+    assert set(response.body) == {"error"}
+    assert set(response.error) == {"code", "message", "details"}
+    assert response.error["code"] == code
+    assert isinstance(response.error["message"], str) and response.error["message"]
+    assert isinstance(response.error["details"], list)
+    return response.error
+
+
+def cache_item_count() -> int:
+    """How many items the prediction cache table holds (moto)."""
+    import boto3
+
+    return boto3.client("dynamodb").scan(TableName=CACHE_TABLE, Select="COUNT")["Count"]
+
+
+# --- the retrain function against moto (tests/integration) ----------------------------------------------------
+
+RETRAIN_BUCKET = "lodbrok-retrain-test"
+PROBE = "zorblax crypto airdrop for everyone who replies today"  # in no verdict and no training text
+# What events/retrain_sqs.json holds: the ids of its valid verdicts, and its messages that can never be valid.
+VALID_IDS = {"sms-1001", "sms-1002", "sms-1003", "sms-1004", "ticket-88"}
+INVALID_MESSAGES = {  # message id suffix -> what the quarantine reason must mention
+    "a05": "not JSON",
+    "a06": "unknown label 'phishing'",
+    "a07": "exactly one of `text` or `fields`",
+}
+
+
+def fresh_container() -> None:
+    """Forget the settings, clients and learning loop, as a new Lambda container would."""
+    from lodbrok import aws as aws_clients
+    from lodbrok.settings import get_settings
+    from retrain import app
+
+    get_settings.cache_clear()
+    aws_clients.client.cache_clear()
+    app.get_learning_loop.cache_clear()
+
+
+def learning_loop() -> LearningLoop:
+    """The retrain function's learning loop (the warm container's)."""
+    from retrain import app
+
+    return app.get_learning_loop()
+
+
+def archived_records(loop: LearningLoop) -> list[Any]:
+    """Every verdict in the archive, oldest first."""
+    from lodbrok.archive import ArchiveCursor
+
+    return loop.archive.read(loop.archive.pending(ArchiveCursor()).keys)
+
+
+def active_bundle(store: ModelStore) -> Bundle:
+    return store.load().bundle()
+
+
+def zorblax_verdicts(count: int, start: int = 0) -> list[dict[str, Any]]:
+    """Verdicts that teach a spam campaign the tiny model has never seen (the word "zorblax")."""
+    openers = ["hey", "psst", "good news", "friends", "attention", "today only", "hurry", "last call"]
+    return [
+        {
+            "id": f"zb-{start + index}",
+            "text": f"{openers[index % len(openers)]}: zorblax crypto airdrop, free tokens #{start + index}",
+            "label": "spam",
+            "source": "moderator-3",
+        }
+        for index in range(count)
+    ]
+
+
+def flipped_template_spam(count: int, source: str = "mallory") -> list[dict[str, Any]]:
+    """Obvious spam, worded like the model's trusted training data, labelled ham: a lie."""
+    spam = [item for item in make_tiny_dataset(size=4 * count, seed=99) if item.label == "spam"][:count]
+    return [
+        {"id": f"bad-{index}", "text": item.input, "label": "ham", "source": source} for index, item in enumerate(spam)
+    ]

@@ -1,4 +1,5 @@
-"""Fixtures for the predict API: moto-backed bucket, tables and queue, a published model, and an API driver.
+"""Fixtures for the predict API: moto-backed bucket, tables and queue, a published model, and an API driver;
+and for the retrain function: its bucket, tables and environment, and a driver of its handler.
 
 The bucket's versioning and the tables' keys and TTL attributes are read from template.yaml, so the tests
 run against the resource shapes `sam deploy` creates.
@@ -24,12 +25,10 @@ from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
-from support import emitted_metric_values
+from retrain import app as retrain_app
+from support import CACHE_TABLE, CALL_LOG_TABLE, MEMORY_TABLE, RETRAIN_BUCKET, emitted_metric_values, fresh_container
 
 BUCKET = "lodbrok-models-test"
-CACHE_TABLE = "lodbrok-predictions-test"
-CALL_LOG_TABLE = "lodbrok-calls-test"
-MEMORY_TABLE = "lodbrok-verdict-memory-test"
 
 
 @dataclass
@@ -275,3 +274,83 @@ def queued_messages(verdict_queue: str) -> Callable[[], list[str]]:
                 sqs.delete_message(QueueUrl=verdict_queue, ReceiptHandle=message["ReceiptHandle"])
 
     return receive
+
+
+# --- the retrain function -----------------------------------------------------------------------------------
+
+IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
+
+
+@pytest.fixture
+def retrain_env(signing_key: str, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Versioned model bucket, the template's idempotency table, and the function's environment."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=RETRAIN_BUCKET)
+    s3.put_bucket_versioning(Bucket=RETRAIN_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    create_table(Template(), "IdempotencyTable", IDEMPOTENCY_TABLE)
+    create_table(Template(), "VerdictMemoryTable", MEMORY_TABLE)
+    for name, value in {
+        "MODEL_BUCKET": RETRAIN_BUCKET,
+        "MODEL_NAME": "default",
+        "MODEL_SIGNING_KEY": signing_key,
+        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "VERDICT_MEMORY_TABLE": MEMORY_TABLE,
+        "VERDICT_QUEUE_URL": verdict_queue,
+        "MIN_VERDICTS_TO_TRAIN": "1",
+        "GATE_TOLERANCE": "0.01",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("VERDICT_ARCHIVE_PREFIX", "MODEL_VERSION", "POWERTOOLS_IDEMPOTENCY_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    fresh_container()
+    yield
+    fresh_container()
+
+
+@pytest.fixture
+def store(retrain_env: None, signer: BundleSigner) -> ModelStore:
+    """The retrain function's model store, in its environment."""
+    return ModelStore(RETRAIN_BUCKET, "default", signer=signer, s3=boto3.client("s3"))
+
+
+@pytest.fixture
+def base_ref(store: ModelStore, tiny_bundle: Bundle) -> ModelRef:
+    """The tiny model, published as the active model `v1`."""
+    return store.publish(tiny_bundle, expected=None)
+
+
+@pytest.fixture
+def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda event: retrain_app.lambda_handler(event, lambda_context)
+
+
+@pytest.fixture
+def send(verdict_queue: str) -> Callable[..., dict[str, Any]]:
+    """Send message bodies to the queue, receive them, and return the SQS event Lambda would deliver."""
+
+    def send_batch(*bodies: Any) -> dict[str, Any]:
+        sqs = boto3.client("sqs")
+        for body in bodies:
+            sqs.send_message(QueueUrl=verdict_queue, MessageBody=body if isinstance(body, str) else json.dumps(body))
+        messages: list[dict[str, Any]] = []
+        while len(messages) < len(bodies):
+            received = sqs.receive_message(QueueUrl=verdict_queue, MaxNumberOfMessages=10, AttributeNames=["All"])
+            messages.extend(received.get("Messages", []))
+        return {"Records": [_lambda_record(message, verdict_queue) for message in messages]}
+
+    return send_batch
+
+
+def _lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    name = queue_url.rsplit("/", 1)[-1]
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message["Attributes"],
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{name}",
+        "awsRegion": "us-east-1",
+    }

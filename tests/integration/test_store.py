@@ -16,6 +16,7 @@ from lodbrok.signing import BundleSigner, SignatureError
 from lodbrok.store import (
     BucketNotFound,
     ConcurrentUpdate,
+    ModelRef,
     ModelStore,
     ModelStoreError,
     NoActiveModel,
@@ -244,3 +245,23 @@ def test_store_accepts_versions_of_a_previous_key_after_rotation(store: ModelSto
     # And once the old key is no longer trusted, its versions are refused
     with pytest.raises(SignatureError):
         ModelStore(BUCKET, signer=BundleSigner(new_key), s3=store.s3).load(old.version_id).bundle()
+
+
+def test_store_rollback_restores_exact_bytes_and_lists_every_version(
+    base_ref: ModelRef, store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given a second version on top of the first
+    original = store.load(base_ref.version_id).data
+    second = store.publish(tiny_bundle.with_metadata(version="v2"), expected=base_ref, action="promote")
+
+    # When the operator rolls back to the first
+    restored = store.rollback(base_ref.version_id)
+
+    # Then the active object holds the earlier model byte for byte (but for its write stamp), as a new version
+    current = boto3.client("s3").get_object(Bucket=BUCKET, Key=store.active_key)["Body"].read()
+    assert same_model(current, original)
+    # And the history lists all three versions, newest first, with only the restore active
+    history = store.versions()
+    assert [info.version_id for info in history] == [restored.version_id, second.version_id, base_ref.version_id]
+    assert [info.is_active for info in history] == [True, False, False]
+    assert history[0].action == "rollback" and history[0].restored_from == base_ref.version_id

@@ -1,0 +1,35 @@
+"""Learning (lodbrok.learning): a candidate that only memorised its verdicts is rejected on the verdicts held out
+of each fine-tune.
+
+Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from lodbrok.store import ModelRef, ModelStore
+
+
+def test_retrain_rejects_verdicts_it_can_only_memorise(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given 24 made-up words with labels that follow no pattern (14 ham, 10 spam)
+    rng = random.Random(5)
+    words = ["".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(9)) for _ in range(24)]
+    labels = ["ham"] * 14 + ["spam"] * 10
+    rng.shuffle(labels)
+    verdicts = [
+        {"id": f"w-{index}", "text": word, "label": label}
+        for index, (word, label) in enumerate(zip(words, labels, strict=True))
+    ]
+
+    # When the function learns from them
+    invoke(send(verdicts[:12], verdicts[12:]))
+
+    # Then the candidate is rejected: on verdicts held out of each fine-tune it is no better than the active model
+    assert store.head() == base_ref
+    [candidate] = store.candidates()
+    assert "held-out-verdicts" in candidate.reason and "nothing was learned" in candidate.reason

@@ -1,0 +1,192 @@
+"""The learning loop (lodbrok.retraining): a batch learned, gated and promoted; the minimum batch, a lost
+promotion race and a failed promotion; the latest label per input.
+
+Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py (but for
+`latest_records`, a plain function, kept here with the rest of its module's tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lodbrok.bundle import Bundle
+from lodbrok.data import LabelledItem
+from lodbrok.predictor import Predictor
+from lodbrok.retrain_state import RetrainState
+from lodbrok.store import ModelRef, ModelStore
+from lodbrok.verdicts import Verdict
+from support import PROBE, active_bundle, fresh_container, learning_loop, load_event, zorblax_verdicts
+
+
+def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
+    base_ref: ModelRef, store: ModelStore, tiny_bundle: Bundle, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given an active model that has never seen the word "zorblax"
+    assert Predictor(tiny_bundle).predict([PROBE])[0].label == "ham"
+    event = send(*(zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4)))
+
+    # When verdicts teach that zorblax airdrop texts are spam
+    response = invoke(event)
+
+    # Then a new S3 version is active and classifies an unseen zorblax text as spam
+    assert response == {"batchItemFailures": []}
+    head = store.head()
+    assert head is not None and head.version_id != base_ref.version_id
+    promoted = active_bundle(store)
+    assert Predictor(promoted).predict([PROBE])[0].label == "spam"
+    # And its metadata names its parent (S3 version and label), the verdict count and the gate metrics
+    assert promoted.version == "v2"
+    assert promoted.metadata["parent_version"] == "v1"
+    assert promoted.metadata["parent_version_id"] == base_ref.version_id
+    assert promoted.metadata["verdict_count"] == 12
+    learning = promoted.metadata["learning"]
+    assert learning["held"] == 0, "a new campaign contradicts nothing the model knows well"
+    decision = learning["decision"]
+    assert decision["promote"] and decision["candidate_correct"] > decision["active_correct"]
+    assert [check["name"] for check in decision["checks"] if check["passed"]] == [
+        "gate-set",
+        "per-label",
+        "near-verdicts",
+        "held-out-verdicts",
+    ]
+    newest = store.versions()[0]
+    assert (newest.version_id, newest.action, newest.parent, newest.verdict_count) == (
+        head.version_id,
+        "promote",
+        "v1",
+        12,
+    )
+
+
+def test_retrain_waits_for_min_verdicts_across_batches(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: Any
+) -> None:
+    # Given MIN_VERDICTS_TO_TRAIN is 8
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "8")
+    fresh_container()
+
+    # When a first batch brings 5 verdicts
+    invoke(load_event("retrain_sqs.json"))
+
+    # Then they are archived and wait; nothing was trained
+    assert store.head() == base_ref
+    assert learning_loop().state.load() == (RetrainState(), None)
+
+    # When a second batch brings 3 more
+    invoke(send(zorblax_verdicts(3)))
+
+    # Then all 8 are learned together
+    promoted = active_bundle(store)
+    assert store.head() != base_ref
+    assert promoted.metadata["verdict_count"] == 8
+
+
+def test_retrain_race_retries_from_the_new_parent_and_loses_no_promotion(
+    base_ref: ModelRef,
+    store: ModelStore,
+    tiny_bundle: Bundle,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given another retrain promotes its model between our load and our publish
+    loop_store = learning_loop().store
+    real_publish = loop_store.publish
+    rivals: list[ModelRef] = []
+
+    def publish_after_a_rival(bundle: Bundle, *, expected: ModelRef | None, **kwargs: Any) -> ModelRef:
+        if not rivals:
+            rival = tiny_bundle.with_metadata(version="v2")
+            rivals.append(real_publish(rival, expected=loop_store.head(), action="promote", verdict_count=1))
+        return real_publish(bundle, expected=expected, **kwargs)
+
+    monkeypatch.setattr(loop_store, "publish", publish_after_a_rival)
+
+    # When our retrain runs
+    invoke(send(*(zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4))))
+
+    # Then our first publish lost (ConcurrentUpdate), the fine-tune was redone on the rival, and both promotions stand
+    [rival] = rivals
+    history = store.versions()
+    assert [info.label for info in history] == ["v3", "v2", "v1"]
+    assert history[1].version_id == rival.version_id
+    promoted = active_bundle(store)
+    assert promoted.metadata["parent_version_id"] == rival.version_id
+    assert promoted.metadata["parent_version"] == "v2"
+    assert promoted.metadata["learning"]["attempt"] == 2
+    assert Predictor(promoted).predict([PROBE])[0].label == "spam"
+    # And no published version was trained on the stale parent
+    parents = [store.load(info.version_id).bundle().metadata.get("parent_version_id") for info in history]
+    assert base_ref.version_id not in parents
+
+
+def test_retrain_s3_failure_during_promotion_keeps_active_model_and_verdicts_pending(
+    base_ref: ModelRef,
+    store: ModelStore,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    read_metrics: Any,
+) -> None:
+    # Given S3 fails when the new active model is written
+    s3 = learning_loop().store.s3
+    real_put = s3.put_object
+
+    def failing_put(**kwargs: Any) -> Any:
+        if kwargs["Key"] == store.active_key:
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": "We encountered an internal error"}}, "PutObject"
+            )
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(s3, "put_object", failing_put)
+    event = send(*(zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4)))
+    read_metrics()
+
+    # When a batch arrives and its retrain fails while promoting
+    response = invoke(event)
+
+    # Then the messages are still acknowledged (their verdicts are archived) and the failure is counted
+    assert response == {"batchItemFailures": []}
+    assert read_metrics()["RetrainFailed"] == 1
+    # And the active model is untouched and the verdicts stay pending
+    assert store.head() == base_ref and len(store.versions()) == 1
+    assert learning_loop().state.load() == (RetrainState(), None)
+
+    # When S3 recovers and the schedule runs
+    monkeypatch.setattr(s3, "put_object", real_put)
+    outcome = invoke(load_event("retrain_schedule.json"))
+
+    # Then the same verdicts are learned
+    assert outcome["status"] == "promoted" and outcome["verdicts"] == 12
+    assert active_bundle(store).metadata["parent_version_id"] == base_ref.version_id
+
+
+def test_latest_records_keep_the_newest_label_per_input() -> None:
+    # Given a verdict, an exact copy and a later correction of another input
+    from lodbrok.archive import ArchivedVerdict
+    from lodbrok.retraining import latest_records
+
+    def archived(verdict_id: str, text: str, label: str) -> ArchivedVerdict:
+        verdict = Verdict(id=verdict_id, text=text, label=label)
+        return ArchivedVerdict("k", verdict, verdict.fingerprint(), "m", None, "")
+
+    records = [
+        archived("1", "free tokens", "spam"),
+        archived("2", "see you at 8", "spam"),
+        archived("1", "free tokens", "spam"),
+        archived("2", "See you at 8 ", "ham"),
+    ]
+
+    # When the training set is built
+    items = [record.verdict.to_labelled_item() for record in latest_records(records)]
+
+    # Then each input appears once, with its latest label
+    assert items == [
+        LabelledItem("free tokens", "spam", item_id="1"),
+        LabelledItem("See you at 8 ", "ham", item_id="2"),
+    ]
