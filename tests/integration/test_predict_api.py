@@ -29,13 +29,19 @@ from predict import app as predict_app
 from support import CODE_ACTIONS, assert_error, load_event, predict_texts, recorded_aws_actions, verdicts_event
 
 if TYPE_CHECKING:
-    from conftest import Api
+    from conftest import Api, ApiResponse
 
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # The app silences this Powertools warning for routes without business metrics; pytest resets warning filters.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+HAM = "Are we still meeting for lunch at noon? I'll bring the bread"
+
+
+def predict(api: Api, body: dict[str, object]) -> ApiResponse:
+    return api.call(load_event("predict_batch.json"), body=body)
 
 
 # --- import hygiene --------------------------------------------------------------------------------------------
@@ -158,6 +164,14 @@ def test_predict_get_echo_input_and_skip_cache_from_query(api: Api, published_mo
     [prediction] = response.body["predictions"]
     assert prediction["from_cache"] is False
     assert prediction["input"] == text
+
+
+def test_predict_get_explains_from_the_query_string(api: Api, published_model: ModelRef) -> None:
+    event = load_event("predict_get.json")
+    text = event["queryStringParameters"]["text"]
+    response = api.call(event, query={"text": text, "explain": "true"})
+    assert response.status == 200, response.body
+    assert response.body["predictions"][0]["explanation"]["label"] == response.body["predictions"][0]["label"]
 
 
 def test_predict_bad_input_event_names_each_offending_item(api: Api, published_model: ModelRef) -> None:
@@ -490,6 +504,14 @@ def test_predict_get_bad_query_is_422(api: Api, published_model: ModelRef, query
     # Then 422 names the query parameter
     error = assert_error(response, 422, "validation_error")
     assert [(d["location"], d["field"]) for d in error["details"]] == [("query", field)]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_predict_bad_explain_value_is_a_validation_error(api: Api, published_model: ModelRef, value: object) -> None:
+    response = predict(api, {"texts": [HAM], "explain": value})
+    assert response.status == 422, response.body
+    assert response.error["code"] == "validation_error"
+    assert [detail["field"] for detail in response.error["details"]] == ["explain"]
 
 
 @pytest.mark.parametrize(

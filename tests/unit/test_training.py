@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lodbrok.bundle import Bundle, BundleError
+from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
 from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
 from lodbrok.network import NetworkConfig
@@ -46,18 +46,6 @@ def test_train_bundle_tiny_dataset_serves_with_parity(tiny_bundle: Bundle) -> No
     assert tiny_bundle.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
     assert predictor.predict(["WINNER!! claim your free holiday, call 09012345678"])[0].label == "spam"
     assert predictor.predict(["are we still on for dinner at 7pm?"])[0].label == "ham"
-
-
-def test_predictor_refuses_a_featurizer_wider_or_narrower_than_the_model(tiny_bundle: Bundle) -> None:
-    # Given a bundle whose featurizer makes rows of another width than model.tflite takes
-    mismatched = dataclasses.replace(
-        tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, max_tokens=TINY_FEATURIZER.max_tokens + 1)
-    )
-
-    # When it is loaded for serving
-    # Then it is refused at load, not on every request
-    with pytest.raises(BundleError, match="token ids"):
-        Predictor(Bundle.from_bytes(mismatched.to_bytes()))
 
 
 def test_train_bundle_gate_and_rehearsal_never_share_a_text(tiny_bundle: Bundle) -> None:
@@ -180,25 +168,6 @@ def test_train_bundle_stores_a_decision_rule_from_out_of_fold_scores(tiny_bundle
     assert decision["scores_from"] == "5-fold out-of-fold scores of the training split"
     assert decision["scored_items"] == tiny_bundle.metadata["training"]["train_size"]
     assert Predictor(tiny_bundle).decision is not None
-
-
-def test_predictor_applies_the_stored_threshold_to_unchanged_probabilities(tiny_bundle: Bundle) -> None:
-    # Given a text and its spam probability under the trained model
-    text = "free tickets for the station, reply YES"
-    probability = Predictor(tiny_bundle).predict([text])[0].probabilities["spam"]
-
-    def served_with(spam_threshold: float) -> Predictor:
-        thresholds = {"spam": spam_threshold, "ham": 1 - spam_threshold}
-        decision = {**tiny_bundle.metadata["decision"], "thresholds": thresholds}
-        return Predictor(Bundle.from_bytes(tiny_bundle.with_metadata(decision=decision).to_bytes()))
-
-    # When the stored threshold sits just below and just above that probability
-    below = served_with(probability * 0.999).predict([text])[0]
-    above = served_with(min(probability * 1.001, 0.999999)).predict([text])[0]
-
-    # Then the label follows the threshold while the probabilities stay the model's
-    assert (below.label, above.label) == ("spam", "ham")
-    assert below.probabilities == above.probabilities
 
 
 def test_bundle_from_before_decision_rules_still_loads_predicts_and_finetunes(tiny_bundle: Bundle) -> None:
