@@ -28,77 +28,71 @@ from support import same_model
 BUCKET = "lodbrok-models-test"
 
 
-@pytest.fixture
-def store(signer: BundleSigner) -> ModelStore:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    return ModelStore(BUCKET, signer=signer, s3=s3)
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_store_publish_first_model_then_head_and_load(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_publish_first_model_then_head_and_load(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given an empty bucket
-    assert store.head() is None
+    assert model_store.head() is None
     # When the first model is published
-    ref = store.publish(tiny_bundle, expected=None)
+    ref = model_store.publish(tiny_bundle, expected=None)
     # Then it is the active version and loads back intact
-    assert store.head() == ref
-    loaded = store.load()
+    assert model_store.head() == ref
+    loaded = model_store.load()
     assert loaded.ref == ref
     assert loaded.bundle().metadata["version"] == tiny_bundle.version
 
 
-def test_store_publish_with_stale_expectation_is_a_concurrent_update(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_publish_with_stale_expectation_is_a_concurrent_update(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
     # Given a writer that read version 1 while another writer published version 2
-    first = store.publish(tiny_bundle, expected=None)
-    store.publish(tiny_bundle.with_metadata(version="v2"), expected=first)
+    first = model_store.publish(tiny_bundle, expected=None)
+    model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=first)
     # When the first writer publishes based on what it read
     # Then the write is refused, and so is a second "first publish"
     with pytest.raises(ConcurrentUpdate):
-        store.publish(tiny_bundle.with_metadata(version="v3"), expected=first)
+        model_store.publish(tiny_bundle.with_metadata(version="v3"), expected=first)
     with pytest.raises(ConcurrentUpdate):
-        store.publish(tiny_bundle, expected=None)
-    assert [info.label for info in store.versions()] == ["v2", "v1"]
+        model_store.publish(tiny_bundle, expected=None)
+    assert [info.label for info in model_store.versions()] == ["v2", "v1"]
 
 
-def test_store_rollback_restores_exact_bytes_and_keeps_history(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_rollback_restores_exact_bytes_and_keeps_history(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given v1 and then v2 published
-    v1 = store.publish(tiny_bundle, expected=None)
-    v2 = store.publish(tiny_bundle.with_metadata(version="v2", parent_version="v1"), expected=v1)
-    original = store.load(v1.version_id).data
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    v2 = model_store.publish(tiny_bundle.with_metadata(version="v2", parent_version="v1"), expected=v1)
+    original = model_store.load(v1.version_id).data
     # When rolling back to v1
-    restored = store.rollback(v1.version_id)
+    restored = model_store.rollback(v1.version_id)
     # Then the active bundle is v1's model byte for byte (only the write stamp in the metadata differs),
     # history has all three, and the restore is recorded
-    assert same_model(store.load().data, original)
-    assert sha(store.load().data) != sha(original)
-    active = Bundle.from_bytes(store.load().data)
+    assert same_model(model_store.load().data, original)
+    assert sha(model_store.load().data) != sha(original)
+    active = Bundle.from_bytes(model_store.load().data)
     assert active.metadata["stored"]["action"] == "rollback"
     assert active.metadata["stored"]["restored_from"] == v1.version_id
-    versions = store.versions()
+    versions = model_store.versions()
     assert [info.version_id for info in versions] == [restored.version_id, v2.version_id, v1.version_id]
     assert versions[0].is_active and versions[0].action == "rollback"
     assert versions[0].restored_from == v1.version_id and versions[0].label == "v1"
-    assert store.next_label() == "v3"
+    assert model_store.next_label() == "v3"
 
 
-def test_store_publish_prepared_before_a_rollback_is_refused(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_publish_prepared_before_a_rollback_is_refused(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given a retrain that read v1, then v2 published and an operator rolling back to v1 (same model bytes)
-    v1 = store.publish(tiny_bundle, expected=None)
-    read_by_retrain = store.head()
-    v2 = store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1)
-    store.rollback(v1.version_id)
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    read_by_retrain = model_store.head()
+    v2 = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1)
+    model_store.rollback(v1.version_id)
 
     # When the retrain publishes on what it read
     # Then it is a conflict: the rollback was a new write with its own ETag, not v1's again (ABA)
-    assert read_by_retrain == v1 and store.head() not in (v1, v2)
+    assert read_by_retrain == v1 and model_store.head() not in (v1, v2)
     with pytest.raises(ConcurrentUpdate):
-        store.publish(tiny_bundle.with_metadata(version="v3"), expected=read_by_retrain)
-    assert store.versions()[0].action == "rollback"
+        model_store.publish(tiny_bundle.with_metadata(version="v3"), expected=read_by_retrain)
+    assert model_store.versions()[0].action == "rollback"
 
 
 def test_store_errors_are_explained(signer: BundleSigner, tiny_bundle: Bundle) -> None:
@@ -114,31 +108,31 @@ def test_store_errors_are_explained(signer: BundleSigner, tiny_bundle: Bundle) -
         ModelStore("plain-bucket", signer=signer, s3=s3).load()
 
 
-def test_store_unknown_version_and_rollback_to_active(store: ModelStore, tiny_bundle: Bundle) -> None:
-    ref = store.publish(tiny_bundle, expected=None)
+def test_store_unknown_version_and_rollback_to_active(model_store: ModelStore, tiny_bundle: Bundle) -> None:
+    ref = model_store.publish(tiny_bundle, expected=None)
     with pytest.raises(UnknownVersion):
-        store.load("not-a-version")
+        model_store.load("not-a-version")
     with pytest.raises(ModelStoreError, match="already the active"):
-        store.rollback(ref.version_id)
+        model_store.rollback(ref.version_id)
 
 
-def test_store_candidate_can_be_promoted_by_hand(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_candidate_can_be_promoted_by_hand(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given an active model and a rejected candidate
-    store.publish(tiny_bundle, expected=None)
-    key = store.save_candidate(tiny_bundle.with_metadata(version="v2"), "gate: accuracy dropped 0.05")
+    model_store.publish(tiny_bundle, expected=None)
+    key = model_store.save_candidate(tiny_bundle.with_metadata(version="v2"), "gate: accuracy dropped 0.05")
     # When an operator lists and promotes it
-    candidates = store.candidates()
-    ref = store.promote_candidate(key.rsplit("/", 1)[-1])
+    candidates = model_store.candidates()
+    ref = model_store.promote_candidate(key.rsplit("/", 1)[-1])
     # Then it is the active model, recorded as a manual promotion
     assert candidates[0].reason == "gate: accuracy dropped 0.05" and candidates[0].label == "v2"
-    assert store.head() == ref
-    assert store.versions()[0].action == "manual-promote"
+    assert model_store.head() == ref
+    assert model_store.versions()[0].action == "manual-promote"
     with pytest.raises(UnknownVersion):
-        store.promote_candidate("missing.lbk")
+        model_store.promote_candidate("missing.lbk")
 
 
 def test_cli_publish_versions_rollback(
-    store: ModelStore,
+    model_store: ModelStore,
     signing_key: str,
     tiny_bundle: Bundle,
     tmp_path: Path,
@@ -160,23 +154,23 @@ def test_cli_publish_versions_rollback(
     assert main(["rollback", "--to", versions[-1]["version_id"]]) == 0
     # Then labels were assigned in order and the rollback is the active version
     assert [version["label"] for version in versions] == ["v2", "v1"]
-    latest = store.versions()[0]
+    latest = model_store.versions()[0]
     assert latest.is_active and latest.restored_from == versions[-1]["version_id"]
     assert main(["rollback", "--to", "nope"]) == 2
     get_settings.cache_clear()
 
 
 def test_store_only_later_versions_can_expire_and_keep_exempts_one(
-    store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a seed, a promotion and a rollback to the seed
-    seed = store.publish(tiny_bundle, expected=None)
-    promoted = store.publish(tiny_bundle, expected=seed, action="promote")
-    restored = store.rollback(seed.version_id)
+    seed = model_store.publish(tiny_bundle, expected=None)
+    promoted = model_store.publish(tiny_bundle, expected=seed, action="promote")
+    restored = model_store.rollback(seed.version_id)
 
     # Then the seed version carries no expirable tag, every later write does (the lifecycle rule's filter)
-    assert store.is_kept(seed.version_id)
-    assert not store.is_kept(promoted.version_id) and not store.is_kept(restored.version_id)
+    assert model_store.is_kept(seed.version_id)
+    assert not model_store.is_kept(promoted.version_id) and not model_store.is_kept(restored.version_id)
 
     # When an operator keeps the promoted version (pinned with MODEL_VERSION), with the CLI
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
@@ -187,9 +181,9 @@ def test_store_only_later_versions_can_expire_and_keep_exempts_one(
         get_settings.cache_clear()
 
     # Then it can no longer expire either, and the model history is unchanged
-    assert store.is_kept(promoted.version_id)
+    assert model_store.is_kept(promoted.version_id)
     assert "lifecycle rule will never expire it" in capsys.readouterr().out
-    assert [version.version_id for version in store.versions()] == [
+    assert [version.version_id for version in model_store.versions()] == [
         restored.version_id,
         promoted.version_id,
         seed.version_id,
@@ -199,52 +193,58 @@ def test_store_only_later_versions_can_expire_and_keep_exempts_one(
 # --- signatures -------------------------------------------------------------------------------------------------
 
 
-def test_store_signs_each_write_and_verifies_each_read(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_signs_each_write_and_verifies_each_read(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given a published model
-    ref = store.publish(tiny_bundle, expected=None)
+    ref = model_store.publish(tiny_bundle, expected=None)
     # Then it reads back verified, and its S3 metadata names the KMS key that signed it
-    assert store.load().bundle().labels == tiny_bundle.labels
-    metadata = store.s3.head_object(Bucket=BUCKET, Key=store.active_key, VersionId=ref.version_id)["Metadata"]
-    assert metadata["signing-key"] == store.signer.key_id and metadata["signature"]
+    assert model_store.load().bundle().labels == tiny_bundle.labels
+    metadata = model_store.s3.head_object(Bucket=BUCKET, Key=model_store.active_key, VersionId=ref.version_id)[
+        "Metadata"
+    ]
+    assert metadata["signing-key"] == model_store.signer.key_id and metadata["signature"]
 
 
 @pytest.mark.parametrize("forgery", ["unsigned", "modified", "other key"])
-def test_store_refuses_bundles_a_trusted_key_did_not_sign(store: ModelStore, tiny_bundle: Bundle, forgery: str) -> None:
+def test_store_refuses_bundles_a_trusted_key_did_not_sign(
+    model_store: ModelStore, tiny_bundle: Bundle, forgery: str
+) -> None:
     # Given a published model, then an active version written around the store
-    store.publish(tiny_bundle, expected=None)
+    model_store.publish(tiny_bundle, expected=None)
     swapped = Bundle(**{**tiny_bundle.__dict__, "labels": list(reversed(tiny_bundle.labels))}).to_bytes()
-    signed = store.s3.head_object(Bucket=BUCKET, Key=store.active_key)["Metadata"]
+    signed = model_store.s3.head_object(Bucket=BUCKET, Key=model_store.active_key)["Metadata"]
     other_key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     body, metadata = {
         "unsigned": (swapped, {}),
         "modified": (swapped, signed),  # labels swapped, manifest rebuilt, the real model's signature kept
         "other key": (swapped, BundleSigner(other_key).sign(swapped)),
     }[forgery]
-    forged = store.s3.put_object(Bucket=BUCKET, Key=store.active_key, Body=body, Metadata=metadata)["VersionId"]
+    forged = model_store.s3.put_object(Bucket=BUCKET, Key=model_store.active_key, Body=body, Metadata=metadata)[
+        "VersionId"
+    ]
 
     # Then reading it raises SignatureError (a BundleError, which every loader refuses)
     with pytest.raises(SignatureError):
-        store.load().bundle()
+        model_store.load().bundle()
     # And once a signed model is published over it, a rollback cannot launder it into a freshly signed version
-    store.publish(tiny_bundle, expected=store.head())
+    model_store.publish(tiny_bundle, expected=model_store.head())
     with pytest.raises(SignatureError):
-        store.rollback(forged)
+        model_store.rollback(forged)
 
 
-def test_store_accepts_versions_of_a_previous_key_after_rotation(store: ModelStore, tiny_bundle: Bundle) -> None:
+def test_store_accepts_versions_of_a_previous_key_after_rotation(model_store: ModelStore, tiny_bundle: Bundle) -> None:
     # Given a model signed with the old key, then a rotation: a new signing key, the old one still trusted
-    old = store.publish(tiny_bundle, expected=None)
+    old = model_store.publish(tiny_bundle, expected=None)
     new_key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-    rotated = ModelStore(BUCKET, signer=BundleSigner(new_key, [store.signer.key_id]), s3=store.s3)
+    rotated = ModelStore(BUCKET, signer=BundleSigner(new_key, [model_store.signer.key_id]), s3=model_store.s3)
     # When the rotated store promotes a new version
     promoted = rotated.publish(tiny_bundle, expected=old, action="promote")
     # Then both versions verify under the rotated trust, and the new one is signed by the new key only
     assert rotated.load(old.version_id).bundle() and rotated.load(promoted.version_id).bundle()
     with pytest.raises(SignatureError):
-        store.load(promoted.version_id).bundle()
+        model_store.load(promoted.version_id).bundle()
     # And once the old key is no longer trusted, its versions are refused
     with pytest.raises(SignatureError):
-        ModelStore(BUCKET, signer=BundleSigner(new_key), s3=store.s3).load(old.version_id).bundle()
+        ModelStore(BUCKET, signer=BundleSigner(new_key), s3=model_store.s3).load(old.version_id).bundle()
 
 
 def test_store_rollback_restores_exact_bytes_and_lists_every_version(
@@ -258,7 +258,7 @@ def test_store_rollback_restores_exact_bytes_and_lists_every_version(
     restored = store.rollback(base_ref.version_id)
 
     # Then the active object holds the earlier model byte for byte (but for its write stamp), as a new version
-    current = boto3.client("s3").get_object(Bucket=BUCKET, Key=store.active_key)["Body"].read()
+    current = boto3.client("s3").get_object(Bucket=store.bucket, Key=store.active_key)["Body"].read()
     assert same_model(current, original)
     # And the history lists all three versions, newest first, with only the restore active
     history = store.versions()
