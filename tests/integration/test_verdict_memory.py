@@ -22,6 +22,7 @@ from support import (
     active_bundle,
     flipped_template_spam,
     fresh_container,
+    learning_loop,
     zorblax_verdicts,
 )
 from support import (
@@ -54,6 +55,26 @@ def test_verdict_memory_remembers_screened_verdicts_at_intake_and_never_held_one
     remembered = _remembered(*(verdict["text"] for verdict in campaign + lies))
     assert [remembered[verdict["text"]] for verdict in campaign] == ["spam"] * 3
     assert [remembered[verdict["text"]] for verdict in lies] == [None] * 5
+
+
+def test_verdict_memory_takes_a_held_verdict_once_a_reviewer_accepts_it(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, capsys: Any
+) -> None:
+    # Given lies that the retrain function held for review
+    from lodbrok.cli import main
+
+    lies = flipped_template_spam(3)
+    invoke(send(lies))
+    held = learning_loop().archive.held("held")
+    assert len(held) == 3
+    texts = [record["verdict"]["text"] for record in held]
+    # When a reviewer accepts one and rejects the others with the CLI
+    capsys.readouterr()
+    assert main(["held", "accept", held[0]["key"], "--bucket", BUCKET]) == 0
+    assert "answered from the verdict memory" in capsys.readouterr().out
+    assert main(["held", "reject", *(record["key"] for record in held[1:]), "--bucket", BUCKET]) == 0
+    # Then only the accepted one is answered from the memory, before any fine-tune
+    assert _remembered(*texts) == {texts[0]: held[0]["verdict"]["label"], texts[1]: None, texts[2]: None}
 
 
 def test_verdict_memory_later_verdict_replaces_and_promotion_forgets_what_the_model_learned(

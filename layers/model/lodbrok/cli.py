@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(held_list)
     held_list.set_defaults(handler=_held_list)
     for action, text in (
-        ("accept", "learn these verdicts after all (they are archived again as trusted)"),
+        ("accept", "learn these verdicts after all (archived again as trusted, and put in the verdict memory)"),
         ("reject", "never learn these verdicts"),
     ):
         review = held_commands.add_parser(action, help=text)
@@ -547,14 +547,19 @@ def _held_list(arguments: argparse.Namespace) -> int:
 
 def _held_review(arguments: argparse.Namespace) -> int:
     from lodbrok.archive import ReviewError
+    from lodbrok.verdicts import Verdict
 
     archive = _archive(arguments)
+    memory = _verdict_memory(arguments) if arguments.status == "accepted" else None
     for key in arguments.keys:
         try:
             record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)
         except ReviewError as error:
             raise CliError(str(error)) from error
         follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
+        # An accepted verdict answers its input at once, as one that was never held does after intake.
+        if memory is not None and memory.remember([Verdict.model_validate(record["verdict"])]):
+            follow_up += ", answered from the verdict memory"
         print(f"{arguments.status} {key}{follow_up}")
     return 0
 

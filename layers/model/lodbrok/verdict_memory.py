@@ -9,11 +9,12 @@ Item layout (table key `pk`, a string; TTL attribute `expires_at`):
     expires_at  N  epoch seconds: a safety net for entries no promoted model ever learns
 
 The retrain function writes an entry once a verdict is archived and passed the screening (a held verdict
-never enters), and deletes it when a promoted model answers that input with the verdict's label; `lodbrok
-rollback` deletes the entries written after the version it restores. The predict function reads entries
-in the same BatchGetItem call as the prediction cache, and an entry wins over a cached or computed answer.
-Exact inputs only: near-duplicates are the model's job. Best effort on both sides: a failing table is
-logged and counted (VerdictMemoryErrors), and predictions are answered by the model.
+enters only when a reviewer accepts it, through `lodbrok held accept`), and deletes it when a promoted model
+answers that input with the verdict's label; `lodbrok rollback` deletes the entries written after the version
+it restores. The predict function reads entries in the same BatchGetItem call as the prediction cache, and an
+entry wins over a cached or computed answer. Exact inputs only: near-duplicates are the model's job. Best
+effort on both sides: a failing table is logged and counted (VerdictMemoryErrors), and predictions are
+answered by the model.
 """
 
 from __future__ import annotations
