@@ -78,6 +78,9 @@ def test_store_rollback_restores_exact_bytes_and_keeps_history(model_store: Mode
     assert versions[0].is_active and versions[0].action == "rollback"
     assert versions[0].restored_from == v1.version_id and versions[0].label == "v1"
     assert model_store.next_label() == "v3"
+    # And once the lifecycle rule expired v2, the next label is still v3: a label is never given twice
+    model_store.s3.delete_object(Bucket=model_store.bucket, Key=model_store.active_key, VersionId=v2.version_id)
+    assert model_store.next_label() == "v3"
 
 
 def test_store_publish_prepared_before_a_rollback_is_refused(model_store: ModelStore, tiny_bundle: Bundle) -> None:

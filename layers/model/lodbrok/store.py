@@ -6,7 +6,9 @@ top (history kept). Writes are conditional on the ETag the writer last read (`If
 writers racing cannot silently overwrite each other's promotion. Every write stamps the bundle's
 metadata with a unique write id, so no two writes share an ETag: a rollback to v1 after v2 gets a new
 ETag, and a retrain that read v1 before v2 cannot publish over the rollback (ABA). A summary of each bundle's
-metadata rides along as S3 user metadata, so listing versions needs no bundle downloads.
+metadata rides along as S3 user metadata, so listing versions needs no bundle downloads; so does the highest
+version number written so far, so the next label (`vN`) takes one HEAD and is never given twice, even after
+the lifecycle rule expired the version that had it.
 
 Every object the store writes (active versions and candidates) is signed by its `BundleSigner`, and every
 bundle read back is verified before use (`StoredModel.bundle`), so a rollback or a manual promotion cannot
@@ -34,6 +36,7 @@ from lodbrok.clock import key_stamp, utc_iso
 from lodbrok.signing import BundleSigner, SigningNotConfigured
 
 EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
+HIGHEST_NUMBER = "highest-version-number"  # user metadata: the highest vN written to the active key so far
 
 
 class ModelStoreError(Exception):
@@ -183,9 +186,19 @@ class ModelStore:
         return infos
 
     def next_label(self) -> str:
-        """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks."""
+        """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks and expiries."""
+        return f"v{self._highest_number(self.head()) + 1}"
+
+    def _highest_number(self, active: ModelRef | None) -> int:
+        """The highest `vN` stored so far: carried in the active version's metadata by every write, so one HEAD
+        finds it even after the lifecycle rule expired that version; versions written before it are listed."""
+        if active is None:
+            return 0
+        head = self._call("head_object", Bucket=self.bucket, Key=self.active_key, VersionId=active.version_id)
+        if HIGHEST_NUMBER in head.get("Metadata", {}):
+            return int(head["Metadata"][HIGHEST_NUMBER])
         numbers = [number for info in self.versions() if (number := version_number(info.label)) is not None]
-        return f"v{max(numbers, default=0) + 1}"
+        return max(numbers, default=0)
 
     def save_candidate(self, bundle: Bundle, reason: str) -> str:
         """Keep a candidate that was not promoted, with why, for inspection or a manual promotion."""
@@ -269,6 +282,7 @@ class ModelStore:
             "stored-at": stored_at,
             "restored-from": restored_from,
             "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
+            HIGHEST_NUMBER: str(max(version_number(bundle.version) or 0, self._highest_number(expected))),
         }
         body = bundle.with_metadata(stored=write).to_bytes()
         arguments: dict[str, Any] = {
