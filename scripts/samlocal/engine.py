@@ -44,8 +44,14 @@ class Engine:
     dockerd: subprocess.Popen[bytes] | None = None  # the engine this process started, if it started one
 
     def stop(self) -> None:
-        """Stop the engine if this process started it; an engine that was already running is left alone."""
+        """Stop the engine if this process started it; an engine that was already running is left alone.
+
+        An engine started here serves only these runs, so what they left behind goes first: stopped containers
+        and untagged images (each `sam local` run and image rebuild leaves one; vfs keeps full copies of each).
+        """
         if self.dockerd is not None:
+            for leftovers in ("container", "image"):
+                subprocess.run(["docker", leftovers, "prune", "--force"], check=False, capture_output=True)
             stop_gracefully(self.dockerd)
 
 
