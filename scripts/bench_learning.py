@@ -7,7 +7,8 @@ Every fine-tune here goes through `lodbrok.learning.propose`, the path of the re
    file is absent): the demo model gets the comments of two videos as verdicts; spam F1 on the third
    video and on the SMS test split, and whether the gate promotes it. In the same run, the baselines a
    user would pick instead, retrained from scratch on the SMS training split plus the two videos: the same
-   network with its full recipe, and char_wb TF-IDF + LinearSVC (scikit-learn, a bench-only extra).
+   network with its full recipe, and char_wb and word+char TF-IDF + LinearSVC (scikit-learn, a bench-only
+   extra).
 2. Lies: 40 prize-spam texts labelled ham and 40 everyday chat texts labelled spam, as one batch.
 3. Forgetting: hold one spam family out of base training, send 50 of its messages as verdicts, and
    compare the rest of the family and the original test split before/after; then the same draws without
@@ -45,7 +46,7 @@ from devstack.gateway import LambdaContext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench_quality import DEFAULT_YOUTUBE, Contender, baseline_contenders, lodbrok_contender
+from bench_quality import DEFAULT_YOUTUBE, Contender, char_svc, lodbrok_contender, sklearn_contender, word_char_svc
 
 from lodbrok.bundle import Bundle
 from lodbrok.data import LabelledItem, deduplicate, items_from_jsonl, load_demo_dataset
@@ -130,9 +131,10 @@ def domain_shift(base: Bundle, path: Path) -> dict[str, Any]:
     base_predictor = Predictor(base)
     baselines: dict[str, Contender] = {
         "same network, retrained from scratch on SMS + the two videos": lodbrok_contender(TrainingConfig()),
-        "char_wb TF-IDF + LinearSVC, retrained on SMS + the two videos": baseline_contenders()[
-            "char_wb TF-IDF + LinearSVC, default threshold"
-        ],
+        "char_wb TF-IDF + LinearSVC, retrained on SMS + the two videos": sklearn_contender(char_svc, tuned=False),
+        "word+char TF-IDF + LinearSVC, retrained on SMS + the two videos": sklearn_contender(
+            word_char_svc, tuned=False
+        ),
     }
     sms_before = {name: round(_spam_f1(contender(sms_train), sms_test), 4) for name, contender in baselines.items()}
     rows = []

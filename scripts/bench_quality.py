@@ -109,22 +109,39 @@ def _as_probabilities(margins: np.ndarray) -> np.ndarray:
     return np.stack([1 - spam, spam], axis=1)
 
 
-def baseline_contenders() -> dict[str, Contender]:
+def char_svc() -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    def char_svc() -> Any:
-        return make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), LinearSVC())
+    return make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), LinearSVC())
 
-    def word_char_logreg() -> Any:
-        features = make_union(
-            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-        )
-        return make_pipeline(features, LogisticRegression(C=30, max_iter=2000))
 
+def word_char_logreg() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(_word_char_features(), LogisticRegression(C=30, max_iter=2000))
+
+
+def word_char_svc() -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    return make_pipeline(_word_char_features(), LinearSVC())
+
+
+def _word_char_features() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    return make_union(
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+    )
+
+
+def baseline_contenders() -> dict[str, Contender]:
     return {
         "char_wb TF-IDF + LinearSVC, default threshold": sklearn_contender(char_svc, tuned=False),
         "char_wb TF-IDF + LinearSVC, out-of-fold threshold": sklearn_contender(char_svc, tuned=True),
