@@ -125,14 +125,8 @@ class ModelStore:
 
     def head(self) -> ModelRef | None:
         """The current active version, with one cheap HEAD request; None if nothing was published."""
-        try:
-            response = self.s3.head_object(Bucket=self.bucket, Key=self.active_key)
-        except ClientError as error:
-            if aws.error_code(error) in {"404", "NoSuchKey", "NotFound"}:
-                self._raise_if_bucket_missing()
-                return None
-            raise self._translate(error) from error
-        return ModelRef(response.get("VersionId") or "null", response["ETag"])
+        response = self._head_active()
+        return None if response is None else ModelRef(response.get("VersionId") or "null", response["ETag"])
 
     def load(self, version_id: str | None = None) -> StoredModel:
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": self.active_key}
@@ -187,16 +181,26 @@ class ModelStore:
 
     def next_label(self) -> str:
         """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks and expiries."""
-        return f"v{self._highest_number(self.head()) + 1}"
+        return f"v{self._highest_number(self._head_active()) + 1}"
 
-    def _highest_number(self, active: ModelRef | None) -> int:
-        """The highest `vN` stored so far: carried in the active version's metadata by every write, so one HEAD
-        finds it even after the lifecycle rule expired that version; versions written before it are listed."""
-        if active is None:
+    def _head_active(self) -> dict[str, Any] | None:
+        """The HEAD response of the active version; None if nothing was published."""
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=self.active_key)
+        except ClientError as error:
+            if aws.error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+                self._raise_if_bucket_missing()
+                return None
+            raise self._translate(error) from error
+
+    def _highest_number(self, active_head: Mapping[str, Any] | None) -> int:
+        """The highest `vN` stored so far: carried in the active version's metadata by every write, so it is
+        there even after the lifecycle rule expired that version; versions written before it are listed."""
+        if active_head is None:
             return 0
-        head = self._call("head_object", Bucket=self.bucket, Key=self.active_key, VersionId=active.version_id)
-        if HIGHEST_NUMBER in head.get("Metadata", {}):
-            return int(head["Metadata"][HIGHEST_NUMBER])
+        metadata = active_head.get("Metadata", {})
+        if HIGHEST_NUMBER in metadata:
+            return int(metadata[HIGHEST_NUMBER])
         numbers = [number for info in self.versions() if (number := version_number(info.label)) is not None]
         return max(numbers, default=0)
 
@@ -275,6 +279,8 @@ class ModelStore:
     ) -> ModelRef:
         self.ensure_versioning()
         stored_at = utc_iso(precision="seconds")
+        # The write is conditional on `expected` being the active version, so the active HEAD is the one it replaces.
+        replaced = self._head_active() if expected is not None else None
         write = {"action": action, "at": stored_at, "id": uuid.uuid4().hex, "restored_from": restored_from or None}
         metadata = {
             **_summary_metadata(bundle),
@@ -282,7 +288,7 @@ class ModelStore:
             "stored-at": stored_at,
             "restored-from": restored_from,
             "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
-            HIGHEST_NUMBER: str(max(version_number(bundle.version) or 0, self._highest_number(expected))),
+            HIGHEST_NUMBER: str(max(version_number(bundle.version) or 0, self._highest_number(replaced))),
         }
         body = bundle.with_metadata(stored=write).to_bytes()
         arguments: dict[str, Any] = {
