@@ -44,6 +44,7 @@ from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
 from lodbrok.verdict_memory import VerdictMemory
+from lodbrok.verdicts import latest_per_input
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -142,7 +143,10 @@ class LearningLoop:
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
             logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
             return 0
-        verdicts = {canonical_key(verdict.input): verdict for verdict in self.intake.accepted}
+        verdicts = {
+            canonical_key(verdict.input): verdict
+            for verdict in latest_per_input(self.intake.accepted, lambda verdict: verdict)
+        }
         labelled = [
             verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
         ]
@@ -419,13 +423,9 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
 
 
 def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
-    """One record per input, in archive order; the latest verdict on an input wins (a correction)."""
-    latest: dict[str, ArchivedVerdict] = {}
-    for record in records:
-        key = canonical_key(record.verdict.input)
-        latest.pop(key, None)
-        latest[key] = record
-    return list(latest.values())
+    """One record per input, in archive order: the verdict received last wins (a correction), whichever of the
+    two was archived first."""
+    return latest_per_input(records, lambda record: record.verdict)
 
 
 def is_scheduled_event(event: Any) -> bool:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Annotated, Any, Self
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +25,9 @@ from lodbrok.items import LIMIT_KEYWORD, ItemId, ItemInput, Record, Text, input_
 
 MAX_LABEL_CHARS = 100
 MAX_VERDICTS_PER_MESSAGE = 100
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+T = TypeVar("T")
 
 Label = Annotated[
     str,
@@ -63,6 +67,28 @@ class Verdict(ItemInput):
 
     def to_labelled_item(self) -> LabelledItem:
         return LabelledItem(self.input, self.label, item_id=self.id)
+
+
+def latest_per_input(entries: Sequence[T], verdict_of: Callable[[T], Verdict]) -> list[T]:
+    """One entry per input: the one whose verdict was received last (`received_at`; the later position in
+    `entries` breaks ties), kept in the order of `entries`. Queues redeliver and delay messages, so arrival
+    order says nothing about which of two verdicts on an input is the correction."""
+    latest: dict[str, tuple[datetime, int]] = {}
+    for position, entry in enumerate(entries):
+        verdict = verdict_of(entry)
+        key, moment = canonical_key(verdict.input), _received(verdict)
+        if key not in latest or moment >= latest[key][0]:
+            latest[key] = (moment, position)
+    return [entries[position] for position in sorted(position for _, position in latest.values())]
+
+
+def _received(verdict: Verdict) -> datetime:
+    """When the verdict was received; a verdict without a readable stamp counts as older than any other."""
+    try:
+        moment = datetime.fromisoformat(verdict.received_at or "")
+    except ValueError:
+        return _NEVER
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class VerdictError(ValueError):
