@@ -68,16 +68,18 @@ def propose(
     parent_version: str | None = None,
     progress: Progress | None = None,
     screener: Screener | None = None,
+    screening: Screening | None = None,
 ) -> Proposal:
     """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
 
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
-    `Screener.of(parent)`, given by a caller that already built it.
+    `Screener.of(parent)`, given by a caller that already built it; `screening` is its screening of
+    `verdicts`, given by a caller that held more of them (`lodbrok.holding`).
     """
     started = time.perf_counter()
     screener = screener or Screener.of(parent)
     active, gate_items = screener.predictor, screener.gate_items
-    screening = screener.screen(verdicts, config.screening, reviewed=reviewed)
+    screening = screening or screener.screen(verdicts, config.screening, reviewed=reviewed)
     learn = screening.learn
     if len(learn) < MIN_VERDICTS_TO_LEARN:
         return Proposal(screening, seconds=time.perf_counter() - started)

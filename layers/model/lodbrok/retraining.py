@@ -18,6 +18,7 @@ active model's ETag: if another promotion won the race the fine-tune is redone f
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,13 +28,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from lodbrok import aws
-from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
+from lodbrok.archive import (
+    ArchiveCursor,
+    ArchivedVerdict,
+    PendingKeys,
+    VerdictArchive,
+    sender_digest,
+    unverified_sender,
+)
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
-from lodbrok.holding import hold_screened, hold_unknown_labels
+from lodbrok.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
 from lodbrok.intake import MessageResult, VerdictIntake
 from lodbrok.learning import LearningConfig, Screener, propose
 from lodbrok.observability import MetricUnit, logger, metrics
@@ -73,7 +81,7 @@ class RetrainOutcome(BaseModel):
     min_verdicts: int = 1
     verdicts: int = 0
     held: int = 0
-    suspect_sources: list[str] = []
+    suspect_sources: list[str] = []  # digests of the senders suspended by this retrain
     attempts: int = 0
     version: str | None = None
     version_id: str | None = None
@@ -140,18 +148,29 @@ class LearningLoop:
         try:
             active = self._active()
             screener = self._screener_of(active)
+            suspended = self.archive.suspended()
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
-            logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
+            logger.warning(
+                "the active model or the senders cannot be read; verdicts reach answers at the next promotion"
+            )
             return 0
         verdicts = {
             canonical_key(verdict.input): verdict
             for verdict in latest_per_input(self.intake.accepted, lambda verdict: verdict)
+            if verdict.label in active.bundle.labels
         }
-        labelled = [
-            verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
+        items = [verdict.to_labelled_item() for verdict in verdicts.values()]
+        screening = screener.screen(items, self.config.screening)
+        # The retrain will not learn a suspended or suspect sender's verdicts; the memory does not answer with them.
+        senders = {key: unverified_sender(verdict.source) for key, verdict in verdicts.items()}
+        held = Counter(senders[canonical_key(verdict.item.input)] for verdict in screening.held)
+        distrusted = set(suspect_senders(Counter(senders.values()), held))
+        learnable = [
+            verdicts[key]
+            for key in (canonical_key(item.input) for item in screening.learn)
+            if senders[key] not in distrusted and sender_digest(senders[key]) not in suspended
         ]
-        learnable = {canonical_key(item.input) for item in screener.screen(labelled, self.config.screening).learn}
-        remembered = self.memory.remember([verdicts[key] for key in verdicts if key in learnable])
+        remembered = self.memory.remember(learnable)
         metrics.add_metric(name="VerdictsRemembered", unit=MetricUnit.Count, value=remembered)
         return remembered
 
@@ -202,10 +221,12 @@ class LearningLoop:
             held_before = self.archive.held_archive_keys()
             records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
             records, unknown_label = hold_unknown_labels(self.archive, records, active.bundle.labels)
+            records, suspended = hold_suspended(self.archive, records)
+            held_unscreened = unknown_label + suspended
             items = [record.verdict.to_labelled_item() for record in records]
-            outcome = outcome.model_copy(update={"verdicts": len(items), "held": unknown_label})
+            outcome = outcome.model_copy(update={"verdicts": len(items), "held": held_unscreened})
             fingerprint = dataset_fingerprint(items)
-            if not items:  # all held: for a label the model lacks, or by an attempt that crashed before moving on
+            if not items:  # all held: a label the model lacks, a suspended sender, or an attempt that crashed
                 return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
             if len(items) < min_verdicts:
                 return outcome
@@ -223,17 +244,24 @@ class LearningLoop:
             considered = ArchiveCursor.merge(state.cursor, model_cursor).advance(pending.keys, settled)
             version = self.store.next_label()
             logger.info("screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(items)})
+            screener = self._screener_of(active)
+            reviewed = {canonical_key(record.verdict.input) for record in records if record.trusted}
+            held = hold_screened(
+                self.archive, records, screener.screen(items, self.config.screening, reviewed=reviewed)
+            )
+            outcome = outcome.model_copy(
+                update={"held": held.count + held_unscreened, "suspect_sources": held.suspects}
+            )
             proposal = propose(
                 active.bundle,
                 items,
                 self.config,
-                reviewed={canonical_key(record.verdict.input) for record in records if record.trusted},
+                reviewed=reviewed,
                 version=version,
                 parent_version=active.bundle.version,
-                screener=self._screener_of(active),
+                screener=screener,
+                screening=held.screening,
             )
-            held, suspects = hold_screened(self.archive, records, proposal.screening.held)
-            outcome = outcome.model_copy(update={"held": held + unknown_label, "suspect_sources": suspects})
             if proposal.candidate is None or proposal.decision is None:
                 if proposal.screening.learn:
                     logger.info("one verdict to learn: waiting for another, so that one can be held out")
@@ -248,7 +276,7 @@ class LearningLoop:
                 learning={
                     "mode": str(mode),
                     "verdict_count": learned,
-                    "held": held,
+                    "held": held.count,
                     "verdicts_fingerprint": fingerprint,
                     "first_key": pending.keys[0],
                     "last_key": pending.keys[-1],
