@@ -244,3 +244,22 @@ def test_latest_records_keep_the_newest_label_per_input() -> None:
         LabelledItem("free tokens", "spam", item_id="1"),
         LabelledItem("See you at 8 ", "ham", item_id="2"),
     ]
+
+
+def test_latest_records_a_verdict_stamped_in_the_future_never_outranks_a_later_correction() -> None:
+    # Given a producer's verdict stamped 9999-12-31, archived at 10:00, and a correction received at 10:05
+    from lodbrok.archive import ArchivedVerdict
+    from lodbrok.retraining import latest_records
+
+    forged = Verdict(id="1", text="free tokens", label="ham", received_at="9999-12-31T00:00:00.000Z")
+    correction = Verdict(id="1", text="free tokens", label="spam", received_at="2026-01-02T10:05:00.000Z")
+    records = [
+        ArchivedVerdict("k1", forged, forged.fingerprint(), "m1", None, "2026-01-02T10:00:00.000Z"),
+        ArchivedVerdict("k2", correction, correction.fingerprint(), "m2", None, "2026-01-02T10:05:01.000Z"),
+    ]
+
+    # When the training set is built
+    [latest] = latest_records(records)
+
+    # Then the correction wins: the forged stamp counts as no later than its archive time
+    assert latest.verdict.label == "spam"

@@ -452,8 +452,9 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
 
 def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
     """One record per input, in archive order: the verdict received last wins (a correction), whichever of the
-    two was archived first."""
-    return latest_per_input(records, lambda record: record.verdict)
+    two was archived first. A verdict cannot have been received after it was archived, so a stamp in the
+    future counts as its archive time and never outranks the corrections that follow it."""
+    return latest_per_input(records, lambda record: record.verdict, lambda record: record.archived_at)
 
 
 def is_scheduled_event(event: Any) -> bool:

@@ -69,25 +69,31 @@ class Verdict(ItemInput):
         return LabelledItem(self.input, self.label, item_id=self.id)
 
 
-def latest_per_input(entries: Sequence[T], verdict_of: Callable[[T], Verdict]) -> list[T]:
-    """One entry per input: the one whose verdict was received last (`received_at`; the later position in
-    `entries` breaks ties), kept in the order of `entries`. Queues redeliver and delay messages, so arrival
-    order says nothing about which of two verdicts on an input is the correction."""
+def latest_per_input(
+    entries: Sequence[T], verdict_of: Callable[[T], Verdict], not_after: Callable[[T], str | None] | None = None
+) -> list[T]:
+    """One entry per input: the one whose verdict was received last (`received_at`, capped at `not_after` of
+    the entry when given; the later position in `entries` breaks ties), kept in the order of `entries`.
+    Queues redeliver and delay messages, so arrival order says nothing about which of two verdicts on an
+    input is the correction."""
     latest: dict[str, tuple[datetime, int]] = {}
     for position, entry in enumerate(entries):
         verdict = verdict_of(entry)
-        key, moment = canonical_key(verdict.input), _received(verdict)
+        moment = received_instant(verdict.received_at)
+        if not_after is not None:
+            moment = min(moment, received_instant(not_after(entry), missing=moment))
+        key = canonical_key(verdict.input)
         if key not in latest or moment >= latest[key][0]:
             latest[key] = (moment, position)
     return [entries[position] for position in sorted(position for _, position in latest.values())]
 
 
-def _received(verdict: Verdict) -> datetime:
-    """When the verdict was received; a verdict without a readable stamp counts as older than any other."""
+def received_instant(stamp: str | None, *, missing: datetime = _NEVER) -> datetime:
+    """An ISO 8601 stamp as an aware UTC datetime; `missing` when absent or unreadable (older than any other)."""
     try:
-        moment = datetime.fromisoformat(verdict.received_at or "")
+        moment = datetime.fromisoformat(stamp or "")
     except ValueError:
-        return _NEVER
+        return missing
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
