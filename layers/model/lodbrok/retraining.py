@@ -8,12 +8,14 @@ It composes the parts, each in its own module:
 - `lodbrok.retrain_state`: the archive cursor of the last attempt and of the last promotion.
 
 A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
-the schedule, since the last promotion), leaves out the ones held for review, and keeps the latest label
-per input. Held verdicts are written under the archive's `held/` prefix before the cursor moves, so a
-crash never loses them. The candidate is promoted only if the gate passes; otherwise it is saved as a
-candidate with the reason and the active model is left alone. Promotion is a conditional write on the
-active model's ETag: if another promotion won the race the fine-tune is redone from the new parent
-(bounded attempts), so a candidate trained on a stale parent is never published.
+the schedule, since the last promotion), leaves out the ones held for review, and keeps per input the
+verdict received last. Suspended senders' verdicts are held before screening, and a sender the screening
+mostly holds is suspended with the rest of its batch (`lodbrok.holding`). Held verdicts are written
+under the archive's `held/` prefix before the cursor moves, so a crash never loses them. The candidate
+is promoted only if the gate passes; otherwise it is saved as a candidate with the reason and the
+active model is left alone. Promotion is a conditional write on the active model's ETag: if another
+promotion won the race the fine-tune is redone from the new parent (bounded attempts), so a candidate
+trained on a stale parent is never published.
 """
 
 from __future__ import annotations
