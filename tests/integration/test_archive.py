@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lodbrok import archive as archive_module
+from lodbrok import aws as aws_clients
 from lodbrok.archive import ArchiveCursor, ReviewError, VerdictArchive
 from lodbrok.cli import main
 from lodbrok.retrain_state import Mode
@@ -122,17 +123,18 @@ def test_review_race_between_accept_and_reject_has_one_winner_and_a_clear_messag
     # Given a held verdict, and a rival reviewer who rejects it between this reviewer's read and write
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     key = _held_verdict(VerdictArchive(BUCKET, s3=boto3.client("s3")))
-    real_read = VerdictArchive._read_held
+    reviewer_s3 = aws_clients.client("s3")  # the client the CLI uses
+    real_get = reviewer_s3.get_object
     rivals: list[str] = []
 
-    def read_then_rival_rejects(self: VerdictArchive, held_key: str) -> tuple[dict[str, Any], str]:
-        read = real_read(self, held_key)
-        if not rivals:
+    def get_then_rival_rejects(**kwargs: Any) -> Any:
+        response = real_get(**kwargs)
+        if kwargs["Key"] == key and not rivals:
             rivals.append("bo")
-            VerdictArchive(BUCKET, s3=boto3.client("s3")).review(held_key, "rejected", reviewer="bo")
-        return read
+            VerdictArchive(BUCKET, s3=boto3.client("s3")).review(key, "rejected", reviewer="bo")
+        return response
 
-    monkeypatch.setattr(VerdictArchive, "_read_held", read_then_rival_rejects)
+    monkeypatch.setattr(reviewer_s3, "get_object", get_then_rival_rejects)
 
     # When this reviewer accepts it with the CLI
     code = main(["held", "accept", key, "--bucket", BUCKET, "--reviewer", "ana"])
