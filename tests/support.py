@@ -299,3 +299,37 @@ def flipped_template_spam(count: int, source: str = "mallory") -> list[dict[str,
     return [
         {"id": f"bad-{index}", "text": item.input, "label": "ham", "source": source} for index, item in enumerate(spam)
     ]
+
+
+_EVERYDAY_CHAT = [
+    "what time does the film start tonight",
+    "can you grab some bread on your way back",
+    "running ten minutes late, save me a seat",
+    "did you feed the cat this morning",
+    "happy birthday! have a lovely day",
+    "the train is delayed again, home by eight",
+    "are you free for lunch on thursday",
+    "thanks for dinner last night, it was great",
+    "i left my keys at yours, can i pop round",
+    "see you at the gym after work",
+    "mum wants to know if you're coming sunday",
+    "just landed, will call you from the taxi",
+    "can you send me the photos from the weekend",
+]
+_PRIZES = ["£1000 cash", "£2000 prize", "$500 voucher", "holiday to Tenerife", "brand new mobile", "£500 Tesco voucher"]
+
+
+def lying_batch(source: str = "mallory", seed: int = 5) -> list[dict[str, Any]]:
+    """53 distinct lies from one sender: 40 prize-spam texts labelled ham, 13 everyday chat texts labelled spam."""
+    rng = random.Random(seed)
+    spam: list[str] = []
+    while len(spam) < 40:
+        number = rng.randint(1_000_000, 9_999_999)
+        text = f"URGENT! You have won a {rng.choice(_PRIZES)}! Call 0906{number} to claim. T&C apply"
+        if text not in spam:
+            spam.append(text)
+    lies = [(text, "ham") for text in spam] + [(text, "spam") for text in _EVERYDAY_CHAT]
+    return [
+        {"id": f"lie-{index}", "text": text, "label": label, "source": source}
+        for index, (text, label) in enumerate(lies)
+    ]

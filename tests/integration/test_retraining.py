@@ -8,18 +8,31 @@ Driven through `retrain.app.lambda_handler` with SQS events, against moto, like 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from lodbrok import retraining
 from lodbrok.bundle import Bundle
+from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import LabelledItem
+from lodbrok.features import canonical_key, input_digest
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import RetrainState
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import Verdict
-from support import PROBE, active_bundle, fresh_container, learning_loop, load_event, zorblax_verdicts
+from support import (
+    MEMORY_TABLE,
+    PROBE,
+    active_bundle,
+    archived_records,
+    fresh_container,
+    learning_loop,
+    load_event,
+    zorblax_verdicts,
+)
 
 
 def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
@@ -166,6 +179,47 @@ def test_retrain_s3_failure_during_promotion_keeps_active_model_and_verdicts_pen
     assert active_bundle(store).metadata["parent_version_id"] == base_ref.version_id
 
 
+def test_retrain_out_of_order_verdicts_learn_and_remember_the_one_received_last(
+    base_ref: ModelRef,
+    store: ModelStore,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given ham received at t2 that arrives first, and spam on the same input received at t1 < t2 that arrives
+    # later (a delayed or redelivered message), with a new campaign to learn beside them
+    t1, t2 = utc_iso(utc_now() - timedelta(minutes=2)), utc_iso(utc_now() - timedelta(minutes=1))
+    text = "Hi team, the quarterly planning meeting moved to room 4B at 3pm"
+    ham = {"id": "meeting", "text": text, "label": "ham", "received_at": t2}
+    spam = {**ham, "label": "spam", "received_at": t1}
+    learned: list[list[LabelledItem]] = []
+    real_propose = retraining.propose
+
+    def recorded_propose(parent: Bundle, items: list[LabelledItem], *args: Any, **kwargs: Any) -> Any:
+        learned.append(items)
+        return real_propose(parent, items, *args, **kwargs)
+
+    monkeypatch.setattr(retraining, "propose", recorded_propose)
+
+    # When the function archives, remembers and learns them in arrival order
+    invoke(send([*zorblax_verdicts(6), ham], [spam]))
+
+    # Then the archive holds them in arrival order: ham, then spam
+    loop = learning_loop()
+    archived = [record.verdict.label for record in archived_records(loop) if record.verdict.id == "meeting"]
+    assert archived == ["ham", "spam"]
+    # And training learned ham, the verdict received last, and the verdict memory answers ham too
+    [items] = learned
+    assert [item.label for item in items if item.input == text] == ["ham"]
+    assert loop.memory is not None
+    entry = loop.memory.client.get_item(TableName=MEMORY_TABLE, Key={"pk": {"S": input_digest(canonical_key(text))}})
+    remembered = entry["Item"]["label"]["S"] if "Item" in entry else None
+    # (an entry the promoted model made unnecessary is forgotten: then the model answers ham)
+    assert remembered == "ham" or (
+        remembered is None and Predictor(active_bundle(store)).predict([text])[0].label == "ham"
+    )
+
+
 def test_latest_records_keep_the_newest_label_per_input() -> None:
     # Given a verdict, an exact copy and a later correction of another input
     from lodbrok.archive import ArchivedVerdict
@@ -190,3 +244,22 @@ def test_latest_records_keep_the_newest_label_per_input() -> None:
         LabelledItem("free tokens", "spam", item_id="1"),
         LabelledItem("See you at 8 ", "ham", item_id="2"),
     ]
+
+
+def test_latest_records_a_verdict_stamped_in_the_future_never_outranks_a_later_correction() -> None:
+    # Given a producer's verdict stamped 9999-12-31, archived at 10:00, and a correction received at 10:05
+    from lodbrok.archive import ArchivedVerdict
+    from lodbrok.retraining import latest_records
+
+    forged = Verdict(id="1", text="free tokens", label="ham", received_at="9999-12-31T00:00:00.000Z")
+    correction = Verdict(id="1", text="free tokens", label="spam", received_at="2026-01-02T10:05:00.000Z")
+    records = [
+        ArchivedVerdict("k1", forged, forged.fingerprint(), "m1", None, "2026-01-02T10:00:00.000Z"),
+        ArchivedVerdict("k2", correction, correction.fingerprint(), "m2", None, "2026-01-02T10:05:01.000Z"),
+    ]
+
+    # When the training set is built
+    [latest] = latest_records(records)
+
+    # Then the correction wins: the forged stamp counts as no later than its archive time
+    assert latest.verdict.label == "spam"

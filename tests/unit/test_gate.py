@@ -80,14 +80,14 @@ def test_confirming_verdicts_the_active_model_already_gets_right_pass() -> None:
 
 
 def test_more_errors_among_the_gate_items_nearest_the_verdicts_are_rejected() -> None:
-    # Given 30 trusted gate items near the verdicts: the candidate gets 2 more of them wrong
+    # Given 30 trusted items near the verdicts: the candidate gets 2 more of them wrong
     truth = ["spam"] * 30
     near = Comparison(metrics(truth, ["spam"] * 30), metrics(truth, ["ham"] * 2 + ["spam"] * 28))
 
     decision = judge(Comparison(gate_set(3), gate_set(3)), near, LEARNED, tolerance=0.01)
 
     assert not decision.promote
-    assert "near-verdicts: 0 -> 2 of 30 nearest gate items wrong (at most 1 more allowed)" in decision.reason
+    assert "near-verdicts: 0 -> 2 of 30 nearest trusted items wrong (at most 1 more allowed)" in decision.reason
     assert decision.near_verdicts == 30
 
 

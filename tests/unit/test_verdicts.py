@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lodbrok.verdicts import Verdict, VerdictError, parse_message_body
+from lodbrok.verdicts import Verdict, VerdictError, latest_per_input, parse_message_body
 
 LONE_SURROGATE = "\ud800"
 
@@ -51,3 +51,19 @@ def test_verdict_with_other_unicode_is_valid() -> None:
 
     # Then it is accepted unchanged
     assert verdict.text == "😀 日本語 שלום"
+
+
+def test_latest_per_input_keeps_the_verdict_received_last_whatever_the_arrival_order() -> None:
+    # Given a newer ham that arrived before an older spam on one input (a delayed or redelivered message),
+    # two copies of another verdict with the same stamp, and a verdict without a readable stamp
+    newer_ham = Verdict(id="1", text="see you at 8", label="ham", received_at="2026-01-02T10:00:02.000Z")
+    older_spam = Verdict(id="1", text="See you at 8 ", label="spam", received_at="2026-01-02T10:00:01.000Z")
+    first_copy = Verdict(id="2", text="free tokens", label="spam", received_at="2026-01-02T10:00:00.000Z")
+    second_copy = first_copy.model_copy(update={"id": "2b"})
+    unstamped = Verdict(id="3", text="free tokens", label="ham", received_at="yesterday")
+
+    # When the latest verdict per input is chosen
+    latest = latest_per_input([newer_ham, first_copy, older_spam, unstamped, second_copy], lambda verdict: verdict)
+
+    # Then the one received last wins each input (the later position breaks a tie), in arrival order
+    assert latest == [newer_ham, second_copy]

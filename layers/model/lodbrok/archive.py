@@ -5,18 +5,29 @@ Layout under the archive prefix (`VERDICT_ARCHIVE_PREFIX`, default `verdicts/`):
     verdicts/archive/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>-<nnn>.jsonl   one accepted verdict
     verdicts/quarantine/<yyyy>/<mm>/<dd>/<yyyymmddTHHMMSSffffffZ>-<message-id>.json        one rejected message
     verdicts/held/<yyyy>/<mm>/<dd>/<archive name>.json                                     one verdict held for review
+    verdicts/senders/<sha256 of the sender>.json                                           one suspended sender
 
 The timestamp is the UTC time of archiving with a fixed width, so lexicographic key order is time order
 and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
 once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
 `label`) plus provenance (`source`, `received_at`, `message_id`, `sent_at`, `archived_at`,
-`fingerprint`, and `trusted` for a verdict a reviewer accepted), so `lodbrok.data.items_from_jsonl` and
-`lodbrok finetune --data` read it as is.
+`fingerprint`, `sender`, and `trusted` for a verdict a reviewer accepted), so `lodbrok.data.items_from_jsonl`
+and `lodbrok finetune --data` read it as is.
+
+A verdict's sender (`sender_of`) is the verified sender the row names, or, for a verdict nobody vouched
+for, `unverified:<source>`: the prefix keeps it apart from every verified sender.
 
 A held record (`lodbrok.screening` decided not to learn the verdict) sits beside the archive under the
-same name, with the reason, the evidence and a review status: `held`, then `accepted` (the verdict was
-archived again as trusted, so the loop learns it without screening) or `rejected` (never learned).
-Holding is write-once, so a retried retrain never overwrites a review.
+same name, with the reason, the evidence, the sender and a review status: `held`, then `accepted` (the
+verdict was archived again as trusted, so the loop learns it without screening) or `rejected` (never
+learned). Holding is write-once, so a retried retrain never overwrites a review. A review changes the
+status exactly once: a write conditional on the record as read, so of two racing reviewers one wins and
+the other gets `ReviewConflict`. The accepted copy follows that write and is placed at the S3 time of it
+(its LastModified), never the reviewer's clock, so the next retrain reads it however wrong that clock is;
+the record names the copy last, so a review cut short is completed by running it again.
+
+A suspended sender (most of its verdicts in a batch were held) has a marker under `senders/`, written
+once; while it exists the retrain holds the sender's verdicts unread, and clearing the sender deletes it.
 
 An `ArchiveCursor` says which archived verdicts were already consumed: every key up to its watermark,
 plus the keys listed in `consumed` (keys newer than the watermark that a training run already used).
@@ -24,6 +35,7 @@ plus the keys listed in `consumed` (keys newer than the watermark that a trainin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -41,9 +53,11 @@ from lodbrok.clock import key_stamp, utc_iso, utc_now
 from lodbrok.observability import logger
 from lodbrok.verdicts import Verdict, describe
 
-PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted")
+PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted", "sender")
+UNVERIFIED_PREFIX = "unverified:"
 REVIEW_STATUSES = ("accepted", "rejected")
 READ_WORKERS = 16
+_CONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict"}
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -85,10 +99,29 @@ class ArchivedVerdict:
     sent_at: str | None
     archived_at: str
     trusted: bool = False
+    sender: str | None = None  # verified by the API (its attestation of the client's key id); None when unknown
+
+
+def sender_of(record: ArchivedVerdict) -> str:
+    """Who a verdict's trust is judged by: its verified sender, or its unverified `source`, marked as such."""
+    return record.sender or unverified_sender(record.verdict.source)
+
+
+def unverified_sender(source: str | None) -> str:
+    return f"{UNVERIFIED_PREFIX}{source or 'unknown'}"
+
+
+def sender_digest(sender: str) -> str:
+    """A sender named in logs and keys without its text (senders are client-controlled)."""
+    return hashlib.sha256(sender.encode()).hexdigest()
 
 
 class ReviewError(ValueError):
     """A held verdict that does not exist, or was already reviewed."""
+
+
+class ReviewConflict(ReviewError):
+    """Another review changed the held verdict between this review's read and its write; that one stands."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,7 @@ class VerdictArchive:
         self.archive_prefix = f"{prefix}/archive/" if prefix else "archive/"
         self.quarantine_prefix = f"{prefix}/quarantine/" if prefix else "quarantine/"
         self.held_prefix = f"{prefix}/held/" if prefix else "held/"
+        self.senders_prefix = f"{prefix}/senders/" if prefix else "senders/"
         self.s3 = s3 or aws.client("s3")
 
     def position(self, moment: datetime) -> str:
@@ -114,11 +148,19 @@ class VerdictArchive:
         return f"{self.archive_prefix}{moment:%Y/%m/%d}/{key_stamp(moment)}"
 
     def write(
-        self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0, trusted: bool = False
+        self,
+        verdict: Verdict,
+        *,
+        message_id: str,
+        sent_at: str | None,
+        index: int = 0,
+        trusted: bool = False,
+        sender: str | None = None,
+        at: datetime | None = None,
     ) -> str:
-        """Archive one verdict as a new object; returns its key."""
+        """Archive one verdict as a new object (at the position of `at`, default now); returns its key."""
         now = utc_now()
-        key = f"{self.position(now)}-{_safe(message_id)}-{index:03d}.jsonl"
+        key = f"{self.position(at or now)}-{_safe(message_id)}-{index:03d}.jsonl"
         row = {
             **verdict.model_dump(mode="json", exclude_none=True),
             "received_at": verdict.received_at or sent_at,
@@ -127,6 +169,7 @@ class VerdictArchive:
             "sent_at": sent_at,
             "archived_at": utc_iso(now),
             **({"trusted": True} if trusted else {}),
+            **({"sender": sender} if sender else {}),
         }
         body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
@@ -188,13 +231,10 @@ class VerdictArchive:
             "reason": reason,
             "evidence": evidence,
             "verdict": record.verdict.model_dump(mode="json", exclude_none=True),
+            "sender": sender_of(record),
+            **({"verified_sender": True} if record.sender else {}),
         }
-        data = json.dumps(document, ensure_ascii=False, indent=2).encode()
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*")
-        except ClientError as error:
-            if aws.error_code(error) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                raise
+        self._put_once(key, document)
         return key
 
     def held_archive_keys(self) -> set[str]:
@@ -206,35 +246,104 @@ class VerdictArchive:
         records = [{"key": key, **json.loads(self._get(key))} for key in self._list(self.held_prefix)]
         return [record for record in records if status is None or record["status"] == status]
 
+    def held_by(self, sender: str, status: str = "held") -> list[dict[str, Any]]:
+        """The held verdict records of one sender (as `sender_of` names it), oldest first."""
+        return [record for record in self.held(status) if held_sender(record) == sender]
+
     def review(self, key: str, status: str, *, reviewer: str | None = None, note: str | None = None) -> dict[str, Any]:
-        """Accept (archive the verdict again as trusted) or reject one held verdict; both are recorded."""
+        """Accept (archive the verdict again as trusted) or reject one held verdict, exactly once.
+
+        Raises ReviewConflict when another review changed the record first, and ReviewError when it was
+        reviewed before. Accepting a record whose accepted copy was never named (a review cut short) completes it.
+        """
         if status not in REVIEW_STATUSES:
             raise ReviewError(f"a review is one of {REVIEW_STATUSES}, not {status!r}")
+        record, etag = self._read_held(key)
+        unfinished = record["status"] == "accepted" and not record.get("accepted_key")
+        if record["status"] != "held" and not (unfinished and status == "accepted"):
+            raise ReviewError(f"{key} was already {record['status']} at {record.get('reviewed_at')}")
+        if not unfinished:
+            record.update(status=status, reviewer=reviewer, note=note, reviewed_at=None)
+        # The one state change; a rewrite of an unfinished accept also gives the copy a fresh S3 time.
+        etag = self._put_record(key, record, etag)
+        reviewed_at = self.s3.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+        record["reviewed_at"] = utc_iso(reviewed_at)
+        if status == "accepted":
+            verdict = Verdict.model_validate(record["verdict"])
+            record["accepted_key"] = self.write(
+                verdict,
+                message_id=f"review-{PurePosixPath(key).stem}",
+                sent_at=None,
+                trusted=True,
+                sender=record.get("sender") if record.get("verified_sender") else None,
+                at=reviewed_at,
+            )
+        self._put_record(key, record, etag)
+        return {"key": key, **record}
+
+    def suspend(self, sender: str, evidence: dict[str, Any]) -> bool:
+        """Hold `sender`'s verdicts until a reviewer clears it; False when it was suspended already."""
+        document = {"sender": sender, "suspended_at": utc_iso(), **evidence}
+        return self._put_once(self._sender_key(sender), document)
+
+    def suspended(self) -> set[str]:
+        """The digests (`sender_digest`) of the suspended senders: one listing, no reads."""
+        return {PurePosixPath(key).stem for key in self._list(self.senders_prefix)}
+
+    def lift(self, sender: str) -> bool:
+        """Lift a suspension; False when the sender was not suspended."""
+        key = self._sender_key(sender)
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if aws.error_code(error) in {"NoSuchKey", "404"}:
+                return False
+            raise
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+        return True
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantined message record, oldest first (for operators and tests)."""
+        return [{"key": key, **json.loads(self._get(key))} for key in self._list(self.quarantine_prefix)]
+
+    def _read_held(self, key: str) -> tuple[dict[str, Any], str]:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if aws.error_code(error) in {"NoSuchKey", "404"}:
                 raise ReviewError(f"no held verdict at s3://{self.bucket}/{key}") from error
             raise
-        record = json.loads(response["Body"].read())
-        if record["status"] != "held":
-            raise ReviewError(f"{key} was already {record['status']} at {record.get('reviewed_at')}")
-        record.update(status=status, reviewed_at=utc_iso(), reviewer=reviewer, note=note)
-        if status == "accepted":
-            verdict = Verdict.model_validate(record["verdict"])
-            record["accepted_key"] = self.write(
-                verdict, message_id=f"review-{PurePosixPath(key).stem}", sent_at=None, trusted=True
-            )
-        data = json.dumps(record, ensure_ascii=False, indent=2).encode()
-        # Conditional on the record read, so two reviewers cannot both decide.
-        self.s3.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfMatch=response["ETag"]
-        )
-        return {"key": key, **record}
+        return json.loads(response["Body"].read()), response["ETag"]
 
-    def quarantined(self) -> list[dict[str, Any]]:
-        """Every quarantined message record, oldest first (for operators and tests)."""
-        return [{"key": key, **json.loads(self._get(key))} for key in self._list(self.quarantine_prefix)]
+    def _put_record(self, key: str, record: dict[str, Any], etag: str) -> str:
+        """Replace a held record if it is still the version read (`etag`); its new ETag."""
+        data = json.dumps(record, ensure_ascii=False, indent=2).encode()
+        try:
+            response = self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfMatch=etag
+            )
+        except ClientError as error:
+            if aws.error_code(error) in _CONDITION_FAILED:
+                raise ReviewConflict(
+                    f"{key} was reviewed by someone else while this review ran; `lodbrok held list --status all` "
+                    "shows the decision that stands"
+                ) from error
+            raise
+        return str(response["ETag"])
+
+    def _put_once(self, key: str, document: dict[str, Any]) -> bool:
+        """Write `document` unless the key exists; whether this call wrote it."""
+        data = json.dumps(document, ensure_ascii=False, indent=2).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*")
+        except ClientError as error:
+            if aws.error_code(error) not in _CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def _sender_key(self, sender: str) -> str:
+        return f"{self.senders_prefix}{sender_digest(sender)}.json"
 
     def _held_key(self, archive_key: str) -> str:
         return self.held_prefix + archive_key.removeprefix(self.archive_prefix).removesuffix(".jsonl") + ".json"
@@ -262,7 +371,13 @@ def _parse_row(key: str, line: str) -> ArchivedVerdict:
         sent_at=provenance["sent_at"],
         archived_at=provenance["archived_at"] or "",
         trusted=provenance["trusted"] is True,
+        sender=provenance["sender"] if isinstance(provenance["sender"], str) and provenance["sender"] else None,
     )
+
+
+def held_sender(record: dict[str, Any]) -> str:
+    """The sender of a held record; records held before senders were kept name the verdict's source."""
+    return record.get("sender") or unverified_sender(record["verdict"].get("source"))
 
 
 def _safe(value: str) -> str:

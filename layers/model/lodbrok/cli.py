@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--json", action="store_true", help="print the outcome, held verdicts included, as JSON")
     finetune.set_defaults(handler=_finetune)
 
-    held = commands.add_parser("held", help="review verdicts held back from learning (list, accept, reject)")
+    held = commands.add_parser("held", help="review verdicts held back from learning (list, accept, reject, clear)")
     held_commands = held.add_subparsers(dest="held_command", required=True, metavar="ACTION")
     held_list = held_commands.add_parser("list", help="held verdicts with the reason and evidence")
     held_list.add_argument(
@@ -151,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
         review.add_argument("--note", help="why, for the record")
         _add_store_arguments(review)
         review.set_defaults(handler=_held_review, status="accepted" if action == "accept" else "rejected")
+    clear = held_commands.add_parser(
+        "clear", help="lift a sender's suspension and accept or reject all its held verdicts in one action"
+    )
+    clear.add_argument("--sender", required=True, help="the sender, as `held list` shows it")
+    decision = clear.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--accept", dest="status", action="store_const", const="accepted", help="learn them all")
+    decision.add_argument("--reject", dest="status", action="store_const", const="rejected", help="learn none")
+    clear.add_argument("--reviewer", default=os.environ.get("USER"), help="who decided (default: $USER)")
+    clear.add_argument("--note", help="why, for the record")
+    _add_store_arguments(clear)
+    clear.set_defaults(handler=_held_clear)
 
     inspect = commands.add_parser("inspect", help="show a bundle's metadata")
     inspect.add_argument("bundle", help="bundle file")
@@ -529,39 +540,58 @@ def _finetune(arguments: argparse.Namespace) -> int:
 
 
 def _held_list(arguments: argparse.Namespace) -> int:
+    from lodbrok.archive import held_sender
+
     records = _archive(arguments).held(None if arguments.status == "all" else arguments.status)
     if arguments.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
         return 0
-    sources: dict[str, int] = {}
+    senders: dict[str, int] = {}
     for record in records:
         verdict = record["verdict"]
-        source = verdict.get("source") or "unknown"
-        sources[source] = sources.get(source, 0) + 1
+        sender = held_sender(record)
+        senders[sender] = senders.get(sender, 0) + 1
         text = verdict.get("text") if verdict.get("text") is not None else verdict.get("fields")
-        print(f"{record['key']}\t{record['status']}\t{verdict['label']}\t{source}\t{_preview(text)}")
+        print(f"{record['key']}\t{record['status']}\t{verdict['label']}\t{sender}\t{_preview(text)}")
         print(f"    {record['reason']}")
-    print(f"{len(records)} {arguments.status} verdicts; by source: {sources}", file=sys.stderr)
+    print(f"{len(records)} {arguments.status} verdicts; by sender: {senders}", file=sys.stderr)
     return 0
 
 
 def _held_review(arguments: argparse.Namespace) -> int:
-    from lodbrok.archive import ReviewError
-    from lodbrok.verdicts import Verdict
-
     archive = _archive(arguments)
     memory = _verdict_memory(arguments) if arguments.status == "accepted" else None
     for key in arguments.keys:
-        try:
-            record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)
-        except ReviewError as error:
-            raise CliError(str(error)) from error
-        follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
-        # An accepted verdict answers its input at once, as one that was never held does after intake.
-        if memory is not None and memory.remember([Verdict.model_validate(record["verdict"])]):
-            follow_up += ", answered from the verdict memory"
-        print(f"{arguments.status} {key}{follow_up}")
+        _review_one(archive, memory, key, arguments)
     return 0
+
+
+def _held_clear(arguments: argparse.Namespace) -> int:
+    archive = _archive(arguments)
+    memory = _verdict_memory(arguments) if arguments.status == "accepted" else None
+    # Lifted first: a verdict the retrain holds for the suspension meanwhile is then among those listed next.
+    lifted = archive.lift(arguments.sender)
+    records = archive.held_by(arguments.sender)
+    for record in records:
+        _review_one(archive, memory, record["key"], arguments)
+    suspension = "suspension lifted" if lifted else "the sender was not suspended"
+    print(f"{arguments.status} {len(records)} held verdicts of {arguments.sender}; {suspension}")
+    return 0
+
+
+def _review_one(archive: Any, memory: Any, key: str, arguments: argparse.Namespace) -> None:
+    from lodbrok.archive import ReviewError
+    from lodbrok.verdicts import Verdict
+
+    try:
+        record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)
+    except ReviewError as error:  # ReviewConflict too: another reviewer's decision stands
+        raise CliError(str(error)) from error
+    follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
+    # An accepted verdict answers its input at once, as one that was never held does after intake.
+    if memory is not None and memory.remember([Verdict.model_validate(record["verdict"])]):
+        follow_up += ", answered from the verdict memory"
+    print(f"{arguments.status} {key}{follow_up}")
 
 
 def _inspect(arguments: argparse.Namespace) -> int:

@@ -6,7 +6,9 @@ Checks (anchor: TFX Evaluator's per-slice change thresholds), each with its numb
 - `per-label`: the precision and the recall of every label on the gate set are each within `tolerance`,
   or worse by a single item (so teaching "prize spam is ham" cannot hide in an overall number that
   barely moves, and one borderline message on a small gate set does not block learning);
-- `near-verdicts`: on the trusted gate items nearest to the verdicts, where a change would show first,
+- `near-verdicts`: on the trusted items nearest to the learned verdicts (each verdict's nearest neighbours
+  in the parent's rehearsal sample and gate set, `lodbrok.learning`), where a lie that generalises shows
+  first ("what time does the film start tonight" taught as spam turns "... the play start ..." spam),
   the candidate gets at most `max(1, tolerance x slice)` more of them wrong than the active model;
 - `held-out-verdicts`: the verdicts were learned, measured on verdicts the model that scored them did not
   see (k-fold of the batch): more of them right than the active model, or all of them when it already
@@ -151,12 +153,12 @@ def _false_alarms(metrics: Metrics, position: int) -> int:
 
 def _near_verdicts(near: Comparison | None, tolerance: float) -> GateCheck:
     if near is None or near.candidate.count == 0:
-        return GateCheck(name="near-verdicts", passed=True, detail="no trusted gate item is near the verdicts")
+        return GateCheck(name="near-verdicts", passed=True, detail="no trusted item is near the verdicts")
     count = near.candidate.count
     active_wrong = round((1 - near.active.accuracy) * count)
     candidate_wrong = round((1 - near.candidate.accuracy) * count)
     allowed = max(1, math.floor(tolerance * count))
-    detail = f"{active_wrong} -> {candidate_wrong} of {count} nearest gate items wrong"
+    detail = f"{active_wrong} -> {candidate_wrong} of {count} nearest trusted items wrong"
     if candidate_wrong - active_wrong > allowed:
         return GateCheck(name="near-verdicts", passed=False, detail=f"{detail} (at most {allowed} more allowed)")
     return GateCheck(name="near-verdicts", passed=True, detail=detail)

@@ -43,7 +43,7 @@ class LearningConfig:
     idempotency_ttl_seconds: int = 30 * 86_400
     max_text_chars: int = 5_000  # a verdict's input, as MAX_TEXT_CHARS (the template sets it for both functions)
     probe_folds: int = 2
-    near_gate_items: int = 3  # per verdict: the trusted gate items nearest to it form the near-verdicts slice
+    near_items: int = 5  # per learned verdict: its nearest trusted items (rehearsal + gate) form the near slice
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
 
@@ -68,16 +68,18 @@ def propose(
     parent_version: str | None = None,
     progress: Progress | None = None,
     screener: Screener | None = None,
+    screening: Screening | None = None,
 ) -> Proposal:
     """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
 
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
-    `Screener.of(parent)`, given by a caller that already built it.
+    `Screener.of(parent)`, given by a caller that already built it; `screening` is its screening of
+    `verdicts`, given by a caller that held more of them (`lodbrok.holding`).
     """
     started = time.perf_counter()
     screener = screener or Screener.of(parent)
     active, gate_items = screener.predictor, screener.gate_items
-    screening = screener.screen(verdicts, config.screening, reviewed=reviewed)
+    screening = screening or screener.screen(verdicts, config.screening, reviewed=reviewed)
     learn = screening.learn
     if len(learn) < MIN_VERDICTS_TO_LEARN:
         return Proposal(screening, seconds=time.perf_counter() - started)
@@ -101,7 +103,7 @@ def propose(
             candidate.labels[index] == item.label for index, item in zip(held_out_labels, learn, strict=True)
         ),
     )
-    near_items = _nearest_gate_items(parent, gate_items, learn, config)
+    near_items = nearest_trusted_items(screener.trusted, learn, config)
     near = Comparison(evaluate(active, near_items), evaluate(Predictor(candidate), near_items)) if near_items else None
     decision = judge(
         Comparison(evaluate(active, gate_items), candidate_gate), near, held_out, tolerance=config.gate_tolerance
@@ -143,16 +145,19 @@ def held_out_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], fold
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 
 
-def _nearest_gate_items(
-    parent: Bundle, gate_items: list[LabelledItem], verdicts: Sequence[LabelledItem], config: LearningConfig
+def nearest_trusted_items(
+    trusted: TokenIndex, verdicts: Sequence[LabelledItem], config: LearningConfig
 ) -> list[LabelledItem]:
-    index = TokenIndex(parent.featurizer, gate_items)
+    """The trusted items (the parent's rehearsal sample and gate set) nearest to each learned verdict: where a
+    lie that generalises shows first. Items the verdicts themselves relabel are left out."""
+    relabelled = {canonical_key(item.input) for item in verdicts}
     positions = {
         neighbour.index
         for item in verdicts
-        for neighbour in index.nearest(item.input, config.near_gate_items, config.screening.min_similarity)
+        for neighbour in trusted.nearest(item.input, config.near_items, config.screening.min_similarity)
+        if canonical_key(trusted.items[neighbour.index].input) not in relabelled
     }
-    return [gate_items[position] for position in sorted(positions)]
+    return [trusted.items[position] for position in sorted(positions)]
 
 
 def _correct(metrics: Metrics) -> int:

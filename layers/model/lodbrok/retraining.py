@@ -8,16 +8,19 @@ It composes the parts, each in its own module:
 - `lodbrok.retrain_state`: the archive cursor of the last attempt and of the last promotion.
 
 A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
-the schedule, since the last promotion), leaves out the ones held for review, and keeps the latest label
-per input. Held verdicts are written under the archive's `held/` prefix before the cursor moves, so a
-crash never loses them. The candidate is promoted only if the gate passes; otherwise it is saved as a
-candidate with the reason and the active model is left alone. Promotion is a conditional write on the
-active model's ETag: if another promotion won the race the fine-tune is redone from the new parent
-(bounded attempts), so a candidate trained on a stale parent is never published.
+the schedule, since the last promotion), leaves out the ones held for review, and keeps per input the
+verdict received last. Suspended senders' verdicts are held before screening, and a sender the screening
+mostly holds is suspended with the rest of its batch (`lodbrok.holding`). Held verdicts are written
+under the archive's `held/` prefix before the cursor moves, so a crash never loses them. The candidate
+is promoted only if the gate passes; otherwise it is saved as a candidate with the reason and the
+active model is left alone. Promotion is a conditional write on the active model's ETag: if another
+promotion won the race the fine-tune is redone from the new parent (bounded attempts), so a candidate
+trained on a stale parent is never published.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,13 +30,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from lodbrok import aws
-from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
+from lodbrok.archive import (
+    ArchiveCursor,
+    ArchivedVerdict,
+    PendingKeys,
+    VerdictArchive,
+    sender_digest,
+    unverified_sender,
+)
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
 from lodbrok.features import canonical_key
 from lodbrok.gate import GateDecision
-from lodbrok.holding import hold_screened, hold_unknown_labels
+from lodbrok.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
 from lodbrok.intake import MessageResult, VerdictIntake
 from lodbrok.learning import LearningConfig, Screener, propose
 from lodbrok.observability import MetricUnit, logger, metrics
@@ -44,6 +54,7 @@ from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
 from lodbrok.verdict_memory import VerdictMemory
+from lodbrok.verdicts import latest_per_input
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -72,7 +83,7 @@ class RetrainOutcome(BaseModel):
     min_verdicts: int = 1
     verdicts: int = 0
     held: int = 0
-    suspect_sources: list[str] = []
+    suspect_sources: list[str] = []  # digests of the senders suspended by this retrain
     attempts: int = 0
     version: str | None = None
     version_id: str | None = None
@@ -139,15 +150,29 @@ class LearningLoop:
         try:
             active = self._active()
             screener = self._screener_of(active)
+            suspended = self.archive.suspended()
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
-            logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
+            logger.warning(
+                "the active model or the senders cannot be read; verdicts reach answers at the next promotion"
+            )
             return 0
-        verdicts = {canonical_key(verdict.input): verdict for verdict in self.intake.accepted}
-        labelled = [
-            verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
+        verdicts = {
+            canonical_key(verdict.input): verdict
+            for verdict in latest_per_input(self.intake.accepted, lambda verdict: verdict)
+            if verdict.label in active.bundle.labels
+        }
+        items = [verdict.to_labelled_item() for verdict in verdicts.values()]
+        screening = screener.screen(items, self.config.screening)
+        # The retrain will not learn a suspended or suspect sender's verdicts; the memory does not answer with them.
+        senders = {key: unverified_sender(verdict.source) for key, verdict in verdicts.items()}
+        held = Counter(senders[canonical_key(verdict.item.input)] for verdict in screening.held)
+        distrusted = set(suspect_senders(Counter(senders.values()), held))
+        learnable = [
+            verdicts[key]
+            for key in (canonical_key(item.input) for item in screening.learn)
+            if senders[key] not in distrusted and sender_digest(senders[key]) not in suspended
         ]
-        learnable = {canonical_key(item.input) for item in screener.screen(labelled, self.config.screening).learn}
-        remembered = self.memory.remember([verdicts[key] for key in verdicts if key in learnable])
+        remembered = self.memory.remember(learnable)
         metrics.add_metric(name="VerdictsRemembered", unit=MetricUnit.Count, value=remembered)
         return remembered
 
@@ -198,10 +223,12 @@ class LearningLoop:
             held_before = self.archive.held_archive_keys()
             records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
             records, unknown_label = hold_unknown_labels(self.archive, records, active.bundle.labels)
+            records, suspended = hold_suspended(self.archive, records)
+            held_unscreened = unknown_label + suspended
             items = [record.verdict.to_labelled_item() for record in records]
-            outcome = outcome.model_copy(update={"verdicts": len(items), "held": unknown_label})
+            outcome = outcome.model_copy(update={"verdicts": len(items), "held": held_unscreened})
             fingerprint = dataset_fingerprint(items)
-            if not items:  # all held: for a label the model lacks, or by an attempt that crashed before moving on
+            if not items:  # all held: a label the model lacks, a suspended sender, or an attempt that crashed
                 return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
             if len(items) < min_verdicts:
                 return outcome
@@ -219,17 +246,24 @@ class LearningLoop:
             considered = ArchiveCursor.merge(state.cursor, model_cursor).advance(pending.keys, settled)
             version = self.store.next_label()
             logger.info("screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(items)})
+            screener = self._screener_of(active)
+            reviewed = {canonical_key(record.verdict.input) for record in records if record.trusted}
+            held = hold_screened(
+                self.archive, records, screener.screen(items, self.config.screening, reviewed=reviewed)
+            )
+            outcome = outcome.model_copy(
+                update={"held": held.count + held_unscreened, "suspect_sources": held.suspects}
+            )
             proposal = propose(
                 active.bundle,
                 items,
                 self.config,
-                reviewed={canonical_key(record.verdict.input) for record in records if record.trusted},
+                reviewed=reviewed,
                 version=version,
                 parent_version=active.bundle.version,
-                screener=self._screener_of(active),
+                screener=screener,
+                screening=held.screening,
             )
-            held, suspects = hold_screened(self.archive, records, proposal.screening.held)
-            outcome = outcome.model_copy(update={"held": held + unknown_label, "suspect_sources": suspects})
             if proposal.candidate is None or proposal.decision is None:
                 if proposal.screening.learn:
                     logger.info("one verdict to learn: waiting for another, so that one can be held out")
@@ -244,7 +278,7 @@ class LearningLoop:
                 learning={
                     "mode": str(mode),
                     "verdict_count": learned,
-                    "held": held,
+                    "held": held.count,
                     "verdicts_fingerprint": fingerprint,
                     "first_key": pending.keys[0],
                     "last_key": pending.keys[-1],
@@ -419,13 +453,10 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
 
 
 def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
-    """One record per input, in archive order; the latest verdict on an input wins (a correction)."""
-    latest: dict[str, ArchivedVerdict] = {}
-    for record in records:
-        key = canonical_key(record.verdict.input)
-        latest.pop(key, None)
-        latest[key] = record
-    return list(latest.values())
+    """One record per input, in archive order: the verdict received last wins (a correction), whichever of the
+    two was archived first. A verdict cannot have been received after it was archived, so a stamp in the
+    future counts as its archive time and never outranks the corrections that follow it."""
+    return latest_per_input(records, lambda record: record.verdict, lambda record: record.archived_at)
 
 
 def is_scheduled_event(event: Any) -> bool:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Annotated, Any, Self
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +25,9 @@ from lodbrok.items import LIMIT_KEYWORD, ItemId, ItemInput, Record, Text, input_
 
 MAX_LABEL_CHARS = 100
 MAX_VERDICTS_PER_MESSAGE = 100
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+T = TypeVar("T")
 
 Label = Annotated[
     str,
@@ -63,6 +67,34 @@ class Verdict(ItemInput):
 
     def to_labelled_item(self) -> LabelledItem:
         return LabelledItem(self.input, self.label, item_id=self.id)
+
+
+def latest_per_input(
+    entries: Sequence[T], verdict_of: Callable[[T], Verdict], not_after: Callable[[T], str | None] | None = None
+) -> list[T]:
+    """One entry per input: the one whose verdict was received last (`received_at`, capped at `not_after` of
+    the entry when given; the later position in `entries` breaks ties), kept in the order of `entries`.
+    Queues redeliver and delay messages, so arrival order says nothing about which of two verdicts on an
+    input is the correction."""
+    latest: dict[str, tuple[datetime, int]] = {}
+    for position, entry in enumerate(entries):
+        verdict = verdict_of(entry)
+        moment = received_instant(verdict.received_at)
+        if not_after is not None:
+            moment = min(moment, received_instant(not_after(entry), missing=moment))
+        key = canonical_key(verdict.input)
+        if key not in latest or moment >= latest[key][0]:
+            latest[key] = (moment, position)
+    return [entries[position] for position in sorted(position for _, position in latest.values())]
+
+
+def received_instant(stamp: str | None, *, missing: datetime = _NEVER) -> datetime:
+    """An ISO 8601 stamp as an aware UTC datetime; `missing` when absent or unreadable (older than any other)."""
+    try:
+        moment = datetime.fromisoformat(stamp or "")
+    except ValueError:
+        return missing
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class VerdictError(ValueError):
