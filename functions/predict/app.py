@@ -89,8 +89,8 @@ app.configure_openapi(
     description=(
         "Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it. The schemas "
         "state every rule the API enforces, with this deployment's limits, except two that JSON Schema cannot: "
-        "item ids must be unique within a request (422 duplicate_ids), and a body may have at most MAX_BODY_BYTES "
-        "bytes (413 body_too_large)."
+        "the ids given to items must be unique within a request (422 duplicate_ids), and a body may have at most "
+        "MAX_BODY_BYTES bytes (413 body_too_large)."
     ),
     # API Gateway checks the key before any route: every method, declared or not, needs it.
     security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},

@@ -429,8 +429,8 @@ def test_predict_bad_input_is_a_clear_4xx(
 
 
 def test_predict_duplicate_ids_are_named(api: Api, published_model: ModelRef) -> None:
-    # Given items with repeated ids (an explicit id may also collide with a position)
-    items = [{"id": "a", "text": "x"}, {"text": "y"}, {"id": "a", "text": "z"}, {"id": "1", "text": "w"}]
+    # Given items with repeated ids
+    items = [{"id": "a", "text": "x"}, {"id": "1", "text": "y"}, {"id": "a", "text": "z"}, {"id": "1", "text": "w"}]
 
     # When they are sent
     response = api.call(load_event("predict_records.json"), body={"items": items})
@@ -438,6 +438,18 @@ def test_predict_duplicate_ids_are_named(api: Api, published_model: ModelRef) ->
     # Then each repeated id is named with the positions that use it
     error = assert_error(response, 422, "duplicate_ids")
     assert error["details"] == [{"id": "a", "indexes": [0, 2]}, {"id": "1", "indexes": [1, 3]}]
+
+
+def test_predict_items_with_and_without_ids_are_refused_by_the_schema(api: Api, published_model: ModelRef) -> None:
+    # Given an item without an id next to one whose id is "0" (the position the first would get)
+    items = [{"text": "free prize"}, {"id": "0", "text": "lunch?"}]
+
+    # When they are sent
+    response = api.call(load_event("predict_records.json"), body={"items": items})
+
+    # Then the schema's rule refuses them (ids for every item or none), never as a collision of ids
+    error = assert_error(response, 422, "validation_error")
+    assert "give an id to every item of `items` or to none" in error["message"] + json.dumps(error["details"])
 
 
 def test_predict_batch_over_max_items_is_refused(

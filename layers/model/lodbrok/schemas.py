@@ -65,6 +65,10 @@ def _utf8_size(text: str) -> int:
 
 EchoedInput = str | dict[str, str | int | float | bool | None]
 
+# An item's id is given for every item of `items` or for none, so a position can never be another item's id.
+_HAS_ID = {"required": ["id"], "properties": {"id": {"type": "string"}}}
+IDS_FOR_ALL_OR_NONE = {"anyOf": [{"items": _HAS_ID}, {"items": {"not": _HAS_ID}}]}
+
 
 # --- POST /predict and GET /predict -----------------------------------------------------------------------------
 
@@ -106,8 +110,9 @@ class PredictRequest(BaseModel):
     items: list[PredictItem] | None = Field(
         None,
         min_length=1,
-        description="texts or records, each with an id unique in the request (the position when not given)",
-        json_schema_extra={LIMIT_KEYWORD: "items"},
+        description="texts or records; either every item has an id, unique in the request, or none has and the "
+        "ids are the positions",
+        json_schema_extra={LIMIT_KEYWORD: "items", "allOf": [IDS_FOR_ALL_OR_NONE]},
     )
     skip_cache: StrictBool = Field(False, description="do not read the cache (answers are still written to it)")
     echo_input: StrictBool = Field(False, description="repeat each input in its prediction")
@@ -123,6 +128,8 @@ class PredictRequest(BaseModel):
         given = [name for name in ("text", "texts", "items") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of `text`, `texts` or `items`")
+        if self.items is not None and len({item.id is None for item in self.items}) > 1:
+            raise ValueError("give an id to every item of `items` or to none (then the ids are the positions)")
         return self
 
     def to_inputs(self, *, max_items: int, max_text_chars: int) -> list[PredictionInput]:
