@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from lodbrok.calllog import CallLogDisabled
 from lodbrok.model_provider import ModelUnavailable
-from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.observability import MetricUnit, error_fields, logger, metrics
 from lodbrok.predict_service import VerdictsNotQueued
 from lodbrok.schemas import (
     BodyTooLarge,
@@ -145,7 +145,7 @@ def _not_utf8(error: UnicodeDecodeError) -> Response:
 
 @router.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+    logger.error("unhandled error", extra=error_fields(error))
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from lodbrok.archive import ArchivedVerdict, VerdictArchive
 from lodbrok.features import canonical_key
-from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.observability import MetricUnit, digest, logger, metrics
 from lodbrok.screening import HeldVerdict
 
 SUSPECT_SOURCE_MIN_VERDICTS = 5  # a source is reported when at least this many of its verdicts were screened
@@ -25,7 +25,7 @@ def hold_unknown_labels(
         if record.verdict.label not in labels:
             reason = f"label {record.verdict.label!r} is not a label of the model ({', '.join(labels)})"
             key = archive.hold(record, reason, {"model_labels": list(labels)})
-            logger.warning("verdict held for review", extra={"key": key, "reason": reason})
+            logger.warning("verdict held for review", extra={"key": key, "reason": "unknown label"})
     unknown = len(records) - len(known)
     if unknown:
         metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=unknown)
@@ -42,7 +42,7 @@ def hold_screened(
         record = by_input[canonical_key(verdict.item.input)]
         key = archive.hold(record, verdict.reason, verdict.evidence)
         held_sources[record.verdict.source or "unknown"] += 1
-        logger.warning("verdict held for review", extra={"key": key, "reason": verdict.reason})
+        logger.warning("verdict held for review", extra={"key": key, "reason": "screening"})
     if not held_sources:
         return 0, []
     metrics.add_metric(name="VerdictsHeld", unit=MetricUnit.Count, value=sum(held_sources.values()))
@@ -56,6 +56,6 @@ def hold_screened(
         metrics.add_metric(name="VerdictSourcesSuspect", unit=MetricUnit.Count, value=len(suspects))
         logger.warning(
             "most verdicts of these sources were held for review",
-            extra={"sources": {source: f"{held_sources[source]}/{screened[source]}" for source in suspects}},
+            extra={"sources": {digest(source): f"{held_sources[source]}/{screened[source]}" for source in suspects}},
         )
     return sum(held_sources.values()), suspects
