@@ -596,6 +596,34 @@ def test_logs_never_contain_user_text(
     assert bad_marker not in output
 
 
+def test_logs_never_contain_ids_labels_field_names_keys_or_sources(
+    api: Api,
+    published_model: ModelRef,
+    queued_messages: Callable[[], list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the structured log captured, and markers as ids, labels, field names, unknown keys and sources
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    items = [{"id": "MARKID1", "fields": {"MARKFIELD1": "free prize"}}, {"id": "MARKID2", "text": "lunch?"}]
+    records = load_event("predict_records.json")
+
+    # When requests are answered, refused (unknown key, duplicate ids, a mix of ids) and verdicts accepted and refused
+    assert api.call(records, body={"items": items}).status == 200
+    api.call(records, body={"items": items, "MARKKEY1": 1})
+    api.call(records, body={"items": [{"id": "MARKID3", "text": "a", "MARKKEY2": 1}, {"text": "b"}]})
+    api.call(records, body={"items": [items[1], items[1]]})
+    good = {"id": "MARKID4", "fields": {"MARKFIELD2": "x"}, "label": "spam", "source": "MARKSOURCE1"}
+    assert api.call(verdicts_event([good])).status == 202
+    api.call(verdicts_event([{**good, "label": "MARKLABEL1", "MARKKEY3": 1}, {"id": "MARKID5", "label": "ham"}]))
+
+    # Then the requests were logged, but no marker appears in anything the function wrote
+    output = stream.getvalue() + capsys.readouterr().out
+    assert '"message":"predictions served"' in output and '"message":"verdicts queued"' in output
+    assert "MARK" not in output
+
+
 def test_predict_function_calls_exactly_what_its_role_allows(
     api: Api, model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
