@@ -30,6 +30,7 @@ from lodbrok.schemas import (
     DuplicateIds,
     ErrorInfo,
     ErrorResponse,
+    ExplainBudgetExceeded,
     InvalidJson,
     LimitExceeded,
     RequestRejected,
@@ -51,6 +52,7 @@ _REJECTIONS: dict[type[RequestRejected], tuple[HTTPStatus, str]] = {
     BodyTooLarge: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body_too_large"),
     LimitExceeded: (HTTPStatus.UNPROCESSABLE_ENTITY, "limit_exceeded"),
     DuplicateIds: (HTTPStatus.UNPROCESSABLE_ENTITY, "duplicate_ids"),
+    ExplainBudgetExceeded: (HTTPStatus.UNPROCESSABLE_ENTITY, "explain_budget_exceeded"),
 }
 
 

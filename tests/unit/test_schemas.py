@@ -10,9 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from lodbrok.items import input_chars
+from lodbrok.openapi import with_limits
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
+    ExplainBudgetExceeded,
     InvalidJson,
     ItemPrediction,
     LimitExceeded,
@@ -20,6 +22,7 @@ from lodbrok.schemas import (
     PredictRequest,
     PredictResponse,
     VerdictsRequest,
+    check_explain_budget,
     parse_json_body,
 )
 
@@ -184,6 +187,56 @@ def test_predict_request_duplicate_ids_are_named_with_positions() -> None:
 
     # Then every repeated id is named with where it occurs
     assert caught.value.details == [{"id": "a", "indexes": [0, 2]}, {"id": "1", "indexes": [1, 3]}]
+
+
+@pytest.mark.parametrize(
+    ("texts", "over"),
+    [(["a" * 10] * 3, False), (["a" * 10] * 4, True), (["a" * 15, "b" * 16], True)],
+    ids=["within", "items", "chars"],
+)
+def test_check_explain_budget_refuses_more_items_or_characters_naming_both_limits(texts: list[str], over: bool) -> None:
+    # Given an explain budget of 3 items and 30 characters, and an explained request
+    inputs = PredictRequest(texts=texts, explain=True).to_inputs(**LIMITS)
+
+    # When its budget is checked, then only a request over either limit is refused, naming both limits
+    if not over:
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+        return
+    with pytest.raises(ExplainBudgetExceeded) as caught:
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+    assert caught.value.details == [
+        {"field": "explain", "items": len(texts), "max_items": 3, "chars": sum(map(len, texts)), "max_chars": 30}
+    ]
+    assert "at most 3 items and 30 characters" in caught.value.message
+
+
+def test_check_explain_budget_counts_every_string_value_of_a_record() -> None:
+    # Given one record of three 12-character strings and a number: one item, 36 characters
+    inputs = PredictRequest(items=[{"fields": {"a": "x" * 12, "b": "y" * 12, "c": "z" * 12, "n": 10**6}}]).to_inputs(
+        **LIMITS
+    )
+
+    # When it is checked against 30 characters, then it is over, though each value is short
+    with pytest.raises(ExplainBudgetExceeded):
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+
+
+def test_predict_request_schema_bounds_explained_items() -> None:
+    # Given the JSON schema of a request with its limits filled in as the served document does
+    schema = with_limits(
+        {**PredictRequest.model_json_schema(), "additionalProperties": True},
+        max_items=100,
+        max_text_chars=50,
+        explain_max_items=2,
+        labels=None,
+    )
+    validator = jsonschema.Draft202012Validator(schema)
+
+    # Then three texts are valid plain but not explained, and two are valid explained
+    assert validator.is_valid({"texts": ["a", "b", "c"]})
+    assert not validator.is_valid({"texts": ["a", "b", "c"], "explain": True})
+    assert not validator.is_valid({"items": [{"text": "a"}, {"text": "b"}, {"text": "c"}], "explain": True})
+    assert validator.is_valid({"texts": ["a", "b"], "explain": True})
 
 
 def test_predict_request_implicit_id_can_never_collide_with_a_given_one() -> None:
