@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test bench bench-quality bench-moderation bench-learning bench-retrain-image local demo clean
+.PHONY: install lint format test bench bench-predict bench-quality bench-moderation bench-learning bench-retrain-image local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ check-artifacts: build
 
 bench: $(BENCH_STAMP)
 	PYTHONPATH=. $(BIN)/python scripts/bench.py
+
+# The predict section of `make bench` alone: handler latency, and the worst allowed requests as ratios.
+bench-predict: $(BENCH_STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/bench_predict.py
 
 # Lodbrok vs scikit-learn baselines on repeated k-fold of the demo data (+ YouTube comments, if present).
 bench-quality: $(BENCH_STAMP)

@@ -3,14 +3,24 @@
 Measures handler latency (p50/p99) for one text and for a batch of 100, with a cold cache (skip_cache:
 every item goes through the model, answers are written) and a warm cache (every item is a hit), and the
 handler's overhead over a bare `Predictor.predict` call for one text. DynamoDB is moto's in-process
-emulation, so the cached numbers include moto's cost rather than a network round trip. Run by
-`make bench` (scripts/bench.py calls `run(report)`), or alone: `python scripts/bench_predict.py`.
+emulation, so the cached numbers include moto's cost rather than a network round trip.
+
+The worst requests the limits allow (`MAX_ITEMS` texts of `MAX_TEXT_CHARS` characters; as many records of
+`MAX_FIELDS` such strings as `MAX_BODY_BYTES` admits; and explained, the largest requests the explain
+budget admits) are timed through the handler too, as ratios to a plain one-text request in the same run:
+what one client can make a single request cost. Their texts are distinct words, so every row is full and
+an explanation has the most pieces; one more case repeats a single word in every field, so the row never
+fills and every field is scanned to its end.
+
+Run by `make bench` (scripts/bench.py calls `run(report)`), or alone: `python scripts/bench_predict.py`
+(`make bench-predict`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SINGLE_REPEATS = 300
 BATCH_REPEATS = 60
 BATCH_SIZE = 100
+WORST_REPEATS = 5
 BUCKET, CACHE_TABLE, QUEUE = "bench-models", "bench-predictions", "bench-verdicts"
 MEMORY_TABLE = "bench-verdict-memory"
 
@@ -60,6 +71,9 @@ def run(report: dict[str, Any]) -> None:
         _use_settings(app, VERDICT_MEMORY_TABLE="")
         _use_settings(app, CACHE_TABLE="")
         results["single_no_cache"] = time_calls(lambda: invoke(single_event), SINGLE_REPEATS)
+        worst = _worst_requests(app.get_service().settings)
+        for name, body in worst.items():
+            results[name] = time_calls(lambda body=body: invoke(_event("predict_batch.json", body)), WORST_REPEATS)
         predictor = Predictor(bundle)
         results["predictor_single"] = time_calls(lambda: predictor.predict([texts[0]]), SINGLE_REPEATS)
         results["predictor_batch100"] = time_calls(lambda: predictor.predict(texts), BATCH_REPEATS)
@@ -81,9 +95,79 @@ def run(report: dict[str, Any]) -> None:
         "memory_over_cache_only_batch100_ratio": round(
             results["batch100_warm_cache_with_memory"]["p50_ms"] / results["batch100_warm_cache"]["p50_ms"], 2
         ),
+        "worst_requests": {name: _shape(body) for name, body in worst.items()},
+        "worst_over_single_no_cache_ratio": {
+            name: round(results[name]["p50_ms"] / results["single_no_cache"]["p50_ms"], 1) for name in worst
+        },
         "note": "in-process handler; DynamoDB is moto (mock_aws), so cache costs are emulation, not network",
     }
     _print_table(report["predict_api"])
+
+
+# --- the worst allowed requests ---------------------------------------------------------------------------------
+
+
+def _worst_requests(settings: Any) -> dict[str, dict[str, Any]]:
+    """The largest requests each limit admits, plain and explained (all within MAX_BODY_BYTES)."""
+    from lodbrok.items import MAX_FIELDS
+
+    chars, budget = settings.max_text_chars, settings.explain_max_chars
+    words = iter(_distinct_words())
+
+    def text(size: int) -> str:
+        out = ""
+        while len(out) < size:
+            out += next(words) + " "
+        return out[:size].strip().ljust(size, "x")
+
+    record_bytes = MAX_FIELDS * (chars + 16)
+    records = min(settings.max_items, (settings.max_body_bytes - 1000) // record_bytes)
+    explained_texts = min(settings.explain_max_items, budget // chars)
+    field_chars = budget // MAX_FIELDS
+    return {
+        "worst_texts_plain": {"texts": [text(chars) for _ in range(settings.max_items)], "skip_cache": True},
+        "worst_records_plain": {
+            "items": [{"fields": {f"f{n}": text(chars) for n in range(MAX_FIELDS)}} for _ in range(records)],
+            "skip_cache": True,
+        },
+        # A row that never fills: every field of every record is scanned to its end.
+        "worst_repeated_records_plain": {
+            "items": [
+                {"fields": {f"f{n}": ("ab " * chars)[:chars] for n in range(MAX_FIELDS)}} for _ in range(records)
+            ],
+            "skip_cache": True,
+        },
+        "worst_texts_explained": {"texts": [text(chars) for _ in range(explained_texts)], "explain": True},
+        "worst_short_texts_explained": {
+            "texts": [text(budget // settings.explain_max_items) for _ in range(settings.explain_max_items)],
+            "explain": True,
+        },
+        "worst_record_explained": {
+            "items": [{"fields": {f"f{n}": text(field_chars) for n in range(MAX_FIELDS)}}],
+            "explain": True,
+        },
+    }
+
+
+def _distinct_words() -> Iterator[str]:
+    """Pronounceable words that never repeat, so each text fills its row with distinct tokens."""
+    consonants, vowels = "bcdfghjklmnprstvz", "aeiou"
+    for index in itertools.count():
+        letters, rest = [], index
+        while rest or not letters:
+            rest, consonant = divmod(rest, len(consonants))
+            rest, vowel = divmod(rest, len(vowels))
+            letters += [consonants[consonant], vowels[vowel]]
+        yield "".join(letters)
+
+
+def _shape(body: dict[str, Any]) -> str:
+    inputs = body.get("texts") or [item["fields"] for item in body["items"]]
+    values = [value for entry in inputs for value in ([entry] if isinstance(entry, str) else entry.values())]
+    kind = "texts" if "texts" in body else f"records x {len(inputs[0])} fields"
+    kind += " (one word)" if len(set(" ".join(values).split())) == 1 else ""
+    longest = max(map(len, values))
+    return f"{len(inputs)} {kind} x {longest} chars{', explain' if body.get('explain') else ''}"
 
 
 # --- setup -------------------------------------------------------------------------------------------------------
@@ -222,6 +306,10 @@ def _print_table(results: dict[str, Any]) -> None:
         f"  verdict memory on / off, warm cache (p50): 1 text {results['memory_over_cache_only_single_ratio']}x, "
         f"100 texts {results['memory_over_cache_only_batch100_ratio']}x"
     )
+    print("  the worst allowed requests, against a plain one-text request (cache disabled, p50):")
+    for name, shape in results["worst_requests"].items():
+        ratio = results["worst_over_single_no_cache_ratio"][name]
+        print(f"    {shape:<46} {results[name]['p50_ms']:>9.1f} ms {ratio:>8}x")
 
 
 if __name__ == "__main__":

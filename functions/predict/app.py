@@ -88,9 +88,10 @@ app.configure_openapi(
     version=lodbrok.__version__,
     description=(
         "Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it. The schemas "
-        "state every rule the API enforces, with this deployment's limits, except two that JSON Schema cannot: "
-        "item ids must be unique within a request (422 duplicate_ids), and a body may have at most MAX_BODY_BYTES "
-        "bytes (413 body_too_large)."
+        "state every rule the API enforces, with this deployment's limits, except three that JSON Schema cannot: "
+        "the ids given to items must be unique within a request (422 duplicate_ids), an explained request may "
+        "hold at most EXPLAIN_MAX_CHARS characters in all (422 explain_budget_exceeded), and a body may have at "
+        "most MAX_BODY_BYTES bytes (413 body_too_large)."
     ),
     # API Gateway checks the key before any route: every method, declared or not, needs it.
     security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
@@ -178,14 +179,21 @@ def _openapi_json() -> str:
         labels: tuple[str, ...] = tuple(get_service().models.current().labels)
     except ModelUnavailable:
         labels = ()
-    return _openapi_json_for(settings.max_items, settings.max_text_chars, labels)
+    return _openapi_json_for(settings.max_items, settings.max_text_chars, settings.explain_max_items, labels)
 
 
 @cache
-def _openapi_json_for(max_items: int, max_text_chars: int, labels: tuple[str, ...]) -> str:
+def _openapi_json_for(max_items: int, max_text_chars: int, explain_max_items: int, labels: tuple[str, ...]) -> str:
     """Generated once per set of limits and labels (the routes are fixed), not per request."""
     document = json.loads(app.get_openapi_json_schema())
-    return json.dumps(with_limits(document, max_items=max_items, max_text_chars=max_text_chars, labels=labels))
+    limited = with_limits(
+        document,
+        max_items=max_items,
+        max_text_chars=max_text_chars,
+        explain_max_items=explain_max_items,
+        labels=labels,
+    )
+    return json.dumps(limited)
 
 
 # --- entry point -------------------------------------------------------------------------------------------------

@@ -23,13 +23,14 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from lodbrok.calllog import CallLogDisabled
 from lodbrok.model_provider import ModelUnavailable
-from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.observability import MetricUnit, error_fields, logger, metrics
 from lodbrok.predict_service import VerdictsNotQueued
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
     ErrorInfo,
     ErrorResponse,
+    ExplainBudgetExceeded,
     InvalidJson,
     LimitExceeded,
     RequestRejected,
@@ -51,6 +52,7 @@ _REJECTIONS: dict[type[RequestRejected], tuple[HTTPStatus, str]] = {
     BodyTooLarge: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body_too_large"),
     LimitExceeded: (HTTPStatus.UNPROCESSABLE_ENTITY, "limit_exceeded"),
     DuplicateIds: (HTTPStatus.UNPROCESSABLE_ENTITY, "duplicate_ids"),
+    ExplainBudgetExceeded: (HTTPStatus.UNPROCESSABLE_ENTITY, "explain_budget_exceeded"),
 }
 
 
@@ -145,7 +147,7 @@ def _not_utf8(error: UnicodeDecodeError) -> Response:
 
 @router.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+    logger.error("unhandled error", extra=error_fields(error))
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from devstack.demo import local_stack
+from lodbrok.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "tests" / "contract"
@@ -45,7 +46,12 @@ def test_api_follows_its_openapi_document_under_schemathesis(tmp_path: Path) -> 
                 "--no-color",
             ],
             cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(HOOKS), "SCHEMATHESIS_HOOKS": "schemathesis_hooks"},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(HOOKS),
+                "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+                "EXPLAIN_MAX_CHARS": str(Settings.from_env({}).explain_max_chars),  # the template's default too
+            },
             capture_output=True,
             text=True,
             timeout=900,

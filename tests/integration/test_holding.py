@@ -14,14 +14,13 @@ from lodbrok.archive import ArchivedVerdict, VerdictArchive, sender_digest
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
 from lodbrok.holding import (
-    DIGEST_CHARS,
     SENDER_UNDER_REVIEW,
     SUSPECT_SENDER_MIN_VERDICTS,
     hold_screened,
     hold_suspended,
     hold_unknown_labels,
 )
-from lodbrok.observability import metrics
+from lodbrok.observability import digest, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.screening import HeldVerdict, Screening
 from lodbrok.store import ModelRef, ModelStore
@@ -84,7 +83,7 @@ def test_hold_screened_suspends_a_sender_only_when_most_of_enough_of_its_verdict
     }
     assert records[mallory[0].key]["sender"] == "unverified:mallory"
     # And only mallory is suspended: the rest of its batch is held too, and the others' is learned
-    assert result.suspects == [sender_digest("unverified:mallory")[:DIGEST_CHARS]]
+    assert result.suspects == [digest("unverified:mallory")]
     assert archive.suspended() == {sender_digest("unverified:mallory")}
     assert {records[r.key]["reason"] for r in mallory[4:]} == {SENDER_UNDER_REVIEW}
     assert result.screening.learn == [record.verdict.to_labelled_item() for record in alice[1:]]

@@ -50,6 +50,24 @@ def test_handler_lone_surrogate_message_is_quarantined_not_retried(
     assert [record.verdict.id for record in archived_records(learning_loop())] == ["good"]
 
 
+@pytest.mark.parametrize("body", ["[" * 200_000, "7" * 5_000], ids=["deep-nesting", "5000-digit-integer"])
+def test_handler_never_valid_message_is_quarantined_on_first_sight(
+    base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    # Given a producer's message that can never parse (RecursionError, or an integer past Python's digit limit)
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    event = send(body, {"id": "good", "text": "lunch?", "label": "ham"})
+
+    # When the retrain function processes it once
+    response = invoke(event)
+
+    # Then it is quarantined at once, with its body, and not failed (so SQS never retries it into the DLQ)
+    assert response == {"batchItemFailures": []}
+    [quarantined] = learning_loop().archive.quarantined()
+    assert quarantined["body"] == body
+    assert [record.verdict.id for record in archived_records(learning_loop())] == ["good"]
+
+
 def test_handler_verdict_over_the_size_limit_from_the_queue_is_quarantined(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

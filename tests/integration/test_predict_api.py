@@ -429,8 +429,8 @@ def test_predict_bad_input_is_a_clear_4xx(
 
 
 def test_predict_duplicate_ids_are_named(api: Api, published_model: ModelRef) -> None:
-    # Given items with repeated ids (an explicit id may also collide with a position)
-    items = [{"id": "a", "text": "x"}, {"text": "y"}, {"id": "a", "text": "z"}, {"id": "1", "text": "w"}]
+    # Given items with repeated ids
+    items = [{"id": "a", "text": "x"}, {"id": "1", "text": "y"}, {"id": "a", "text": "z"}, {"id": "1", "text": "w"}]
 
     # When they are sent
     response = api.call(load_event("predict_records.json"), body={"items": items})
@@ -438,6 +438,18 @@ def test_predict_duplicate_ids_are_named(api: Api, published_model: ModelRef) ->
     # Then each repeated id is named with the positions that use it
     error = assert_error(response, 422, "duplicate_ids")
     assert error["details"] == [{"id": "a", "indexes": [0, 2]}, {"id": "1", "indexes": [1, 3]}]
+
+
+def test_predict_items_with_and_without_ids_are_refused_by_the_schema(api: Api, published_model: ModelRef) -> None:
+    # Given an item without an id next to one whose id is "0" (the position the first would get)
+    items = [{"text": "free prize"}, {"id": "0", "text": "lunch?"}]
+
+    # When they are sent
+    response = api.call(load_event("predict_records.json"), body={"items": items})
+
+    # Then the schema's rule refuses them (ids for every item or none), never as a collision of ids
+    error = assert_error(response, 422, "validation_error")
+    assert "give an id to every item of `items` or to none" in error["message"] + json.dumps(error["details"])
 
 
 def test_predict_batch_over_max_items_is_refused(
@@ -582,6 +594,34 @@ def test_logs_never_contain_user_text(
     assert '"message":"predictions served"' in output
     assert marker not in output
     assert bad_marker not in output
+
+
+def test_logs_never_contain_ids_labels_field_names_keys_or_sources(
+    api: Api,
+    published_model: ModelRef,
+    queued_messages: Callable[[], list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the structured log captured, and markers as ids, labels, field names, unknown keys and sources
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    items = [{"id": "MARKID1", "fields": {"MARKFIELD1": "free prize"}}, {"id": "MARKID2", "text": "lunch?"}]
+    records = load_event("predict_records.json")
+
+    # When requests are answered, refused (unknown key, duplicate ids, a mix of ids) and verdicts accepted and refused
+    assert api.call(records, body={"items": items}).status == 200
+    api.call(records, body={"items": items, "MARKKEY1": 1})
+    api.call(records, body={"items": [{"id": "MARKID3", "text": "a", "MARKKEY2": 1}, {"text": "b"}]})
+    api.call(records, body={"items": [items[1], items[1]]})
+    good = {"id": "MARKID4", "fields": {"MARKFIELD2": "x"}, "label": "spam", "source": "MARKSOURCE1"}
+    assert api.call(verdicts_event([good])).status == 202
+    api.call(verdicts_event([{**good, "label": "MARKLABEL1", "MARKKEY3": 1}, {"id": "MARKID5", "label": "ham"}]))
+
+    # Then the requests were logged, but no marker appears in anything the function wrote
+    output = stream.getvalue() + capsys.readouterr().out
+    assert '"message":"predictions served"' in output and '"message":"verdicts queued"' in output
+    assert "MARK" not in output
 
 
 def test_predict_function_calls_exactly_what_its_role_allows(

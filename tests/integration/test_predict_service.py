@@ -140,6 +140,28 @@ def test_predict_explained_answers_are_not_cached_with_plain_ones(api: Api, publ
     assert new_plain["source"] == "model" and "explanation" not in new_plain
 
 
+def test_predict_explain_past_its_budget_is_refused_naming_the_limits(
+    api: Api, published_model: ModelRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an explain budget of 2 items and 100 characters
+    monkeypatch.setenv("EXPLAIN_MAX_ITEMS", "2")
+    monkeypatch.setenv("EXPLAIN_MAX_CHARS", "100")
+    api.rebuild()
+
+    # When three texts, then one record of 120 characters, are explained, and three texts are asked plainly
+    too_many = predict(api, {"texts": [HAM, SPAM, HAM], "explain": True})
+    too_long = predict(api, {"items": [{"fields": {"subject": "x" * 60, "body": "y" * 60}}], "explain": True})
+    plain = predict(api, {"texts": [HAM, SPAM, HAM]})
+
+    # Then both explained requests get 422 explain_budget_exceeded naming both limits; the plain one is answered
+    for response, items, chars in ((too_many, 3, 2 * len(HAM) + len(SPAM)), (too_long, 1, 120)):
+        assert response.status == 422 and response.body["error"]["code"] == "explain_budget_exceeded"
+        assert response.body["error"]["details"] == [
+            {"field": "explain", "items": items, "max_items": 2, "chars": chars, "max_chars": 100}
+        ]
+    assert plain.status == 200
+
+
 # --- the review band -----------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +178,61 @@ def test_retrain_logs_never_contain_user_text(
     logged = stream.getvalue() + capsys.readouterr().out
     assert "skipping an unreadable archive row" in logged and "verdict message quarantined" in logged
     assert marker not in logged
+
+
+def test_retrain_logs_carry_no_ids_labels_field_names_keys_or_sources(
+    base_ref: ModelRef,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the structured log captured, and unique markers as ids, labels, field names, unknown keys and sources
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    marker = {
+        name: f"MARK{name.upper()}{index}X" for index, name in enumerate(["id", "label", "field", "key", "source"])
+    }
+    loop = learning_loop()
+    quarantined = [
+        {"id": marker["id"] + "q1", "text": "hi", "label": marker["label"] + "q", marker["key"] + "q": 1},
+        {"id": marker["id"] + "q2", "fields": {marker["field"] + "q": [1]}, "label": "ham"},
+    ]
+    unknown_label = {"id": marker["id"] + "u", "text": "see you", "label": marker["label"] + "u"}
+    row = {"id": marker["id"] + "r", "fields": {marker["field"] + "r": [1]}, "label": "ham", marker["key"] + "r": 1}
+    loop.archive.s3.put_object(
+        Bucket=BUCKET, Key=loop.archive.archive_prefix + "2000/01/01/unreadable.jsonl", Body=json.dumps(row) + "\n"
+    )
+    lies = [
+        {**lie, "id": f"{marker['id']}l{index}", "source": marker["source"] + "l"}
+        for index, lie in enumerate(flipped_template_spam(6))
+    ]
+    learned = [
+        {**verdict, "id": f"{marker['id']}z{index}", "source": marker["source"] + "z"}
+        for index, verdict in enumerate(zorblax_verdicts(12))
+    ]
+    record = {"id": marker["id"] + "f", "fields": {marker["field"] + "f": "zorblax airdrop"}, "label": "spam"}
+
+    # When the function quarantines messages, holds a verdict archived while the model was unreadable (its label
+    # unchecked), skips an unreadable row, holds a source's lies, and learns and gates the rest
+    with monkeypatch.context() as unreadable:
+        unreadable.setattr(loop.intake, "_read_labels", lambda: None)
+        invoke(send(*quarantined, unknown_label))
+    invoke(send(lies, learned, record))
+
+    # Then every path logged, but no marker appears in anything the function wrote
+    logged = stream.getvalue() + capsys.readouterr().out
+    for message in (
+        "verdict message quarantined",
+        "verdict held for review",
+        "every pending verdict is held for review",
+        "skipping an unreadable archive row",
+        "verdicts held for review",
+        "suspended_senders",
+    ):
+        assert message in logged, message
+    assert "candidate promoted" in logged or "candidate rejected by the gate" in logged
+    assert "MARK" not in logged
 
 
 def test_retrain_function_calls_exactly_what_its_role_allows(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -799,3 +800,76 @@ def test_attributed_tokens_of_a_record_name_their_field() -> None:
     assert all(field in {"subject", "attachments", "cc"} for field, _ in pieces)
     presence = featurizer.tokens(record).index("subject=<present>")
     assert removed_by[presence] == frozenset()
+
+
+# --- the cut before n-grams keeps every feature ------------------------------------------------------------------
+
+
+def featurized_corpus() -> list[str | dict[str, object]]:
+    """The demo data, the samples, and long texts and records that fill the row before their last field."""
+    from lodbrok.data import load_demo_dataset
+
+    words = [item.input for item in load_demo_dataset() if isinstance(item.input, str)][:1200]
+    long_texts = [" ".join(words[start : start + 60]) for start in range(0, 1200, 60)]
+    records = [{f"field{index}": words[start + index] for index in range(64)} for start in range(0, 640, 64)]
+    return [*words, *SAMPLES, *UNICODE_TEXTS, *long_texts, *records, {"a": "é" * 5000, "b": "x y " * 2500}]
+
+
+def digest(values: object) -> str:
+    return hashlib.sha256(json.dumps(values, default=sorted).encode()).hexdigest()[:16]
+
+
+GOLDEN_IDS = {1: "618a3ad1031dfb24", 2: "76f9625fa8b67ab8", 3: "bb0fa83368088167"}
+GOLDEN_ATTRIBUTION = {1: "f1321bcbe6eeaf10", 2: "2a7c8a5e84883f97", 3: "7195af18c68a10ee"}
+
+
+@pytest.mark.parametrize("config", [LEGACY_CONFIG, FeaturizerConfig(version=2), FeaturizerConfig()], ids=str)
+def test_featurizer_ids_are_those_every_bundle_was_trained_on(config: FeaturizerConfig) -> None:
+    # Given the demo data, samples, and texts and records longer than a row
+    featurizer = Featurizer(config)
+    corpus = featurized_corpus()
+
+    # When every item is featurized and attributed
+    ids = [featurizer.token_ids(item) for item in corpus]
+    fitting = [item for item, row in zip(corpus, ids, strict=True) if len(row) < config.max_tokens]
+    attribution = [
+        [sorted(map(list, pieces)) for pieces in featurizer.attributed_token_ids(item)[1]] for item in fitting
+    ]
+
+    # Then the ids are those computed before featurizing stopped at the row's end (digests recorded then), and so
+    # are the pieces of every input that fits in a row
+    assert digest(ids) == GOLDEN_IDS[config.version]
+    assert digest(attribution) == GOLDEN_ATTRIBUTION[config.version]
+
+
+def test_featurizer_makes_no_ngrams_past_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a record of 64 fields of 5,000 characters, each of distinct words, that fills a row with its words
+    featurizer = Featurizer()
+    record = {f"field{index}": " ".join(f"w{index}x{word}" for word in range(700))[:5000] for index in range(64)}
+    made: list[str] = []
+    original = Featurizer._char_ngrams
+    monkeypatch.setattr(
+        Featurizer, "_char_ngrams", lambda self, word, cache: made.append(word) or original(self, word, cache)
+    )
+
+    # When it is featurized
+    ids = featurizer.token_ids(record)
+
+    # Then the row is full and not one n-gram was made: the cut comes before them
+    assert len(ids) == featurizer.config.max_tokens
+    assert made == []
+
+
+def test_featurizer_makes_a_repeated_words_ngrams_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a record whose 32 fields repeat the same two words (4,000 times each), with room in the row for n-grams
+    featurizer = Featurizer()
+    record = {f"field{index}": "x y " * 1250 for index in range(32)}
+    made: list[str] = []
+    original = Featurizer._char_ngrams
+    monkeypatch.setattr(
+        Featurizer, "_char_ngrams", lambda self, word, cache: made.append(word) or original(self, word, cache)
+    )
+
+    # When it is featurized, then each distinct word's n-grams are asked for once
+    featurizer.token_ids(record)
+    assert sorted(made) == ["x", "y"]

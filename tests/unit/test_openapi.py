@@ -37,7 +37,7 @@ DOCUMENT: dict[str, Any] = {
 def test_with_limits_sets_every_marked_bound_and_drops_the_marks() -> None:
     # Given a document whose bounds are marked, nested in objects and lists
     # When it is served with this deployment's limits and a model's labels
-    served = with_limits(DOCUMENT, max_items=3, max_text_chars=50, labels=["ham", "spam"])
+    served = with_limits(DOCUMENT, max_items=3, max_text_chars=50, explain_max_items=2, labels=["ham", "spam"])
 
     # Then each mark became its bound, a decision may also be `review`, and no mark is left for a client to see
     request = served["components"]["schemas"]["Request"]["properties"]
@@ -51,7 +51,7 @@ def test_with_limits_sets_every_marked_bound_and_drops_the_marks() -> None:
 
 
 def test_with_limits_without_a_model_leaves_labels_unconstrained() -> None:
-    served = with_limits(DOCUMENT, max_items=3, max_text_chars=50, labels=None)
+    served = with_limits(DOCUMENT, max_items=3, max_text_chars=50, explain_max_items=2, labels=None)
     answer = served["components"]["schemas"]["Answer"]["properties"]
     assert answer == {"label": {"type": "string"}, "decision": {"type": "string"}}
 
@@ -60,8 +60,8 @@ def test_with_limits_leaves_the_document_it_was_given_unchanged() -> None:
     # Given the document the app builds once per process
     original = copy.deepcopy(DOCUMENT)
     # When it is served twice with different limits
-    first = with_limits(DOCUMENT, max_items=3, max_text_chars=50, labels=["ham", "spam"])
-    second = with_limits(DOCUMENT, max_items=9, max_text_chars=70, labels=["a", "b", "c"])
+    first = with_limits(DOCUMENT, max_items=3, max_text_chars=50, explain_max_items=2, labels=["ham", "spam"])
+    second = with_limits(DOCUMENT, max_items=9, max_text_chars=70, explain_max_items=4, labels=["a", "b", "c"])
     # Then the second is not stuck with the first's bounds, and the source still holds its marks
     assert original == DOCUMENT
     assert first["components"]["schemas"]["Request"]["properties"]["text"]["maxLength"] == 50

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from lodbrok.items import input_chars
+from lodbrok.openapi import with_limits
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
+    ExplainBudgetExceeded,
     InvalidJson,
     ItemPrediction,
     LimitExceeded,
@@ -19,6 +22,7 @@ from lodbrok.schemas import (
     PredictRequest,
     PredictResponse,
     VerdictsRequest,
+    check_explain_budget,
     parse_json_body,
 )
 
@@ -38,11 +42,20 @@ def error_locations(error: ValidationError) -> list[str]:
         ({"text": "hello"}, [PredictionInput("0", "hello")]),
         ({"texts": ["a", "b"]}, [PredictionInput("0", "a"), PredictionInput("1", "b")]),
         (
-            {"items": [{"id": "x", "fields": {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}}, {"text": "t"}]},
-            [PredictionInput("x", {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}), PredictionInput("1", "t")],
+            {
+                "items": [
+                    {"id": "x", "fields": {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}},
+                    {"id": "0", "text": "t"},
+                ]
+            },
+            [PredictionInput("x", {"n": 1, "ok": True, "f": 1.5, "none": None, "s": "v"}), PredictionInput("0", "t")],
+        ),
+        (
+            {"items": [{"fields": {"n": 1}}, {"text": "t", "id": None}]},
+            [PredictionInput("0", {"n": 1}), PredictionInput("1", "t")],
         ),
     ],
-    ids=["text", "texts", "items"],
+    ids=["text", "texts", "items", "items-without-ids"],
 )
 def test_predict_request_to_inputs_keeps_order_and_assigns_positional_ids(
     body: dict[str, Any], expected: list[PredictionInput]
@@ -138,8 +151,8 @@ def test_predict_request_over_long_inputs_are_each_named() -> None:
             "items": [
                 {"id": "ok", "text": "x" * 10},
                 {"id": "t", "text": "x" * 11},
-                {"fields": {"abc": "x" * 11}},
-                {"fields": {"a": "x" * 10, "b": "y" * 10}},
+                {"id": "r", "fields": {"abc": "x" * 11}},
+                {"id": "r2", "fields": {"a": "x" * 10, "b": "y" * 10}},
             ]
         }
     )
@@ -151,14 +164,21 @@ def test_predict_request_over_long_inputs_are_each_named() -> None:
     # Then both offenders are named by index, id and field
     assert [(d["index"], d["id"], d["field"], d["chars"]) for d in caught.value.details] == [
         (1, "t", "items.1.text", 11),
-        (2, "2", "items.2.fields", 11),
+        (2, "r", "items.2.fields", 11),
     ]
 
 
 def test_predict_request_duplicate_ids_are_named_with_positions() -> None:
-    # Given an explicit id that repeats, and one equal to another item's position
+    # Given two ids that each repeat
     request = PredictRequest.model_validate(
-        {"items": [{"id": "a", "text": "1"}, {"text": "2"}, {"id": "a", "text": "3"}, {"id": "1", "text": "4"}]}
+        {
+            "items": [
+                {"id": "a", "text": "1"},
+                {"id": "1", "text": "2"},
+                {"id": "a", "text": "3"},
+                {"id": "1", "text": "4"},
+            ]
+        }
     )
 
     # When inputs are taken
@@ -167,6 +187,80 @@ def test_predict_request_duplicate_ids_are_named_with_positions() -> None:
 
     # Then every repeated id is named with where it occurs
     assert caught.value.details == [{"id": "a", "indexes": [0, 2]}, {"id": "1", "indexes": [1, 3]}]
+
+
+@pytest.mark.parametrize(
+    ("texts", "over"),
+    [(["a" * 10] * 3, False), (["a" * 10] * 4, True), (["a" * 15, "b" * 16], True)],
+    ids=["within", "items", "chars"],
+)
+def test_check_explain_budget_refuses_more_items_or_characters_naming_both_limits(texts: list[str], over: bool) -> None:
+    # Given an explain budget of 3 items and 30 characters, and an explained request
+    inputs = PredictRequest(texts=texts, explain=True).to_inputs(**LIMITS)
+
+    # When its budget is checked, then only a request over either limit is refused, naming both limits
+    if not over:
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+        return
+    with pytest.raises(ExplainBudgetExceeded) as caught:
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+    assert caught.value.details == [
+        {"field": "explain", "items": len(texts), "max_items": 3, "chars": sum(map(len, texts)), "max_chars": 30}
+    ]
+    assert "at most 3 items and 30 characters" in caught.value.message
+
+
+def test_check_explain_budget_counts_every_string_value_of_a_record() -> None:
+    # Given one record of three 12-character strings and a number: one item, 36 characters
+    inputs = PredictRequest(items=[{"fields": {"a": "x" * 12, "b": "y" * 12, "c": "z" * 12, "n": 10**6}}]).to_inputs(
+        **LIMITS
+    )
+
+    # When it is checked against 30 characters, then it is over, though each value is short
+    with pytest.raises(ExplainBudgetExceeded):
+        check_explain_budget(inputs, max_items=3, max_chars=30)
+
+
+def test_predict_request_schema_bounds_explained_items() -> None:
+    # Given the JSON schema of a request with its limits filled in as the served document does
+    schema = with_limits(
+        {**PredictRequest.model_json_schema(), "additionalProperties": True},
+        max_items=100,
+        max_text_chars=50,
+        explain_max_items=2,
+        labels=None,
+    )
+    validator = jsonschema.Draft202012Validator(schema)
+
+    # Then three texts are valid plain but not explained, and two are valid explained
+    assert validator.is_valid({"texts": ["a", "b", "c"]})
+    assert not validator.is_valid({"texts": ["a", "b", "c"], "explain": True})
+    assert not validator.is_valid({"items": [{"text": "a"}, {"text": "b"}, {"text": "c"}], "explain": True})
+    assert validator.is_valid({"texts": ["a", "b"], "explain": True})
+
+
+def test_predict_request_implicit_id_can_never_collide_with_a_given_one() -> None:
+    # Given items where one has no id and another has the id "0" (what the position used to give)
+    body = {"items": [{"text": "free prize"}, {"id": "0", "text": "lunch?"}]}
+
+    # When it is validated, then it is refused by the schema rule (ids for every item or none), not as duplicates
+    with pytest.raises(ValidationError, match="give an id to every item of `items` or to none"):
+        PredictRequest.model_validate(body)
+
+
+def test_predict_request_schema_states_ids_for_all_items_or_none() -> None:
+    # Given the JSON schema of `items` and bodies that mix, give all or give no ids
+
+    schema = {**PredictRequest.model_json_schema(), "additionalProperties": True}
+    validator = jsonschema.Draft202012Validator(schema)
+    mixed = {"items": [{"text": "a"}, {"id": "0", "text": "b"}]}
+    mixed_null = {"items": [{"id": None, "text": "a"}, {"id": "0", "text": "b"}]}
+    given = {"items": [{"id": "x", "text": "a"}, {"id": "0", "text": "b"}]}
+    none = {"items": [{"text": "a"}, {"id": None, "text": "b"}]}
+
+    # Then the schema refuses exactly what the model refuses
+    assert not validator.is_valid(mixed) and not validator.is_valid(mixed_null)
+    assert validator.is_valid(given) and validator.is_valid(none)
 
 
 @pytest.mark.parametrize(

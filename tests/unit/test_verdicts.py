@@ -67,3 +67,25 @@ def test_latest_per_input_keeps_the_verdict_received_last_whatever_the_arrival_o
 
     # Then the one received last wins each input (the later position breaks a tie), in arrival order
     assert latest == [newer_ham, second_copy]
+
+
+NEVER_VALID_BODIES = {
+    "deep nesting": "[" * 200_000,
+    "5,000-digit integer": "1" * 5_000,
+    "deep id": json.dumps({"id": None, "text": "hi", "label": "ham"}).replace("null", "[" * 900 + "]" * 900),
+    "not an object": json.dumps([1, "two", None]),
+    "verdicts not a list": json.dumps({"verdicts": {"id": "a"}}),
+    "lone surrogate in a key": '{"id": "a", "fields": {"\\udc00": "x"}, "label": "ham"}',
+}
+
+
+@pytest.mark.parametrize("body", NEVER_VALID_BODIES.values(), ids=NEVER_VALID_BODIES.keys())
+def test_parse_message_body_never_valid_message_is_a_verdict_error(body: str) -> None:
+    # Given a queue message that no retry can make valid
+    # When it is parsed
+    # Then it is a VerdictError (quarantined on first sight), never another exception (retried into the DLQ)
+    with pytest.raises(VerdictError) as raised:
+        parse_message_body(body, max_text_chars=5000, labels=None)
+
+    # And its problems can be written to the quarantine record
+    assert json.dumps(raised.value.problems)

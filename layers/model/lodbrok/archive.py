@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lodbrok import aws
 from lodbrok.clock import key_stamp, utc_iso, utc_now
 from lodbrok.observability import logger
-from lodbrok.verdicts import Verdict, describe
+from lodbrok.verdicts import Verdict
 
 PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted", "sender")
 UNVERIFIED_PREFIX = "unverified:"
@@ -216,9 +216,12 @@ class VerdictArchive:
                 try:
                     verdicts.append(_parse_row(key, line))
                 except (ValueError, TypeError, AttributeError) as error:  # one bad row must not block learning
-                    # Pydantic's own text quotes the input; the description never does.
-                    problem = describe(error) if isinstance(error, ValidationError) else type(error).__name__
-                    logger.warning("skipping an unreadable archive row", extra={"key": key, "error": problem})
+                    # A description names fields and unknown keys: the log says only how many problems of which kind.
+                    problems = error.error_count() if isinstance(error, ValidationError) else 1
+                    logger.warning(
+                        "skipping an unreadable archive row",
+                        extra={"key": key, "error_type": type(error).__name__, "problems": problems},
+                    )
         return verdicts
 
     def hold(self, record: ArchivedVerdict, reason: str, evidence: dict[str, Any]) -> str:

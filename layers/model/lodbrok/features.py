@@ -12,33 +12,40 @@ default) also reads a URL's own words and n-grams ("http", "com", "watch", a ref
 `<url>` and domain tokens: links are what comment spam is made of, and one `<url>` token was too little
 evidence to learn that from verdicts (`make bench-learning`); it scored better on the SMS folds too.
 Older bundles keep their exact features.
+
+The row is built lazily in that priority order and stops at `max_tokens`: a record's later fields are only
+read, and a word's n-grams only made, while the row has room, and a run of tokens equal to one already
+taken (a repeated word, in a text or across fields) is skipped before it is made. So the cost of a long
+input is bounded by `max_tokens` tokens made and `max_chars` characters scanned per string, not by how many
+n-grams the whole input would have; the features are exactly those of building everything and cutting.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from lodbrok.items import ModelInput, RecordInput
+from lodbrok.items import ModelInput
 
 FEATURIZER_VERSION = 3
 SUPPORTED_VERSIONS = (1, 2, 3)
 DOCUMENT_TOKEN = "<doc>"
 
 # A piece of an input that an explanation can name: (record field or None for a text, a word, URL, value or
-# shape token). A run is a list of tokens that all need the same pieces.
+# shape token).
 Piece = tuple[str | None, str]
-Run = tuple[tuple[Piece, ...], list[str]]
+_T = TypeVar("_T")
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
 # Bare domains may only start where a run of word characters starts; with `\b` every position in a
@@ -126,97 +133,160 @@ class Featurizer:
         Every item starts with a document token, so no row is all padding (an empty input would
         otherwise make the masked mean divide by zero).
         """
-        tokens = [DOCUMENT_TOKEN, *(token for _, run in self._runs(item) for token in run)]
-        if self.config.version >= 2:
-            tokens = list(dict.fromkeys(tokens))
-        return tokens[: self.config.max_tokens]
+        return self._row(item, attribute=False)[0]
 
     def attributed_token_ids(self, item: ModelInput) -> tuple[list[int], list[frozenset[Piece]]]:
         """`token_ids(item)`, and for each id the pieces whose removal from the input removes that token.
 
         A token made by several pieces (the n-gram "#<th" of "the" and of "this") stays while any of them is
-        there, so only the pieces common to all its occurrences remove it; a word pair needs both its words.
-        The document and field-presence tokens belong to no piece. Same tokens, same order as `tokens`.
+        there, so only the pieces common to all its occurrences in the row's making remove it; a word pair
+        needs both its words. The document and field-presence tokens belong to no piece. Same tokens, same
+        order as `tokens`.
         """
-        removed_by: dict[str, frozenset[Piece]] = {DOCUMENT_TOKEN: frozenset()}
-        for pieces, run in self._runs(item):
-            needed = frozenset(pieces)
-            for token in run:
-                removed_by[token] = removed_by[token] & needed if token in removed_by else needed
-        tokens = self.tokens(item)
+        tokens, removed_by = self._row(item, attribute=True)
         return self._hashed(tokens), [removed_by[token] for token in tokens]
 
-    def _runs(self, item: ModelInput) -> list[Run]:
+    def _row(self, item: ModelInput, *, attribute: bool) -> tuple[list[str], dict[str, frozenset[Piece]]]:
+        """The row's tokens, built run by run until it is full: what lies beyond `max_tokens` is never made.
+
+        With deduplication (version >= 2) a run equal to one already taken adds nothing, so it is skipped
+        before its tokens are made: a word repeated in a text or across a record's fields costs its
+        n-grams once. Attributing compares pieces too, since the same tokens from another field change
+        which pieces remove them.
+        """
+        limit, dedupe = self.config.max_tokens, self.config.version >= 2
+        row, in_row = [DOCUMENT_TOKEN], {DOCUMENT_TOKEN}
+        removed_by: dict[str, frozenset[Piece]] = {DOCUMENT_TOKEN: frozenset()}
+        taken: set[Hashable] = set()
+        for run in self._runs(item):
+            if len(row) >= limit:
+                break
+            if dedupe:
+                key = (run.pieces, run.key) if attribute else run.key
+                if key in taken:
+                    continue
+                taken.add(key)
+            needed = frozenset(run.pieces)
+            for token in run.tokens():
+                if attribute:
+                    removed_by[token] = removed_by[token] & needed if token in removed_by else needed
+                if dedupe and token in in_row:
+                    continue
+                in_row.add(token)
+                row.append(token)
+                if len(row) >= limit:
+                    break
+        return row, removed_by
+
+    def _runs(self, item: ModelInput) -> Iterator[_Run]:
+        """Runs in priority order: every text's words, then its word pairs, then its n-grams. Lazy, so a
+        record's later fields are only read, and n-grams only made, when the row still has room."""
+        texts: list[_Text] = []
         if isinstance(item, str):
-            words, bigrams, grams = self._text_runs(item, field=None)
+            texts.append(self._parse(item, field=None))
+            yield from texts[0].word_runs()
         else:
-            words, bigrams, grams = self._record_runs(item)
-        return [*words, *bigrams, *grams]
-
-    def _record_runs(self, record: RecordInput) -> tuple[list[Run], list[Run], list[Run]]:
-        words: list[Run] = []
-        bigrams: list[Run] = []
-        grams: list[Run] = []
-        for name in sorted(record):
-            field = str(name).casefold()
-            value = record[name]
-            if value is None or value == "":
-                words.append((((field, "<none>"),), [f"{field}=<none>"]))
-            elif isinstance(value, bool):
-                words.append((((field, str(value)),), [f"{field}={value}"]))
-            elif isinstance(value, int | float):
-                words.append((((field, str(value)),), [_number_token(field, value)]))
-            elif isinstance(value, str) and (date_tokens := _date_tokens(field, value)):
-                words.append((((field, value.strip()),), date_tokens))
-            else:
-                text = value if isinstance(value, str) else str(value)
-                field_words, field_bigrams, field_grams = self._text_runs(text, field=field)
-                words.append(((), [f"{field}=<present>"]))
-                words.extend(field_words)
-                bigrams.extend(field_bigrams)
-                grams.extend(field_grams)
-        return words, bigrams, grams
-
-    def _text_runs(self, text: str, field: str | None) -> tuple[list[Run], list[Run], list[Run]]:
-        """The tokens of a text (or of a record field's text, prefixed with the field), grouped by the pieces
-        that make them: a word, a URL, a shape of the whole text."""
-        prefix = "" if field is None else f"{field}:"
-        raw = text[: self.config.max_chars]
-        text = normalize_text(raw)
-        words: list[Run] = []
-        for url in _URL.findall(text):
-            domain = _SCHEME.sub("", url).split("/")[0].removeprefix("www.")
-            words.append((((field, url),), [prefix + "<url>", prefix + "url:" + domain]))
-        if self.config.version < 3:
-            text = _URL.sub(" ", text)
-        raw_words = _WORD.findall(text)
-        for word in raw_words:
-            number = [f"{prefix}<num{len(word)}>"] if word.isdigit() else []
-            words.append((((field, word),), [prefix + word, *number]))
-        bigrams: list[Run] = [
-            (((field, first), (field, second)), [f"{prefix}{first} {second}"])
-            for first, second in itertools.pairwise(raw_words)
-        ]
+            for name in sorted(item):
+                field = str(name).casefold()
+                value = item[name]
+                if value is None or value == "":
+                    yield _Run.of(((field, "<none>"),), [f"{field}=<none>"])
+                elif isinstance(value, bool):
+                    yield _Run.of(((field, str(value)),), [f"{field}={value}"])
+                elif isinstance(value, int | float):
+                    yield _Run.of(((field, str(value)),), [_number_token(field, value)])
+                elif isinstance(value, str) and (date_tokens := _date_tokens(field, value)):
+                    yield _Run.of(((field, value.strip()),), date_tokens)
+                else:
+                    yield _Run.of((), [f"{field}=<present>"])
+                    texts.append(self._parse(value if isinstance(value, str) else str(value), field=field))
+                    yield from texts[-1].word_runs()
+        for text in texts:
+            yield from text.bigram_runs()
+        ngrams: dict[str, list[str]] = {}  # a word's n-grams, made once however often the word occurs
         shortest = 1 if self.config.version >= 2 else 3
-        grams: list[Run] = [(((field, word),), self._char_ngrams(word)) for word in raw_words if len(word) >= shortest]
-        if self.config.version >= 2 and text:
-            words.extend((((field, shape),), [prefix + shape]) for shape in _shape_tokens(raw, text))
-        return words, bigrams, grams
+        for text in texts:
+            for word in text.distinct(text.words):
+                if len(word) >= shortest:
+                    yield _Run(((text.field, word),), ("#", word), functools.partial(self._char_ngrams, word, ngrams))
 
-    def _char_ngrams(self, word: str) -> list[str]:
-        padded = f"<{_DIGITS.sub(lambda digits: '0' * len(digits.group()), word)}>"
-        return [
-            "#" + padded[start : start + size]
-            for size in range(self.config.char_ngram_min, self.config.char_ngram_max + 1)
-            for start in range(len(padded) - size + 1)
-        ]
+    def _parse(self, text: str, field: str | None) -> _Text:
+        raw = text[: self.config.max_chars]
+        normalized = normalize_text(raw)
+        urls = _URL.findall(normalized)
+        if self.config.version < 3:  # URLs were only `<url>` and domain tokens
+            normalized = _URL.sub(" ", normalized)
+        return _Text(field, raw, normalized, urls, _WORD.findall(normalized), self.config.version)
+
+    def _char_ngrams(self, word: str, made: dict[str, list[str]]) -> list[str]:
+        if word not in made:
+            padded = f"<{_DIGITS.sub(lambda digits: '0' * len(digits.group()), word)}>"
+            grams = [
+                "#" + padded[start : start + size]
+                for size in range(self.config.char_ngram_min, self.config.char_ngram_max + 1)
+                for start in range(len(padded) - size + 1)
+            ]
+            # A repeat within a run adds nothing once rows are deduplicated ("ééé…" has a handful of n-grams).
+            made[word] = list(dict.fromkeys(grams)) if self.config.version >= 2 else grams
+        return made[word]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Tokens that all need the same pieces; equal keys mean equal tokens, which are made only when taken."""
+
+    pieces: tuple[Piece, ...]
+    key: Hashable
+    tokens: Callable[[], Sequence[str]]
+
+    @classmethod
+    def of(cls, pieces: tuple[Piece, ...], tokens: list[str]) -> _Run:
+        made = tuple(tokens)
+        return cls(pieces, made, lambda: made)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A text, or a record field's text (its tokens prefixed with the field), read once."""
+
+    field: str | None
+    raw: str
+    normalized: str
+    urls: list[str]
+    words: list[str]
+    version: int
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.field is None else f"{self.field}:"
+
+    def distinct(self, runs: Iterable[_T]) -> Iterable[_T]:
+        """Deduplicated rows take a repeated run's tokens once: skip the repeats before making runs of them."""
+        return dict.fromkeys(runs) if self.version >= 2 else runs
+
+    def word_runs(self) -> Iterator[_Run]:
+        """Its URLs, words and shapes, grouped by the piece that makes them."""
+        field, prefix = self.field, self.prefix
+        for url in self.urls:
+            domain = _SCHEME.sub("", url).split("/")[0].removeprefix("www.")
+            yield _Run.of(((field, url),), [prefix + "<url>", prefix + "url:" + domain])
+        for word in self.distinct(self.words):
+            number = [f"{prefix}<num{len(word)}>"] if word.isdigit() else []
+            yield _Run.of(((field, word),), [prefix + word, *number])
+        if self.version >= 2 and self.normalized:
+            for shape in _shape_tokens(self.raw, self.normalized):
+                yield _Run.of(((field, shape),), [prefix + shape])
+
+    def bigram_runs(self) -> Iterator[_Run]:
+        for first, second in self.distinct(itertools.pairwise(self.words)):
+            yield _Run.of(((self.field, first), (self.field, second)), [f"{self.prefix}{first} {second}"])
 
 
 def _shape_tokens(raw: str, normalized: str) -> list[str]:
     """Coarse facts about a text's look that hold across campaigns: numbers, money, shouting, length."""
-    letters = [char for char in raw if char.isalpha()]
-    capitals = sum(char.isupper() for char in letters) / len(letters) if letters else 0.0
-    digits = sum(char.isdigit() for char in raw)
+    letters = sum(map(str.isalpha, raw))  # map and filter keep the per-character loop in C
+    capitals = sum(map(str.isupper, filter(str.isalpha, raw))) / letters if letters else 0.0
+    digits = sum(map(str.isdigit, raw))
     shapes = [f"<caps{min(int(capitals * 4), 3)}>", f"<digits{min(digits // 4, 4)}>", f"<len{min(len(raw) // 40, 5)}>"]
     if _PHONE.search(normalized):
         shapes.append("<phone>")

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 
 from lodbrok.archive import ArchivedVerdict, VerdictArchive, sender_digest, sender_of
 from lodbrok.features import canonical_key
-from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.observability import MetricUnit, digest, logger, metrics
 from lodbrok.screening import HeldVerdict, Screening
 
 SUSPECT_SENDER_MIN_VERDICTS = 5  # a sender is judged when at least this many of its verdicts were screened
 SUSPECT_SENDER_HELD_SHARE = 0.5  # and suspended when more than this share of them was held
 SENDER_UNDER_REVIEW = "sender under review: most of its verdicts were held; none is learned until a reviewer clears it"
-DIGEST_CHARS = 12
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def hold_screened(archive: VerdictArchive, records: Sequence[ArchivedVerdict], s
         held.append(HeldVerdict(item, SENDER_UNDER_REVIEW, evidence))
     for sender, share in suspects.items():
         archive.suspend(sender, {"held": share})
-    digests = sorted(sender_digest(sender)[:DIGEST_CHARS] for sender in suspects)
+    digests = sorted(digest(sender) for sender in suspects)
     if held:
         logger.warning("verdicts held for review", extra={"held": len(held), "suspended_senders": digests})
     if suspects:

@@ -86,8 +86,10 @@ class VerdictIntake:
         except VerdictError as error:
             key = self.archive.quarantine(body, error.problems, message_id=message_id, sent_at=sent_at)
             metrics.add_metric(name="VerdictsQuarantined", unit=MetricUnit.Count, value=1)
+            # The problems name ids, labels, field names and unknown keys: the quarantine record keeps them.
             logger.warning(
-                "verdict message quarantined", extra={"message_id": message_id, "problems": error.problems, "key": key}
+                "verdict message quarantined",
+                extra={"message_id": message_id, "problems": len(error.problems), "body_chars": len(body), "key": key},
             )
             return MessageResult(quarantine_key=key)
         archived = duplicates = 0

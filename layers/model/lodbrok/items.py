@@ -4,8 +4,8 @@ One definition, used by the predict API's request models (`lodbrok.schemas`), by
 (`lodbrok.verdicts`), by the featurizer (`ModelInput`) and by the dataset parser (`is_blank`). Every rule
 the validated types (`Text`, `Record`, `ItemInput`) enforce is also stated in their JSON schema, so the
 OpenAPI document admits exactly what the API accepts; limits that come from the settings (`MAX_TEXT_CHARS`:
-the length of a text, and of each string value of a record; `MAX_ITEMS`; the model's labels) are marked
-with `LIMIT_KEYWORD` and filled in by `lodbrok.openapi` when the document is served.
+the length of a text, and of each string value of a record; `MAX_ITEMS`; `EXPLAIN_MAX_ITEMS`; the model's
+labels) are marked with `LIMIT_KEYWORD` and filled in by `lodbrok.openapi` when the document is served.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ RecordInput = Mapping[str, Any]
 ModelInput = str | RecordInput
 
 # Schema keyword marking a bound that comes from the settings or the model: "text" (maxLength =
-# MAX_TEXT_CHARS), "items" (maxItems = MAX_ITEMS) or "label" (enum = the model's labels).
+# MAX_TEXT_CHARS), "items" (maxItems = MAX_ITEMS), "explain_items" (maxItems = EXPLAIN_MAX_ITEMS) or "label"
+# (enum = the model's labels).
 LIMIT_KEYWORD = "x-lodbrok-limit"
 # "Not blank": a character that is not whitespace by Python's str.isspace, spelled out because `\s` means
 # different sets in Python, ECMAScript and Rust regexes, and the schema must mean one thing to every reader.
@@ -50,6 +51,13 @@ def input_chars(item: ModelInput) -> int:
     if isinstance(item, str):
         return len(item)
     return max((len(value) for value in item.values() if isinstance(value, str)), default=0)
+
+
+def total_chars(item: ModelInput) -> int:
+    """Characters an explanation reads: the text's, or the sum of a record's string values."""
+    if isinstance(item, str):
+        return len(item)
+    return sum(len(value) for value in item.values() if isinstance(value, str))
 
 
 def exactly_one_of(*names: str) -> dict[str, Any]:

@@ -16,10 +16,19 @@ from lodbrok.review import REVIEW
 
 
 def with_limits(
-    document: dict[str, Any], *, max_items: int, max_text_chars: int, labels: Sequence[str] | None
+    document: dict[str, Any],
+    *,
+    max_items: int,
+    max_text_chars: int,
+    explain_max_items: int,
+    labels: Sequence[str] | None,
 ) -> dict[str, Any]:
     """A copy of `document` with every marked bound set; without a model, labels stay unconstrained."""
-    bounds = {"text": {"maxLength": max_text_chars}, "items": {"maxItems": max_items}}
+    bounds = {
+        "text": {"maxLength": max_text_chars},
+        "items": {"maxItems": max_items},
+        "explain_items": {"maxItems": explain_max_items},
+    }
     if labels:
         bounds["label"] = {"enum": list(labels)}
         bounds["decision"] = {"enum": [*labels, REVIEW]}

@@ -45,6 +45,7 @@ from lodbrok.schemas import (
     VerdictsAccepted,
     VerdictSource,
     VerdictsRequest,
+    check_explain_budget,
 )
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner, SigningNotConfigured
@@ -260,6 +261,10 @@ class PredictService:
     def answer(self, request: PredictRequest, origin: Origin) -> PredictResponse:
         """POST/GET /predict."""
         inputs = request.to_inputs(max_items=self.settings.max_items, max_text_chars=self.settings.max_text_chars)
+        if request.explain:
+            check_explain_budget(
+                inputs, max_items=self.settings.explain_max_items, max_chars=self.settings.explain_max_chars
+            )
         model, served, novelty = self.predict(
             [entry.input for entry in inputs], skip_cache=request.skip_cache, explain=request.explain
         )

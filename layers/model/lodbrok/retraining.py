@@ -46,7 +46,7 @@ from lodbrok.gate import GateDecision
 from lodbrok.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
 from lodbrok.intake import MessageResult, VerdictIntake
 from lodbrok.learning import LearningConfig, Screener, propose
-from lodbrok.observability import MetricUnit, logger, metrics
+from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
 from lodbrok.settings import Settings
@@ -134,9 +134,12 @@ class LearningLoop:
         """The active model's labels; None when its bundle cannot be read (intake goes on unchecked)."""
         try:
             return list(self._active().bundle.labels)
-        except BundleError:
+        except BundleError as error:
             metrics.add_metric(name="ActiveModelUnreadable", unit=MetricUnit.Count, value=1)
-            logger.exception("the active model cannot be read; verdicts are archived without the label check")
+            logger.error(
+                "the active model cannot be read; verdicts are archived without the label check",
+                extra=error_fields(error),
+            )
             return None
 
     def start_batch(self, lambda_context: Any = None) -> None:
@@ -195,8 +198,11 @@ class LearningLoop:
             return None
         try:
             return self.retrain(Mode.PENDING)
-        except Exception:
-            logger.exception("retraining failed; the verdicts stay archived and pending, and will be retried")
+        except Exception as error:
+            logger.error(
+                "retraining failed; the verdicts stay archived and pending, and will be retried",
+                extra=error_fields(error),
+            )
             metrics.add_metric(name="RetrainFailed", unit=MetricUnit.Count, value=1)
             return None
 
@@ -418,11 +424,11 @@ class LearningLoop:
         )
         try:
             self.state.record_attempt(record, model_cursor.advance(keys, settled), promoted=promoted)
-        except (ClientError, ModelStoreError):
+        except (ClientError, ModelStoreError) as error:
             if must_succeed:
                 raise
             # The promoted bundle carries the same cursor, so these verdicts cannot be learned twice.
-            logger.exception("could not save the retrain state after a promotion")
+            logger.error("could not save the retrain state after a promotion", extra=error_fields(error))
 
 
 def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = None, kms: Any = None) -> LearningLoop:
@@ -469,7 +475,10 @@ def is_scheduled_event(event: Any) -> bool:
 
 
 def _log_fields(outcome: RetrainOutcome) -> dict[str, Any]:
-    fields = outcome.model_dump(mode="json", exclude={"decision"})
+    """The outcome as a log says it: sources by digest, and the gate's checks by name (their details and the
+    reason quote labels)."""
+    fields = outcome.model_dump(mode="json", exclude={"decision", "suspect_sources"})
+    fields["suspect_sources"] = [digest(source) for source in outcome.suspect_sources]
     if outcome.decision:
-        fields["reason"] = outcome.decision.reason
+        fields["checks"] = {check.name: check.passed for check in outcome.decision.checks}
     return fields

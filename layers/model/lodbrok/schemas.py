@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_serializer, model_validator
 
-from lodbrok.items import LIMIT_KEYWORD, ItemInput, ModelInput, Text, exactly_one_of, input_chars
+from lodbrok.items import LIMIT_KEYWORD, ItemInput, ModelInput, Text, exactly_one_of, input_chars, total_chars
 from lodbrok.verdicts import Verdict
 
 # --- errors ---------------------------------------------------------------------------------------------------
@@ -46,6 +46,10 @@ class DuplicateIds(RequestRejected):
     """Two or more items of one request share an id."""
 
 
+class ExplainBudgetExceeded(RequestRejected):
+    """An explained request with more items than EXPLAIN_MAX_ITEMS or more characters than EXPLAIN_MAX_CHARS."""
+
+
 def parse_json_body(body: str, *, max_bytes: int) -> Any:
     """The request body as JSON, refusing oversized bodies before parsing them."""
     if len(body) > max_bytes or (len(body) * 4 > max_bytes and _utf8_size(body) > max_bytes):
@@ -64,6 +68,15 @@ def _utf8_size(text: str) -> int:
 
 
 EchoedInput = str | dict[str, str | int | float | bool | None]
+
+# With `explain`, at most EXPLAIN_MAX_ITEMS items (the characters, summed, JSON Schema cannot bound).
+_EXPLAIN_ITEMS = {
+    "if": {"required": ["explain"], "properties": {"explain": {"const": True}}},
+    "then": {"properties": {name: {LIMIT_KEYWORD: "explain_items"} for name in ("texts", "items")}},
+}
+# An item's id is given for every item of `items` or for none, so a position can never be another item's id.
+_HAS_ID = {"required": ["id"], "properties": {"id": {"type": "string"}}}
+IDS_FOR_ALL_OR_NONE = {"anyOf": [{"items": _HAS_ID}, {"items": {"not": _HAS_ID}}]}
 
 
 # --- POST /predict and GET /predict -----------------------------------------------------------------------------
@@ -88,6 +101,7 @@ class PredictRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             **exactly_one_of("text", "texts", "items"),
+            **_EXPLAIN_ITEMS,
             "examples": [
                 {"text": "WINNER!! Claim your prize now"},
                 {"texts": ["Lunch at noon?", "FREE ipod, text CLAIM"], "skip_cache": True},
@@ -106,16 +120,18 @@ class PredictRequest(BaseModel):
     items: list[PredictItem] | None = Field(
         None,
         min_length=1,
-        description="texts or records, each with an id unique in the request (the position when not given)",
-        json_schema_extra={LIMIT_KEYWORD: "items"},
+        description="texts or records; either every item has an id, unique in the request, or none has and the "
+        "ids are the positions",
+        json_schema_extra={LIMIT_KEYWORD: "items", "allOf": [IDS_FOR_ALL_OR_NONE]},
     )
     skip_cache: StrictBool = Field(False, description="do not read the cache (answers are still written to it)")
     echo_input: StrictBool = Field(False, description="repeat each input in its prediction")
     explain: StrictBool = Field(
         False,
         description="also say which pieces of each input pushed it most towards and away from its label (the "
-        "served model scored again without each piece; about 3.5x the cost of a plain prediction). Explained "
-        "requests neither read nor write the prediction cache",
+        "served model scored again without each piece). An explained request may hold at most EXPLAIN_MAX_ITEMS "
+        "items and EXPLAIN_MAX_CHARS characters in all (a text's, or a record's string values; 422 "
+        "explain_budget_exceeded). Explained requests neither read nor write the prediction cache",
     )
 
     @model_validator(mode="after")
@@ -123,6 +139,8 @@ class PredictRequest(BaseModel):
         given = [name for name in ("text", "texts", "items") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of `text`, `texts` or `items`")
+        if self.items is not None and len({item.id is None for item in self.items}) > 1:
+            raise ValueError("give an id to every item of `items` or to none (then the ids are the positions)")
         return self
 
     def to_inputs(self, *, max_items: int, max_text_chars: int) -> list[PredictionInput]:
@@ -159,6 +177,25 @@ class PredictRequest(BaseModel):
             names = ", ".join(repr(duplicate["id"]) for duplicate in duplicates[:10])
             raise DuplicateIds(f"item ids must be unique within a request; repeated: {names}", duplicates)
         return inputs
+
+
+def check_explain_budget(inputs: list[PredictionInput], *, max_items: int, max_chars: int) -> None:
+    """Raise ExplainBudgetExceeded naming both limits when an explained request is over either."""
+    chars = sum(total_chars(entry.input) for entry in inputs)
+    if len(inputs) > max_items or chars > max_chars:
+        raise ExplainBudgetExceeded(
+            f"an explained request may hold at most {max_items} items and {max_chars} characters in all, got "
+            f"{len(inputs)} items and {chars} characters; send fewer, or without `explain`",
+            [
+                {
+                    "field": "explain",
+                    "items": len(inputs),
+                    "max_items": max_items,
+                    "chars": chars,
+                    "max_chars": max_chars,
+                }
+            ],
+        )
 
 
 class VerdictSource(BaseModel):

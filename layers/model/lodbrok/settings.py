@@ -34,6 +34,11 @@ class Settings(BaseModel):
     max_items: int = Field(100, ge=1, le=1000, alias="MAX_ITEMS")
     max_text_chars: int = Field(5_000, ge=1, alias="MAX_TEXT_CHARS")
     max_body_bytes: int = Field(1_000_000, ge=1024, alias="MAX_BODY_BYTES")
+    # The explain budget: an explained item costs a model row per piece (up to max_tokens), and attributing
+    # a long input costs more than featurizing it; sized so the worst explained request costs about what the
+    # worst plain one does (`make bench`, predict section).
+    explain_max_items: int = Field(10, ge=1, le=1000, alias="EXPLAIN_MAX_ITEMS")
+    explain_max_chars: int = Field(20_000, ge=1, alias="EXPLAIN_MAX_CHARS")
     # JSON {label: [low, high]}: probabilities answered with the decision `review` (lodbrok.review).
     review_band: str = Field("", alias="REVIEW_BAND")
 

@@ -132,8 +132,10 @@ def parse_message_body(body: str, *, max_text_chars: int, labels: Sequence[str] 
     """Parse one queue message into verdicts; raise VerdictError describing every problem."""
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, TypeError) as error:
+    except (ValueError, TypeError) as error:  # JSONDecodeError, and integers longer than Python's digit limit
         raise VerdictError([{"index": None, "error": f"message body is not JSON: {error}"}]) from error
+    except RecursionError as error:  # never valid, so quarantined on first sight rather than retried into the DLQ
+        raise VerdictError([{"index": None, "error": "message body is nested too deeply"}]) from error
     if isinstance(payload, dict) and "verdicts" in payload:
         payload = payload["verdicts"]
     raw_items = payload if isinstance(payload, list) else [payload]
@@ -159,5 +161,7 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _raw_id(raw: Any) -> Any:
-    return raw.get("id") if isinstance(raw, dict) else None
+def _raw_id(raw: Any) -> str | int | float | bool | None:
+    """The id a bad item claims, if it is a scalar: a nested one must not make the quarantine record unwritable."""
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str | int | float | bool) else None
