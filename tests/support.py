@@ -141,8 +141,10 @@ CODE_ACTIONS = {
         "s3:GetObject",
         "s3:GetObjectVersion",  # a pinned MODEL_VERSION, or the version a HEAD named
         "kms:Verify",
+        "kms:GenerateMac",  # attests the verdicts it queues
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
+        "dynamodb:GetItem",  # the caller's role
         "dynamodb:PutItem",
         "dynamodb:Query",
         "sqs:SendMessage",
@@ -157,6 +159,7 @@ CODE_ACTIONS = {
         "s3:PutObjectTagging",
         "kms:Sign",
         "kms:Verify",
+        "kms:VerifyMac",  # who sent a queued verdict
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -207,6 +210,8 @@ def recorded_aws_actions() -> Iterator[set[str]]:
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
 MEMORY_TABLE = "lodbrok-verdict-memory-test"
+CLIENTS_TABLE = "lodbrok-clients-test"
+EVENT_KEY_ID = "k7x2mq9zb1"  # the API key id of the events/ files: an admin's in the tests' clients table
 
 
 def predict_texts(api: Api, texts: list[str], **options: Any) -> ApiResponse:

@@ -9,8 +9,9 @@ Layout under the archive prefix (`VERDICT_ARCHIVE_PREFIX`, default `verdicts/`):
 The timestamp is the UTC time of archiving with a fixed width, so lexicographic key order is time order
 and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
 once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
-`label`) plus provenance (`source`, `received_at`, `message_id`, `sent_at`, `archived_at`,
-`fingerprint`, and `trusted` for a verdict a reviewer accepted), so `lodbrok.data.items_from_jsonl` and
+`label`) plus provenance (`source`, `received_at` (server time), `message_id`, `sent_at`, `archived_at`,
+`fingerprint`, `sender` (the verified API key id of the client who sent it, or null: `lodbrok.attestation`),
+and `trusted` for a verdict a reviewer sent or accepted), so `lodbrok.data.items_from_jsonl` and
 `lodbrok finetune --data` read it as is.
 
 A held record (`lodbrok.screening` decided not to learn the verdict) sits beside the archive under the
@@ -41,7 +42,7 @@ from lodbrok.clock import key_stamp, utc_iso, utc_now
 from lodbrok.observability import logger
 from lodbrok.verdicts import Verdict, describe
 
-PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted")
+PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted", "sender")
 REVIEW_STATUSES = ("accepted", "rejected")
 READ_WORKERS = 16
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -85,6 +86,7 @@ class ArchivedVerdict:
     sent_at: str | None
     archived_at: str
     trusted: bool = False
+    sender: str | None = None
 
 
 class ReviewError(ValueError):
@@ -114,7 +116,14 @@ class VerdictArchive:
         return f"{self.archive_prefix}{moment:%Y/%m/%d}/{key_stamp(moment)}"
 
     def write(
-        self, verdict: Verdict, *, message_id: str, sent_at: str | None, index: int = 0, trusted: bool = False
+        self,
+        verdict: Verdict,
+        *,
+        message_id: str,
+        sent_at: str | None,
+        index: int = 0,
+        trusted: bool = False,
+        sender: str | None = None,
     ) -> str:
         """Archive one verdict as a new object; returns its key."""
         now = utc_now()
@@ -126,6 +135,7 @@ class VerdictArchive:
             "message_id": message_id,
             "sent_at": sent_at,
             "archived_at": utc_iso(now),
+            "sender": sender,
             **({"trusted": True} if trusted else {}),
         }
         body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -262,6 +272,7 @@ def _parse_row(key: str, line: str) -> ArchivedVerdict:
         sent_at=provenance["sent_at"],
         archived_at=provenance["archived_at"] or "",
         trusted=provenance["trusted"] is True,
+        sender=provenance["sender"] if isinstance(provenance["sender"], str) else None,
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from lodbrok import aws
 from lodbrok.archive import ArchiveCursor, ArchivedVerdict, PendingKeys, VerdictArchive
+from lodbrok.attestation import Attester, Provenance
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
@@ -39,11 +40,12 @@ from lodbrok.learning import LearningConfig, Screener, propose
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
+from lodbrok.roles import Role
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
-from lodbrok.verdict_memory import VerdictMemory
+from lodbrok.verdict_memory import VerdictMemory, entry_key
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -61,6 +63,7 @@ def learning_config(settings: Settings) -> LearningConfig:
         settle_seconds=settings.archive_settle_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         max_text_chars=settings.max_text_chars,
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
         finetune=FinetuneConfig(epochs=settings.finetune_epochs),
     )
 
@@ -103,6 +106,7 @@ class LearningLoop:
         *,
         idempotency_store: Any = None,
         memory: VerdictMemory | None = None,
+        attester: Attester | None = None,
     ) -> None:
         self.store = store
         self.memory = memory
@@ -117,6 +121,8 @@ class LearningLoop:
             max_text_chars=self.config.max_text_chars,
             idempotency_store=idempotency_store,
             idempotency_ttl_seconds=self.config.idempotency_ttl_seconds,
+            attester=attester,
+            max_clock_skew_seconds=self.config.max_clock_skew_seconds,
         )
 
     def _labels_for_intake(self) -> list[str] | None:
@@ -142,12 +148,21 @@ class LearningLoop:
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
             logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
             return 0
-        verdicts = {canonical_key(verdict.input): verdict for verdict in self.intake.accepted}
-        labelled = [
-            verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
-        ]
-        learnable = {canonical_key(item.input) for item in screener.screen(labelled, self.config.screening).learn}
-        remembered = self.memory.remember([verdicts[key] for key in verdicts if key in learnable])
+        # A reviewer's verdict is trusted (never screened); feedback answers at once only if it would be learned.
+        latest = {
+            (canonical_key(verdict.input), provenance.sender, provenance.role): (verdict, provenance)
+            for verdict, provenance in self.intake.accepted
+            if verdict.label in active.bundle.labels
+        }
+        feedback = [verdict.to_labelled_item() for verdict, provenance in latest.values() if not _trusted(provenance)]
+        learnable = {canonical_key(item.input) for item in screener.screen(feedback, self.config.screening).learn}
+        remembered = self.memory.remember(
+            [
+                (verdict, provenance)
+                for verdict, provenance in latest.values()
+                if _trusted(provenance) or canonical_key(verdict.input) in learnable
+            ]
+        )
         metrics.add_metric(name="VerdictsRemembered", unit=MetricUnit.Count, value=remembered)
         return remembered
 
@@ -328,10 +343,14 @@ class LearningLoop:
             return
         verdicts = [record.verdict for record in records]
         predictions = Predictor(promoted).predict([verdict.input for verdict in verdicts])
+        entries = [
+            entry_key(canonical_key(record.verdict.input), everyone=record.trusted, sender=record.sender)
+            for record in records
+        ]
         learned = [
-            (canonical_key(verdict.input), verdict)
-            for verdict, prediction in zip(verdicts, predictions, strict=True)
-            if prediction.label == verdict.label
+            (pk, verdict)
+            for pk, verdict, prediction in zip(entries, verdicts, predictions, strict=True)
+            if pk is not None and prediction.label == verdict.label
         ]
         forgotten = self.memory.forget_learned(learned)
         logger.info("verdict memory entries the promoted model made unnecessary", extra={"forgotten": forgotten})
@@ -407,7 +426,12 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
             settings.verdict_memory_table,
             client=dynamodb or aws.client("dynamodb"),
             ttl_seconds=settings.verdict_memory_ttl_seconds,
+            client_daily_cap=settings.verdict_memory_client_daily_cap,
+            global_daily_cap=settings.verdict_memory_global_daily_cap,
         )
+    attester = None
+    if settings.verdict_attestation_key:
+        attester = Attester(settings.verdict_attestation_key, kms=kms or aws.client("kms"))
     return LearningLoop(
         ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings, kms), s3=s3),
         VerdictArchive(settings.model_bucket, settings.verdict_archive_prefix, s3=s3),
@@ -415,6 +439,7 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         learning_config(settings),
         idempotency_store=persistence,
         memory=memory,
+        attester=attester,
     )
 
 
@@ -426,6 +451,10 @@ def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
         latest.pop(key, None)
         latest[key] = record
     return list(latest.values())
+
+
+def _trusted(provenance: Provenance) -> bool:
+    return provenance.role.allows(Role.REVIEWER)
 
 
 def is_scheduled_event(event: Any) -> bool:
