@@ -304,3 +304,25 @@ def flipped_template_spam(count: int, source: str = "mallory") -> list[dict[str,
     return [
         {"id": f"bad-{index}", "text": item.input, "label": "ham", "source": source} for index, item in enumerate(spam)
     ]
+
+
+def attested(
+    verdicts: list[dict[str, Any]],
+    *,
+    sender: str = "moderator-key",
+    role: str = "reviewer",
+    received_at: str = "2026-12-01T10:00:00.000Z",
+) -> str:
+    """A queue message as POST /verdicts sends it: the verdicts in an envelope attested with the environment's
+    VERDICT_ATTESTATION_KEY, for `sender` with `role` at `received_at`."""
+    import os
+
+    from lodbrok.attestation import Attester, Provenance
+    from lodbrok.roles import Role
+    from lodbrok.verdict_queue import envelope_body, verdict_json
+    from lodbrok.verdicts import Verdict
+
+    parsed = [Verdict.model_validate({**verdict, "received_at": received_at}) for verdict in verdicts]
+    provenance = Provenance(sender=sender, role=Role(role), received_at=received_at)
+    attestation = Attester(os.environ["VERDICT_ATTESTATION_KEY"]).attest(provenance, parsed)
+    return envelope_body([verdict_json(verdict) for verdict in parsed], attestation)

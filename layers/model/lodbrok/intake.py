@@ -107,11 +107,12 @@ class VerdictIntake:
             )
             return MessageResult(quarantine_key=key)
         provenance = self._provenance(message, sent_at)
-        verdicts = [verdict.model_copy(update={"received_at": provenance.received_at}) for verdict in message.verdicts]
         archived = duplicates = 0
-        for index, verdict in enumerate(verdicts):
+        for index, given in enumerate(message.verdicts):
+            # The occurrence is the verdict as given (a copy is a copy whatever it claims); its time is the server's.
+            verdict = given.model_copy(update={"received_at": provenance.received_at})
             result = self._archive_once(
-                occurrence=occurrence_key(verdict, message_id),
+                occurrence=occurrence_key(given, message_id),
                 verdict=verdict,
                 message_id=message_id,
                 sent_at=sent_at,

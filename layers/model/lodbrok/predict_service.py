@@ -376,6 +376,7 @@ class PredictService:
             )
         verdicts = self._valid_verdicts(request.verdicts)
         received_at = utc_iso(self._now())
+        verdicts = [verdict.model_copy(update={"received_at": received_at}) for verdict in verdicts]
         provenance = Provenance(sender=origin.key_id, role=self.role_of(origin.key_id), received_at=received_at)
         outcome = self.queue.send(verdicts, provenance)
         queued = len(outcome.message_ids)

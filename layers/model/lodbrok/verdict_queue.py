@@ -66,12 +66,8 @@ class SendOutcome:
 
 
 def verdict_json(verdict: Verdict) -> str:
-    """A verdict as it appears in a message; its time is the attestation's, not its own."""
-    text = json.dumps(
-        verdict.model_dump(mode="json", exclude_none=True, exclude={"received_at"}),
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    """A verdict as it appears in a message."""
+    text = json.dumps(verdict.model_dump(mode="json", exclude_none=True), ensure_ascii=False, separators=(",", ":"))
     return _SQS_REFUSED.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
