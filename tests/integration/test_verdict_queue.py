@@ -51,17 +51,17 @@ def test_verdicts_too_many_for_one_message_are_sent_as_messages_that_fit(
 
 
 def test_verdict_too_large_for_a_message_is_413_and_nothing_is_queued(
-    api: Api, published_model: ModelRef, queued_messages: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
+    api: Api, published_model: ModelRef, queued_messages: Callable[[], list[str]]
 ) -> None:
-    # Given a deployment whose limits allow a record of 64 fields of 5,000 characters (a 641 KB body)
-    monkeypatch.setenv("MAX_BODY_BYTES", "2000000")
-    api.rebuild()
+    # Given a record of 64 fields of 5,000 "é" as a verdict, with a small valid one: a 641 KB UTF-8 body, inside
+    # every documented limit
     record = {f"f{index}": "\u00e9" * 5_000 for index in range(64)}
+    verdicts = [{"id": "ok", "text": "hello", "label": "ham"}, {"id": "big", "fields": record, "label": "ham"}]
+    body = json.dumps({"verdicts": verdicts}, ensure_ascii=False)
+    assert 640_000 < len(body.encode()) < 1_000_000
 
-    # When it is sent as a verdict, with a small valid one
-    response = api.call(
-        verdicts_event([{"id": "ok", "text": "hello", "label": "ham"}, {"id": "big", "fields": record, "label": "ham"}])
-    )
+    # When it is sent
+    response = api.call(load_event("verdicts_post.json"), body=body)
 
     # Then 413 names the limit and the verdict's size (it can never fit, so no 5xx "send again"), and nothing
     # was queued
