@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
     from lodbrok.api_keys import ClientKeys
+    from lodbrok.roles import ClientRoles, Role
 
-    # One client to start with, like the stack's first key; `lodbrok clients add` makes more.
-    keys = ClientKeys(created["LodbrokApiUsagePlan"])
-    api_key = keys.add("local", key=arguments.api_key or secrets.token_urlsafe(24)).key
+    # One client to start with, an admin; `lodbrok clients add NAME --role ROLE` makes more.
+    keys = ClientKeys(created["LodbrokApiUsagePlan"], roles=ClientRoles(predict_env["CLIENTS_TABLE"]))
+    api_key = keys.add("local", key=arguments.api_key or secrets.token_urlsafe(24), role=Role.ADMIN).key
     gateway = LocalGateway(
         "PredictFunction", template.handler("PredictFunction"), template.routes("PredictFunction"), keys.authorize
     )
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_name": predict_env.get("MODEL_NAME", "default"),
             "signing_key": predict_env["MODEL_SIGNING_KEY"],
             "usage_plan": keys.usage_plan_id,
+            "clients_table": predict_env["CLIENTS_TABLE"],
             "verdict_memory_table": predict_env["VERDICT_MEMORY_TABLE"],
             "seed_version_id": seed_ref,
         }
@@ -155,7 +157,7 @@ def _print_banner(
     print(
         f"""
 Lodbrok is running locally (Ctrl-C stops it).
-  API            {url}   (API key of client "local": {api_key}; usage plan {usage_plan})
+  API            {url}   (API key of client "local", an admin: {api_key}; usage plan {usage_plan})
   Swagger UI     {url}/swagger
   AWS emulation  {endpoint}   bucket {env["MODEL_BUCKET"]}, seed model version {seed}
   signing key    {env["MODEL_SIGNING_KEY"]}
@@ -170,8 +172,9 @@ Try:
   AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
        .venv/bin/lodbrok versions --bucket {env["MODEL_BUCKET"]}
   (rollback, publish and promote also need --signing-key {env["MODEL_SIGNING_KEY"]}, and rollback
-   VERDICT_MEMORY_TABLE={env["VERDICT_MEMORY_TABLE"]} to clear the corrections it undoes;
-   another client's key: .venv/bin/lodbrok clients add NAME --usage-plan {usage_plan}, same variables)
+   VERDICT_MEMORY_TABLE={env["VERDICT_MEMORY_TABLE"]} to clear the corrections it undoes)
+  Other clients, with the same variables (roles: predict < feedback < reviewer < admin):
+  CLIENTS_TABLE={env["CLIENTS_TABLE"]} .venv/bin/lodbrok clients add NAME --role feedback --usage-plan {usage_plan}
 """,
         flush=True,
     )

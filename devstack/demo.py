@@ -2,7 +2,8 @@
 
 predict (unsure answers go to review) -> cache hit -> why a text is spam -> verdicts about a new spam campaign
 -> a new version is promoted and served -> rollback with the `lodbrok` CLI -> the original version is served
-again. The end-to-end test runs the same scenario and asserts on the report.
+again -> trust decides reach: a `feedback` client's correction answers that client at once but no other, a
+`reviewer`'s answers everyone. The end-to-end test runs the same scenario and asserts on the report.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ CAMPAIGN = [
     "final zorblax airdrop reminder: wallet check required to claim",
 ]
 PROBE = ["zorblax airdrop: verify your wallet to claim free tokens", "are we still on for lunch tomorrow?"]
+# Corrected first by a feedback client (answers only itself), then by a reviewer (answers everyone).
+REPORTED = "zorblax bonus round: your wallet earned extra airdrop tokens, claim them today"
+CLIENTS = {"desk": "feedback", "moderator": "reviewer", "viewer": "predict"}  # made with `lodbrok clients add`
 
 
 @dataclass(frozen=True)
@@ -51,18 +55,20 @@ class StackInfo:
     model_name: str
     signing_key: str
     usage_plan: str
+    clients_table: str
     verdict_memory_table: str
     seed_version_id: str
 
 
 class ApiClient:
-    def __init__(self, stack: StackInfo) -> None:
+    def __init__(self, stack: StackInfo, key: str | None = None) -> None:
         self.stack = stack
+        self.key = key or stack.api_key
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.stack.api_url + path, data=data, method=method)
-        request.add_header("x-api-key", self.stack.api_key)
+        request.add_header("x-api-key", self.key)
         request.add_header("content-type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
@@ -217,7 +223,55 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
     listing = _lodbrok_cli(stack, "versions")
     report.add(say, "versions listed", count=len(listing.splitlines()) - 1)
     say(listing)
+
+    # Last, so that its verdicts (and any retrain they start) change none of the versions above.
+    _trust_decides_reach(stack, report, say)
     return report
+
+
+def _trust_decides_reach(stack: StackInfo, report: Report, say: Callable[[str], None]) -> None:
+    """A feedback client's correction answers only that client; a reviewer's answers everyone."""
+    keys = {
+        name: json.loads(_lodbrok_cli(stack, "clients", "add", name, "--role", role, "--json", store=False))["key"]
+        for name, role in CLIENTS.items()
+    }
+    report.add(say, "clients added with the CLI", roles=CLIENTS)
+    clients = {name: ApiClient(stack, key) for name, key in keys.items()}
+
+    def answer(name: str) -> dict[str, Any]:
+        status, body = clients[name].call("POST", "/predict", {"text": REPORTED, "skip_cache": True})
+        return dict(body["predictions"][0]) if status == 200 else {"source": f"HTTP {status}"}
+
+    refused, _ = clients["viewer"].call(
+        "POST", "/verdicts", {"verdicts": [{"id": "x", "text": REPORTED, "label": "spam"}]}
+    )
+    status, _ = clients["desk"].call(
+        "POST", "/verdicts", {"verdicts": [{"id": "desk-1", "text": REPORTED, "label": "spam"}]}
+    )
+    desk = _poll(lambda: answer("desk"), 60)
+    viewer = answer("viewer")
+    report.add(
+        say,
+        "feedback correction answers its sender only",
+        predict_key_sending_verdicts=refused,
+        status=status,
+        sender_source=desk["source"],
+        sender_sees_id=desk.get("verdict", {}).get("id"),
+        other_source=viewer["source"],
+        other_label=viewer.get("label"),
+    )
+    status, _ = clients["moderator"].call(
+        "POST", "/verdicts", {"verdicts": [{"id": "mod-1", "text": REPORTED, "label": "spam"}]}
+    )
+    viewer = _poll(lambda: answer("viewer"), 60)
+    report.add(
+        say,
+        "reviewer correction answers everyone",
+        status=status,
+        other_source=viewer["source"],
+        other_label=viewer.get("label"),
+        other_sees_id=viewer.get("verdict", {}).get("id"),
+    )
 
 
 def _answers(response: dict[str, Any]) -> dict[str, list[Any]]:
@@ -240,27 +294,21 @@ def _poll(answer: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any
         time.sleep(0.2)
 
 
-def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
+def _lodbrok_cli(stack: StackInfo, *arguments: str, store: bool = True) -> str:
+    """Run `lodbrok` against the stack; `store` commands get the model bucket and signing key options."""
     environment = {
         **os.environ,
         "VERDICT_MEMORY_TABLE": stack.verdict_memory_table,
+        "CLIENTS_TABLE": stack.clients_table,
         "AWS_ENDPOINT_URL": stack.aws_endpoint,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "lodbrok.cli",
-        *arguments,
-        "--bucket",
-        stack.model_bucket,
-        "--model-name",
-        stack.model_name,
-        "--signing-key",
-        stack.signing_key,
-    ]
+    options = ["--bucket", stack.model_bucket, "--model-name", stack.model_name, "--signing-key", stack.signing_key]
+    if not store:
+        options = ["--usage-plan", stack.usage_plan]
+    command = [sys.executable, "-m", "lodbrok.cli", *arguments, *options]
     return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
 
 

@@ -80,6 +80,15 @@ def signing_key(aws: None) -> str:
 
 
 @pytest.fixture
+def attestation_key(aws: None) -> str:
+    """A KMS HMAC key like the template's VerdictAttestationKey, in moto."""
+    import boto3
+
+    key = boto3.client("kms").create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    return str(key["KeyMetadata"]["Arn"])
+
+
+@pytest.fixture
 def signer(signing_key: str) -> BundleSigner:
     return BundleSigner(signing_key)
 

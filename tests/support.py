@@ -141,8 +141,10 @@ CODE_ACTIONS = {
         "s3:GetObject",
         "s3:GetObjectVersion",  # a pinned MODEL_VERSION, or the version a HEAD named
         "kms:Verify",
+        "kms:GenerateMac",  # attests the verdicts it queues
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
+        "dynamodb:GetItem",  # the caller's role
         "dynamodb:PutItem",
         "dynamodb:Query",
         "sqs:SendMessage",
@@ -157,6 +159,7 @@ CODE_ACTIONS = {
         "s3:PutObjectTagging",
         "kms:Sign",
         "kms:Verify",
+        "kms:VerifyMac",  # who sent a queued verdict
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -207,6 +210,8 @@ def recorded_aws_actions() -> Iterator[set[str]]:
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
 MEMORY_TABLE = "lodbrok-verdict-memory-test"
+CLIENTS_TABLE = "lodbrok-clients-test"
+EVENT_KEY_ID = "k7x2mq9zb1"  # the API key id of the events/ files: an admin's in the tests' clients table
 
 
 def predict_texts(api: Api, texts: list[str], **options: Any) -> ApiResponse:
@@ -333,3 +338,25 @@ def lying_batch(source: str = "mallory", seed: int = 5) -> list[dict[str, Any]]:
         {"id": f"lie-{index}", "text": text, "label": label, "source": source}
         for index, (text, label) in enumerate(lies)
     ]
+
+
+def attested(
+    verdicts: list[dict[str, Any]],
+    *,
+    sender: str = "moderator-key",
+    role: str = "reviewer",
+    received_at: str = "2026-12-01T10:00:00.000Z",
+) -> str:
+    """A queue message as POST /verdicts sends it: the verdicts in an envelope attested with the environment's
+    VERDICT_ATTESTATION_KEY, for `sender` with `role` at `received_at`."""
+    import os
+
+    from lodbrok.attestation import Attester, Provenance
+    from lodbrok.roles import Role
+    from lodbrok.verdict_queue import envelope_body, verdict_json
+    from lodbrok.verdicts import Verdict
+
+    parsed = [Verdict.model_validate({**verdict, "received_at": received_at}) for verdict in verdicts]
+    provenance = Provenance(sender=sender, role=Role(role), received_at=received_at)
+    attestation = Attester(os.environ["VERDICT_ATTESTATION_KEY"]).attest(provenance, parsed)
+    return envelope_body([verdict_json(verdict) for verdict in parsed], attestation)

@@ -1,6 +1,8 @@
 """Predict function: the HTTP API of the classifier (API Gateway REST proxy -> Powertools routes).
 
 Each route parses its input, makes one call into `lodbrok.predict_service.PredictService` and returns a model.
+Before any route, the caller's role (`lodbrok.roles`, by the API key id API Gateway puts in the request
+context) must allow it (`ROUTE_ROLES`), else 403: authorisation comes before parsing or validating a body.
 Every error becomes an HTTP response in one place, `errors.py` (a router this app includes), from its
 exception type; the body is always `{"error": {"code", "message", "details"}}`. Nothing heavy happens at
 import: the service (boto3 clients, the model) is built on the first request and kept for warm invocations.
@@ -32,6 +34,7 @@ from lodbrok.model_provider import ModelUnavailable
 from lodbrok.observability import logger, metrics, tracer
 from lodbrok.openapi import with_limits
 from lodbrok.predict_service import PredictService
+from lodbrok.roles import Role, RolesUnavailable
 from lodbrok.schemas import (
     ErrorResponse,
     GatewayResponse,
@@ -45,6 +48,7 @@ from lodbrok.schemas import (
     parse_json_body,
 )
 from lodbrok.settings import get_settings
+from lodbrok.verdict_queue import MAX_MESSAGE_BYTES
 
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -66,11 +70,25 @@ def _parse_body(body: str) -> Any:
     return parsed
 
 
+# The least role each route needs; a resource missing here needs admin (API Gateway invokes only declared ones).
+ROUTE_ROLES: dict[str, Role] = {
+    "/predict": Role.PREDICT,
+    "/model": Role.PREDICT,
+    "/calls/recent": Role.PREDICT,
+    "/openapi.json": Role.PREDICT,
+    "/swagger": Role.PREDICT,
+    "/verdicts": Role.FEEDBACK,
+}
+
+
 def _documented(model: type[BaseModel], status: int, *errors: int) -> dict[str, Any]:
-    """OpenAPI responses of a route (its model, and ErrorResponse for each error status) and its 500 on a bad answer."""
+    """OpenAPI responses of a route (its model, and ErrorResponse for each error status) and its 500 on a bad answer.
+
+    403 is API Gateway's (a missing or unknown key) or ours (a role that does not allow the route): either body."""
     content: dict[int, Any] = {status: {content_types.APPLICATION_JSON: {"model": model}}}
     content.update({code: {content_types.APPLICATION_JSON: {"model": ErrorResponse}} for code in (*errors, 500)})
-    content.update({code: {content_types.APPLICATION_JSON: {"model": GatewayResponse}} for code in (403, 429)})
+    content[429] = {content_types.APPLICATION_JSON: {"model": GatewayResponse}}
+    content[403] = {content_types.APPLICATION_JSON: {"model": ErrorResponse | GatewayResponse}}
     return {
         "responses": {
             code: {"description": HTTPStatus(code).phrase, "content": body} for code, body in content.items()
@@ -90,8 +108,12 @@ app.configure_openapi(
         "Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it. The schemas "
         "state every rule the API enforces, with this deployment's limits, except three that JSON Schema cannot: "
         "the ids given to items must be unique within a request (422 duplicate_ids), an explained request may "
-        "hold at most EXPLAIN_MAX_CHARS characters in all (422 explain_budget_exceeded), and a body may have at "
-        "most MAX_BODY_BYTES bytes (413 body_too_large)."
+        "hold at most EXPLAIN_MAX_CHARS characters in all (422 explain_budget_exceeded), a body may have at most "
+        "MAX_BODY_BYTES bytes (413 body_too_large), and each verdict must fit one queue message of "
+        f"{MAX_MESSAGE_BYTES} bytes as UTF-8 JSON (413 verdict_too_large; a text within the limits always fits, a very large record may "
+        "not). Each route needs a role of your key (403 forbidden otherwise): POST /verdicts needs 'feedback' (your "
+        "verdicts then answer only you at once) or 'reviewer' (they answer every client at once); every other "
+        "route needs 'predict'."
     ),
     # API Gateway checks the key before any route: every method, declared or not, needs it.
     security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
@@ -146,7 +168,7 @@ def model() -> ModelInfo:
     **_documented(VerdictsAccepted, 202, 400, 413, 415, 422, 503),
 )
 def verdicts(request: VerdictsRequest) -> VerdictsAccepted:
-    return get_service().submit_verdicts(request)
+    return get_service().submit_verdicts(request, _origin())
 
 
 @app.get(
@@ -203,4 +225,17 @@ def _openapi_json_for(max_items: int, max_text_chars: int, explain_max_items: in
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return errors.form_body_refused(event) or app.resolve(event, context)
+    return errors.form_body_refused(event) or _role_refused(event) or app.resolve(event, context)
+
+
+def _role_refused(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The 403 (or 503) answer when the caller's role does not allow the route, else None."""
+    required = ROUTE_ROLES.get(str(event.get("resource") or ""), Role.ADMIN)
+    if required == Role.PREDICT:
+        return None  # every key API Gateway lets through has at least this role: no lookup
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    try:
+        role = get_service().role_of(identity.get("apiKeyId"))
+    except RolesUnavailable as error:
+        return errors.roles_unavailable(error)
+    return None if role.allows(required) else errors.forbidden(required, role)

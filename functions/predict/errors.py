@@ -25,6 +25,7 @@ from lodbrok.calllog import CallLogDisabled
 from lodbrok.model_provider import ModelUnavailable
 from lodbrok.observability import MetricUnit, error_fields, logger, metrics
 from lodbrok.predict_service import VerdictsNotQueued
+from lodbrok.roles import Role, RolesUnavailable
 from lodbrok.schemas import (
     BodyTooLarge,
     DuplicateIds,
@@ -35,7 +36,7 @@ from lodbrok.schemas import (
     LimitExceeded,
     RequestRejected,
 )
-from lodbrok.verdict_queue import QueueNotConfigured
+from lodbrok.verdict_queue import QueueNotConfigured, VerdictTooLarge
 from lodbrok.verdicts import VerdictError
 
 router = APIGatewayRouter()
@@ -81,6 +82,23 @@ def _not_queued(error: VerdictsNotQueued) -> Response:
     return error_response(HTTPStatus.SERVICE_UNAVAILABLE, "verdicts_not_queued", error.message, error.details)
 
 
+@router.exception_handler(VerdictTooLarge)
+def _verdict_too_large(error: VerdictTooLarge) -> Response:
+    return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "verdict_too_large", error.message, error.details)
+
+
+def forbidden(required: Role, actual: Role) -> dict[str, Any]:
+    """The 403 of a key whose role does not allow the route (never naming the key)."""
+    metrics.add_metric(name="RequestsForbidden", unit=MetricUnit.Count, value=1)
+    message = f"this route needs the role '{required}'; this key has '{actual}'"
+    details = [{"required_role": str(required), "role": str(actual)}]
+    return proxy_response(error_response(HTTPStatus.FORBIDDEN, "forbidden", message, details))
+
+
+def roles_unavailable(error: RolesUnavailable) -> dict[str, Any]:
+    return proxy_response(error_response(HTTPStatus.SERVICE_UNAVAILABLE, "roles_unavailable", str(error)))
+
+
 @router.exception_handler(QueueNotConfigured)
 def _no_queue(error: QueueNotConfigured) -> Response:
     return error_response(HTTPStatus.SERVICE_UNAVAILABLE, "queue_not_configured", str(error))
@@ -112,7 +130,13 @@ def form_body_refused(event: dict[str, Any]) -> dict[str, Any] | None:
     content_type = next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
     if not content_type.lower().startswith(FORM_MEDIA_TYPES):
         return None
-    response = error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
+    return proxy_response(
+        error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
+    )
+
+
+def proxy_response(response: Response) -> dict[str, Any]:
+    """An error answered before routing, as the API Gateway proxy response the resolver would give."""
     return {
         "statusCode": response.status_code,
         "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},

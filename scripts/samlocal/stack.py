@@ -25,6 +25,7 @@ from typing import Any
 from devstack.resources import create_resources
 from devstack.seed import default_seed_model, publish_seed_model
 from devstack.template import REGION, ROOT, Template, load_template
+from lodbrok.roles import ClientRoles, Role
 
 PREDICT_FUNCTION = "PredictFunction"
 RETRAIN_FUNCTION = "RetrainFunction"
@@ -39,6 +40,8 @@ CREDENTIALS = {
     "AWS_REGION": REGION,
 }
 SAM_ENVIRONMENT = {"SAM_CLI_TELEMETRY": "0", **CREDENTIALS}
+
+EVENTS_API_KEY_ID = "k7x2mq9zb1"
 
 
 @dataclass
@@ -161,6 +164,10 @@ def emulate_aws(
         for function in functions
     }
     seed_version = publish_seed_model(seed_model, environments[functions[0]])
+    # The API key id of the events/ files is an admin's, so every predict event is allowed (lodbrok.roles).
+    clients_table = environments[functions[0]].get("CLIENTS_TABLE")
+    if clients_table:
+        ClientRoles(clients_table).put(EVENTS_API_KEY_ID, "events", Role.ADMIN)
     return environments, seed_model, seed_version
 
 

@@ -21,12 +21,22 @@ from devstack.template import Template
 from lodbrok import aws as aws_clients
 from lodbrok.bundle import Bundle
 from lodbrok.predict_service import PredictService
+from lodbrok.roles import ClientRoles, Role
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
 from retrain import app as retrain_app
-from support import CACHE_TABLE, CALL_LOG_TABLE, MEMORY_TABLE, RETRAIN_BUCKET, emitted_metric_values, fresh_container
+from support import (
+    CACHE_TABLE,
+    CALL_LOG_TABLE,
+    CLIENTS_TABLE,
+    EVENT_KEY_ID,
+    MEMORY_TABLE,
+    RETRAIN_BUCKET,
+    emitted_metric_values,
+    fresh_container,
+)
 
 BUCKET = "lodbrok-models-test"
 
@@ -188,6 +198,14 @@ def call_log_table(aws: None) -> str:
 
 
 @pytest.fixture
+def clients_table(aws: None) -> str:
+    """The clients table, where the key of the events/ files is an admin's."""
+    name = create_table(Template(), "ClientsTable", CLIENTS_TABLE)
+    ClientRoles(name, client=boto3.client("dynamodb")).put(EVENT_KEY_ID, "events", Role.ADMIN)
+    return name
+
+
+@pytest.fixture
 def verdict_queue(aws: None) -> str:
     """The verdict queue and its dead-letter queue, as template.yaml declares them; the queue's URL."""
     name = create_queues(Template())["VerdictQueue"]
@@ -216,6 +234,8 @@ def predict_env(
     call_log_table: str,
     verdict_memory_table: str,
     verdict_queue: str,
+    clients_table: str,
+    attestation_key: str,
 ) -> Iterator[None]:
     """The environment template.yaml gives the predict function, pointing at the moto resources."""
     for name, value in {
@@ -226,6 +246,8 @@ def predict_env(
         "CALL_LOG_ENABLED": "true",
         "CALL_LOG_TABLE": call_log_table,
         "VERDICT_QUEUE_URL": verdict_queue,
+        "CLIENTS_TABLE": clients_table,
+        "VERDICT_ATTESTATION_KEY": attestation_key,
         "MODEL_REFRESH_SECONDS": "60",
     }.items():
         monkeypatch.setenv(name, value)
@@ -282,7 +304,9 @@ IDEMPOTENCY_TABLE = "lodbrok-idempotency-test"
 
 
 @pytest.fixture
-def retrain_env(signing_key: str, verdict_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def retrain_env(
+    signing_key: str, attestation_key: str, verdict_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Versioned model bucket, the template's idempotency table, and the function's environment."""
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=RETRAIN_BUCKET)
@@ -296,6 +320,7 @@ def retrain_env(signing_key: str, verdict_queue: str, monkeypatch: pytest.Monkey
         "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
         "VERDICT_MEMORY_TABLE": MEMORY_TABLE,
         "VERDICT_QUEUE_URL": verdict_queue,
+        "VERDICT_ATTESTATION_KEY": attestation_key,
         "MIN_VERDICTS_TO_TRAIN": "1",
         "GATE_TOLERANCE": "0.01",
     }.items():

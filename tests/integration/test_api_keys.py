@@ -11,11 +11,12 @@ import boto3
 import pytest
 
 from devstack.gateway import LocalGateway
-from devstack.resources import create_resources
+from devstack.resources import create_resources, create_table
 from devstack.template import Template
 from lodbrok.api_keys import ClientKeyError, ClientKeys
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
+from lodbrok.roles import ClientRoles, Role
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelStore
@@ -57,19 +58,37 @@ def test_clients_refuse_duplicate_unknown_and_invalid_names(usage_plan: str) -> 
         keys.add("a b")
 
 
-def test_cli_adds_lists_and_revokes_clients(usage_plan: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # When an operator adds a client
-    assert main(["clients", "add", "support-desk", "--usage-plan", usage_plan, "--json"]) == 0
+@pytest.fixture
+def clients_table(aws: None) -> str:
+    return create_table(Template(), "ClientsTable", "lodbrok-clients-keys-test")
+
+
+def test_cli_adds_lists_changes_the_role_of_and_revokes_clients(
+    usage_plan: str, clients_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ["--usage-plan", usage_plan, "--clients-table", clients_table]
+    roles = ClientRoles(clients_table)
+    # When an operator adds a client with the feedback role
+    assert main(["clients", "add", "support-desk", "--role", "feedback", *options, "--json"]) == 0
     added = json.loads(capsys.readouterr().out)
-    # Then the key is printed once, and it authorizes
+    # Then the key is printed once, it authorizes, and its role is recorded by key id
     assert added["name"] == "support-desk" and ClientKeys(usage_plan).authorize(added["key"]) == added["key_id"]
-    assert main(["clients", "list", "--usage-plan", usage_plan]) == 0
-    assert "support-desk" in capsys.readouterr().out
+    assert added["role"] == "feedback" and roles.role_of(added["key_id"]) == Role.FEEDBACK
+    assert main(["clients", "list", *options]) == 0
+    assert f"support-desk\t{added['key_id']}\tfeedback\tenabled" in capsys.readouterr().out
+    # When its role is changed, the same key has the new role
+    assert main(["clients", "role", "support-desk", "reviewer", *options]) == 0
+    assert ClientRoles(clients_table).role_of(added["key_id"]) == Role.REVIEWER
+    assert ClientKeys(usage_plan).authorize(added["key"]) == added["key_id"]
     # When it is revoked, and revoked again
-    assert main(["clients", "revoke", "support-desk", "--usage-plan", usage_plan]) == 0
+    assert main(["clients", "revoke", "support-desk", *options]) == 0
     assert ClientKeys(usage_plan).authorize(added["key"]) is None
-    assert main(["clients", "revoke", "support-desk", "--usage-plan", usage_plan]) == 2
+    assert ClientRoles(clients_table).role_of(added["key_id"]) == Role.PREDICT  # its entry is gone
+    assert main(["clients", "revoke", "support-desk", *options]) == 2
     assert "no client 'support-desk'" in capsys.readouterr().err
+    # And a client without a role is predict
+    assert main(["clients", "add", "reader", *options, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["role"] == "predict"
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ import lodbrok
 from devstack.resources import create_resources
 from devstack.template import ROOT, Template
 from lodbrok.bundle import Bundle
+from lodbrok.roles import ClientRoles, Role
 from lodbrok.settings import get_settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ModelStore
-from support import EVENTS_DIR, load_event
+from support import EVENT_KEY_ID, EVENTS_DIR, load_event
 
 PREDICT_EVENTS = {
     "predict_single.json": 200,
@@ -54,6 +55,8 @@ def wired(aws: None, template: Template, tiny_bundle: Bundle, monkeypatch: pytes
         environment["MODEL_BUCKET"], environment["MODEL_NAME"], signer=BundleSigner(environment["MODEL_SIGNING_KEY"])
     )
     store.publish(tiny_bundle, expected=None)
+    # The events' API key is an admin's, so every route serves it.
+    ClientRoles(environment["CLIENTS_TABLE"]).put(EVENT_KEY_ID, "events", Role.ADMIN)
     yield template
     for name in ("lodbrok_function_PredictFunction", "lodbrok_function_RetrainFunction"):
         sys.modules.pop(name, None)

@@ -11,7 +11,8 @@ from devstack.demo import local_stack, run_scenario
 def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
     # Given the local stack with a fast retrain loop (2 s batching window, 2 s model refresh)
     with local_stack() as stack:
-        # When a client predicts, sends verdicts about a new campaign, and an operator rolls back
+        # When a client predicts, sends verdicts about a new campaign, an operator rolls back, and clients of
+        # each role correct one text
         report = run_scenario(stack, say=lambda line: None, promotion_timeout=240)
 
     # Then the second identical request was served from the cache
@@ -43,3 +44,13 @@ def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
     assert restored["label"] == "v1"
     assert restored["spam_probability"] == before["spam_probability"]
     assert report["versions listed"]["count"] == 3
+    # And trust decided reach: a key with the predict role may not send verdicts; a feedback client's correction
+    # answered that client at once (with its id) but not another client; a reviewer's answered everyone,
+    # without showing the other client the reviewer's verdict id
+    feedback = report["feedback correction answers its sender only"]
+    assert feedback["predict_key_sending_verdicts"] == 403 and feedback["status"] == 202
+    assert (feedback["sender_source"], feedback["sender_sees_id"]) == ("verdict", "desk-1")
+    assert feedback["other_source"] != "verdict"
+    reviewed = report["reviewer correction answers everyone"]
+    assert (reviewed["status"], reviewed["other_source"], reviewed["other_label"]) == (202, "verdict", "spam")
+    assert reviewed["other_sees_id"] is None

@@ -26,7 +26,15 @@ from lodbrok.settings import Settings
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import parse_message_body
 from predict import app as predict_app
-from support import CODE_ACTIONS, assert_error, load_event, predict_texts, recorded_aws_actions, verdicts_event
+from support import (
+    CODE_ACTIONS,
+    EVENT_KEY_ID,
+    assert_error,
+    load_event,
+    predict_texts,
+    recorded_aws_actions,
+    verdicts_event,
+)
 
 if TYPE_CHECKING:
     from conftest import Api, ApiResponse
@@ -266,7 +274,7 @@ def test_swagger_ui_is_served(api: Api) -> None:
     assert "swagger" in response.body.lower() and "/predict" in response.body
 
 
-def test_verdicts_post_event_queues_one_message_per_verdict(
+def test_verdicts_post_event_queues_an_attested_message(
     api: Api, published_model: ModelRef, queued_messages: Callable[[], list[str]]
 ) -> None:
     # Given a published model (its labels decide which verdicts are valid)
@@ -275,16 +283,17 @@ def test_verdicts_post_event_queues_one_message_per_verdict(
     # When the verdicts event is sent
     response = api.call(event)
 
-    # Then 202 with one message id per verdict, and the messages parse back with received_at set
+    # Then 202 with the message id of each verdict, and one message holds both, attested with the caller's
+    # key id, its role and the server's time
     assert response.status == 202, response.body
     assert response.body["queued"] == 2
     assert len(response.body["message_ids"]) == 2
-    verdicts = [
-        verdict for body in queued_messages() for verdict in parse_message_body(body, max_text_chars=5000, labels=None)
-    ]
-    assert sorted((v.id, v.label) for v in verdicts) == [("e1", "spam"), ("e2", "ham")]
-    assert all(v.received_at and v.received_at.endswith("Z") for v in verdicts)
-    assert {v.source for v in verdicts} == {"moderator-42"}
+    [body] = queued_messages()
+    message = parse_message_body(body, max_text_chars=5000, labels=None)
+    assert sorted((v.id, v.label) for v in message.verdicts) == [("e1", "spam"), ("e2", "ham")]
+    assert message.attestation["sender"] == EVENT_KEY_ID and message.attestation["role"] == "reviewer"
+    assert message.attestation["received_at"].endswith("Z")
+    assert {v.source for v in message.verdicts} == {"moderator-42"}
 
 
 def test_calls_recent_get_event_lists_the_callers_calls(api: Api, published_model: ModelRef) -> None:

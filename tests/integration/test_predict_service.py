@@ -17,7 +17,15 @@ import pytest
 
 from lodbrok.features import canonical_key
 from lodbrok.store import ModelRef
-from support import MEMORY_TABLE, cache_item_count, emitted_metric_values, load_event, make_tiny_dataset, predict_texts
+from support import (
+    EVENT_KEY_ID,
+    MEMORY_TABLE,
+    cache_item_count,
+    emitted_metric_values,
+    load_event,
+    make_tiny_dataset,
+    predict_texts,
+)
 
 if TYPE_CHECKING:
     from conftest import Api, ApiResponse
@@ -35,16 +43,18 @@ def predict(api: Api, body: dict[str, object]) -> ApiResponse:
 def test_predict_answers_a_remembered_verdict_over_the_cache_until_it_is_forgotten(
     api: Api, published_model: ModelRef, read_metrics: Callable[[], dict[str, float]]
 ) -> None:
-    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.attestation import Provenance
+    from lodbrok.roles import Role
+    from lodbrok.verdict_memory import VerdictMemory, entry_key
     from lodbrok.verdicts import Verdict
 
-    # Given a text the model answers (and has cached), then a client's verdict on it, remembered by retrain
+    # Given a text the model answers (and has cached), then the caller's own verdict on it, remembered by retrain
     text = "WINNER!! claim your free holiday, call 09012345678"
     before = predict_texts(api, [text, "see you at dinner"]).body["predictions"]
     flipped = "ham" if before[0]["label"] == "spam" else "spam"
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
-    verdict = Verdict(id="fix-1", text=text, label=flipped, received_at="2026-01-01T00:00:00.000Z")
-    memory.remember([verdict])
+    verdict = Verdict(id="fix-1", text=text, label=flipped)
+    memory.remember([(verdict, Provenance(EVENT_KEY_ID, Role.FEEDBACK, "2026-01-01T00:00:00.000Z"))])
     read_metrics()
 
     # When the same texts are predicted again
@@ -57,7 +67,7 @@ def test_predict_answers_a_remembered_verdict_over_the_cache_until_it_is_forgott
     assert after[1]["source"] == "cache" and "verdict" not in after[1]
     assert read_metrics()["VerdictMemoryHits"] == 1
     # And once the entry is forgotten (a promoted model agrees), the model answers it again
-    memory.forget_learned([(canonical_key(text), verdict)])
+    memory.forget_learned([(entry_key(canonical_key(text), everyone=False, sender=EVENT_KEY_ID), verdict)])
     assert predict_texts(api, [text]).body["predictions"][0]["source"] == "cache"
 
 

@@ -25,6 +25,7 @@ from support import (
     INVALID_MESSAGES,
     VALID_IDS,
     archived_records,
+    attested,
     flipped_template_spam,
     fresh_container,
     learning_loop,
@@ -57,7 +58,9 @@ def test_handler_sqs_event_archives_valid_verdicts_and_quarantines_invalid_messa
     first = next(record for record in archived if record.verdict.id == "sms-1001")
     assert first.message_id == event["Records"][0]["messageId"]
     assert first.sent_at == "2025-06-02T09:14:03.000Z"
-    assert first.verdict.source == "moderator-7" and first.verdict.received_at == "2025-06-02T09:14:03Z"
+    # And a producer writing to the queue directly is no known sender: its time is SQS's, not the one it claims
+    assert first.verdict.source == "moderator-7" and first.verdict.received_at == first.sent_at
+    assert first.sender is None and not first.trusted
     assert first.key.startswith("verdicts/archive/") and first.key.endswith(".jsonl")
     # And every invalid message is in the quarantine with its body and the reason
     quarantined = {record["message_id"][-3:]: record for record in learning_loop().archive.quarantined()}
@@ -238,8 +241,9 @@ def test_retrain_logs_carry_no_ids_labels_field_names_keys_or_sources(
 def test_retrain_function_calls_exactly_what_its_role_allows(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any
 ) -> None:
-    # Given a batch of verdicts on the queue (sent and received outside the recording)
-    event = send(*zorblax_verdicts(6))
+    # Given a batch of a reviewer's verdicts on the queue, as the API sends them (sent and received outside the
+    # recording)
+    event = send(*(attested([verdict]) for verdict in zorblax_verdicts(6)))
     # When a fresh container archives them, fine-tunes, gates and promotes, with every AWS call recorded
     with recorded_aws_actions() as used:
         fresh_container()

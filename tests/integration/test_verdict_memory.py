@@ -20,6 +20,7 @@ from lodbrok.verdicts import Verdict
 from support import (
     MEMORY_TABLE,
     active_bundle,
+    attested,
     flipped_template_spam,
     fresh_container,
     learning_loop,
@@ -30,31 +31,115 @@ from support import (
 )
 
 
-def _remembered(*inputs: str) -> dict[str, str | None]:
-    """The verdict memory's label for each input (None: no entry)."""
+def _remembered(*inputs: str, caller: str | None = None) -> dict[str, str | None]:
+    """The verdict memory's label for each input as `caller` (an API key id) is answered (None: no entry)."""
     from lodbrok.features import canonical_key
     from lodbrok.verdict_memory import VerdictMemory
 
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
     items = boto3.client("dynamodb").batch_get_item(
-        RequestItems={MEMORY_TABLE: memory.read_request([canonical_key(text) for text in inputs])}
+        RequestItems={MEMORY_TABLE: memory.read_request([canonical_key(text) for text in inputs], caller)}
     )["Responses"][MEMORY_TABLE]
-    found = memory.parse(items, [canonical_key(text) for text in inputs])
+    found = memory.parse(items, [canonical_key(text) for text in inputs], caller)
     return {text: (found[canonical_key(text)].label if canonical_key(text) in found else None) for text in inputs}
 
 
 def test_verdict_memory_remembers_screened_verdicts_at_intake_and_never_held_ones(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a batch with a new campaign labelled spam and obvious template spam labelled ham (lies), no retrain
+    # Given a feedback client's batch with a new campaign labelled spam and obvious template spam labelled ham
+    # (lies), no retrain
     monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
     fresh_container()
     campaign, lies = zorblax_verdicts(3), flipped_template_spam(5)
-    invoke(send(campaign, lies))
-    # Then the campaign is remembered at once, before any fine-tune; the lies, which screening holds, are not
-    remembered = _remembered(*(verdict["text"] for verdict in campaign + lies))
+    invoke(send(attested(campaign + lies, sender="desk", role="feedback")))
+    # Then the campaign is remembered at once for that client, before any fine-tune; the lies, which screening
+    # holds, are not; and no other client is answered with any of them
+    texts = [verdict["text"] for verdict in campaign + lies]
+    remembered = _remembered(*texts, caller="desk")
     assert [remembered[verdict["text"]] for verdict in campaign] == ["spam"] * 3
     assert [remembered[verdict["text"]] for verdict in lies] == [None] * 5
+    assert set(_remembered(*texts, caller="someone-else").values()) == {None}
+
+
+def test_verdict_memory_caps_entries_per_sender_and_for_reviewers_per_day(
+    retrain_env: None, read_metrics: Callable[[], dict[str, float]]
+) -> None:
+    # Given a memory that lets each sender add 2 entries a day, and reviewers together 1
+    from lodbrok.attestation import Provenance
+    from lodbrok.observability import metrics
+    from lodbrok.roles import Role
+    from lodbrok.verdict_memory import VerdictMemory
+
+    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"), client_daily_cap=2, global_daily_cap=1)
+
+    def taught(sender: str, role: Role, count: int) -> list[tuple[Verdict, Provenance]]:
+        provenance = Provenance(sender=sender, role=role, received_at="2026-12-01T10:00:00.000Z")
+        return [
+            (Verdict(id=f"{sender}-{i}", text=f"{sender} text {i}", label="spam"), provenance) for i in range(count)
+        ]
+
+    read_metrics()
+    # When one client sends 3, another 1, and reviewers 2
+    written = [
+        memory.remember(taught("a", Role.FEEDBACK, 3)),
+        memory.remember(taught("b", Role.FEEDBACK, 1)),
+        memory.remember(taught("r", Role.REVIEWER, 2)),
+    ]
+    # Then each stops at its own cap, and the skipped ones are counted
+    assert written == [2, 1, 1]
+    assert _remembered("a text 0", "a text 1", "a text 2", caller="a") == {
+        "a text 0": "spam",
+        "a text 1": "spam",
+        "a text 2": None,
+    }
+    metrics.flush_metrics()
+    assert read_metrics()["VerdictMemoryCapped"] == 2
+
+
+def test_verdict_memory_list_and_forget_with_the_cli(retrain_env: None, capsys: Any) -> None:
+    # Given a clients table naming two clients, and entries: alice's own, bob's own, and a reviewer's
+    from devstack.resources import create_table
+    from devstack.template import Template
+    from lodbrok.attestation import Provenance
+    from lodbrok.cli import main
+    from lodbrok.roles import ClientRoles, Role
+    from lodbrok.verdict_memory import VerdictMemory
+
+    table = create_table(Template(), "ClientsTable", "lodbrok-clients-memory-test")
+    roles = ClientRoles(table, client=boto3.client("dynamodb"))
+    roles.put("key-alice", "alice", Role.FEEDBACK)
+    roles.put("key-bob", "bob", Role.FEEDBACK)
+    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
+    at = "2026-12-01T10:00:00.000Z"
+    assert (
+        memory.remember(
+            [
+                (Verdict(id="a1", text="shared text", label="spam"), Provenance("key-alice", Role.FEEDBACK, at)),
+                (Verdict(id="b1", text="shared text", label="ham"), Provenance("key-bob", Role.FEEDBACK, at)),
+                (Verdict(id="r1", text="other text", label="spam"), Provenance("key-rev", Role.REVIEWER, at)),
+            ]
+        )
+        == 3
+    )
+    options = ["--clients-table", table]
+    # When an operator lists alice's entries, then everything
+    capsys.readouterr()
+    assert main(["memory", "list", "--client", "alice", *options]) == 0
+    alice_only = capsys.readouterr().out
+    assert main(["memory", "list", *options]) == 0
+    everything = capsys.readouterr().out
+    # Then alice's list holds her entry only (named by client, not key), and the full list all three
+    assert len(alice_only.splitlines()) == 1 and "\talice\tspam\ta1\t" in alice_only
+    assert len(everything.splitlines()) == 3 and "\teveryone\tspam\tr1\t" in everything
+    # When alice's entry of the shared text is forgotten, then every entry of the other text
+    assert main(["memory", "forget", "--text", "shared text", "--client", "alice", *options]) == 0
+    assert _remembered("shared text", caller="key-alice") == {"shared text": None}
+    assert _remembered("shared text", caller="key-bob") == {"shared text": "ham"}
+    assert main(["memory", "forget", "--text", "other text", *options]) == 0
+    # Then only bob's entry is left (alice still sees none of it)
+    assert _remembered("other text") == {"other text": None}
+    assert [entry.verdict_id for entry in memory.entries()] == ["b1"]
 
 
 def test_verdict_memory_takes_a_held_verdict_once_a_reviewer_accepts_it(
@@ -64,7 +149,7 @@ def test_verdict_memory_takes_a_held_verdict_once_a_reviewer_accepts_it(
     from lodbrok.cli import main
 
     lies = flipped_template_spam(3)
-    invoke(send(lies))
+    invoke(send(attested(lies, sender="desk", role="feedback")))
     held = learning_loop().archive.held("held")
     assert len(held) == 3
     texts = [record["verdict"]["text"] for record in held]
@@ -80,15 +165,16 @@ def test_verdict_memory_takes_a_held_verdict_once_a_reviewer_accepts_it(
 def test_verdict_memory_later_verdict_replaces_and_promotion_forgets_what_the_model_learned(
     base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
 ) -> None:
-    # Given a correction, then a correction of that correction on the same input, in later messages
-    first = {"id": "c-1", "text": "team lunch moved to friday", "label": "spam", "received_at": "2026-12-01T10:00:00Z"}
-    second = {**first, "label": "ham", "received_at": "2026-12-01T10:05:00Z"}
-    invoke(send(second))
-    invoke(send(first))  # arrives late, but was decided earlier: it does not replace the newer one
+    # Given a reviewer's correction, then a correction of that correction on the same input, in later messages
+    first = {"id": "c-1", "text": "team lunch moved to friday", "label": "spam"}
+    second = {**first, "label": "ham"}
+    invoke(send(attested([second], received_at="2026-12-01T10:05:00.000Z")))
+    # arrives late, but was decided earlier: it does not replace the newer one
+    invoke(send(attested([first], received_at="2026-12-01T10:00:00.000Z")))
     assert _remembered(first["text"]) == {first["text"]: "ham"}
-    # When a campaign is learned and promoted
+    # When a campaign a reviewer sent is remembered, learned and promoted
     campaign = zorblax_verdicts(12)
-    invoke(send(*(campaign[index : index + 4] for index in range(0, 12, 4))))
+    invoke(send(*(attested(campaign[index : index + 4]) for index in range(0, 12, 4))))
     assert store.versions()[0].action == "promote"
     # Then the entries the promoted model answers the same way are gone; the model answers them now
     promoted = Predictor(active_bundle(store))
@@ -98,19 +184,30 @@ def test_verdict_memory_later_verdict_replaces_and_promotion_forgets_what_the_mo
     ]
     assert right, "the promoted model learned the campaign"
     assert set(_remembered(*right).values()) == {None}
+    assert set(_remembered(*texts).values()) <= {None, "spam"}
 
 
 def test_verdict_memory_rollback_clears_entries_decided_after_the_restored_version(
     base_ref: ModelRef, store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     # Given an entry decided before the seed version was stored and one decided after a later promotion
+    from lodbrok.attestation import Provenance
     from lodbrok.cli import main
+    from lodbrok.roles import Role
     from lodbrok.verdict_memory import VerdictMemory
 
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
-    old = Verdict(id="old", text="an old correction", label="ham", received_at="2000-01-01T00:00:00.000Z")
-    new = Verdict(id="new", text="a new correction", label="spam", received_at="2999-01-01T00:00:00.000Z")
-    assert memory.remember([old, new]) == 2
+    old = Verdict(id="old", text="an old correction", label="ham")
+    new = Verdict(id="new", text="a new correction", label="spam")
+    assert (
+        memory.remember(
+            [
+                (old, Provenance("key-rev", Role.REVIEWER, "2000-01-01T00:00:00.000Z")),
+                (new, Provenance("key-rev", Role.REVIEWER, "2999-01-01T00:00:00.000Z")),
+            ]
+        )
+        == 2
+    )
     store.publish(active_bundle(store), expected=store.head(), action="promote")
     # When an operator rolls back to the seed with the CLI
     monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)

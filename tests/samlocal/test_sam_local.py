@@ -22,7 +22,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -268,27 +267,18 @@ def test_start_api_serves_predictions_from_a_warm_container(local_api: str, stac
     assert max(timings) < 5, timings
 
 
-def test_start_api_queues_verdicts_on_the_moto_queue(local_api: str, stack: dict[str, Any]) -> None:
-    # Given two verdicts with ids no other test uses
-    run = uuid.uuid4().hex[:8]
-    verdicts = [
-        {"id": f"{run}-1", "text": "zorblax airdrop, claim your tokens now", "label": "spam", "source": "samlocal"},
-        {"id": f"{run}-2", "text": "see you at the station at eight", "label": "ham", "source": "samlocal"},
-    ]
+def test_start_api_refuses_verdicts_from_a_request_without_a_key_id(local_api: str) -> None:
+    # Given `sam local start-api`, which emulates no API keys: its requests carry no apiKeyId, hence no role
+    # (the `sam local invoke` of verdicts_post.json above, whose key id is an admin's, queues its verdicts)
+    verdicts = [{"id": "start-api-1", "text": "zorblax airdrop, claim your tokens now", "label": "spam"}]
 
-    # When they are posted to the local API
+    # When verdicts are posted to the local API
     status, body = _request(local_api, "POST", "/verdicts", {"verdicts": verdicts})
 
-    # Then they are accepted, and the function's messages are on the moto queue the template's URL names
-    assert status == 202, body
-    assert body["queued"] == 2
-    received = _drain_queue(stack)
-    ours = {message_id: received[message_id] for message_id in body["message_ids"] if message_id in received}
-    assert set(ours) == set(body["message_ids"])
-    assert sorted((message["id"], message["label"]) for message in ours.values()) == [
-        (f"{run}-1", "spam"),
-        (f"{run}-2", "ham"),
-    ]
+    # Then the function refuses them as it would a key without a role (least privilege), with its JSON error
+    assert status == 403, body
+    assert body["error"]["code"] == "forbidden"
+    assert body["error"]["details"] == [{"required_role": "feedback", "role": "predict"}]
 
 
 # --- the retrain image under sam local invoke (last: it promotes a new model) ----------------------------------
@@ -416,13 +406,3 @@ def _request(base_url: str, method: str, path: str, payload: dict[str, Any]) -> 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def _drain_queue(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every message now on the verdict queue in moto, by message id."""
-    sqs = _aws(stack, "sqs")
-    queue_url = stack["environments"][PREDICT]["VERDICT_QUEUE_URL"]
-    messages: dict[str, dict[str, Any]] = {}
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        messages.update({message["MessageId"]: json.loads(message["Body"]) for message in batch})
-    return messages

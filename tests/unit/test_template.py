@@ -563,6 +563,26 @@ def test_translated_roles_keep_verdicts_from_predict_and_history_from_both(trans
     assert retrain["ReceiveVerdicts"]["Resource"] == {"Fn::GetAtt": ["VerdictQueue", "Arn"]}
 
 
+def test_translated_roles_let_predict_attest_verdicts_and_retrain_only_verify(
+    translated: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    predict = {statement["Sid"]: statement for statement in role_statements(translated, "PredictFunctionRole")}
+    retrain = {statement["Sid"]: statement for statement in role_statements(translated, "RetrainFunctionRole")}
+    key = {"Fn::GetAtt": ["VerdictAttestationKey", "Arn"]}
+    # Then the attestation key is an HMAC key; predict may only make MACs with it, retrain only verify them
+    assert properties(resources, "VerdictAttestationKey")["KeySpec"] == "HMAC_256"
+    assert properties(resources, "VerdictAttestationKey")["KeyUsage"] == "GENERATE_VERIFY_MAC"
+    assert (predict["AttestVerdicts"]["Action"], predict["AttestVerdicts"]["Resource"]) == (["kms:GenerateMac"], key)
+    assert (retrain["VerifyVerdictAttestations"]["Action"], retrain["VerifyVerdictAttestations"]["Resource"]) == (
+        ["kms:VerifyMac"],
+        key,
+    )
+    # And predict only reads the clients table, keyed by API key id; nothing else touches it
+    assert predict["ClientRoles"]["Action"] == ["dynamodb:GetItem"]
+    assert properties(resources, "ClientsTable")["KeySchema"] == [{"AttributeName": "key_id", "KeyType": "HASH"}]
+    assert "ClientsTable" not in json.dumps(role_statements(translated, "RetrainFunctionRole"))
+
+
 def test_template_bucket_policy_denies_the_functions_erasing_history(resources: dict[str, Any]) -> None:
     statements = properties(resources, "ModelBucketPolicy")["PolicyDocument"]["Statement"]
     [deny] = [statement for statement in statements if statement["Sid"] == "FunctionsKeepHistory"]

@@ -1,11 +1,12 @@
-"""API clients: one API Gateway key per client, in the stack's usage plan.
+"""API clients: one API Gateway key per client, in the stack's usage plan, and its role.
 
 Each client gets its own key, so the call log (keyed by API Gateway's `apiKeyId`) shows a client only its
 own calls, and one client can be revoked without touching the others. A revoked key is removed from the
-usage plan and disabled, so API Gateway refuses it at once; it is kept (disabled) for the audit trail.
-These are operator commands (`lodbrok clients add|list|revoke`), run with the operator's IAM credentials;
-the functions never manage keys. The local stack keeps its keys in the emulated API Gateway and checks
-requests with `authorize`, as API Gateway does.
+usage plan and disabled, so API Gateway refuses it at once; it is kept (disabled) for the audit trail, and
+its role entry is deleted. Each key's role (`lodbrok.roles`) is an entry of the clients table, set when the
+key is made and changed without a new key. These are operator commands (`lodbrok clients
+add|list|role|revoke`), run with the operator's IAM credentials; the functions never manage keys. The local
+stack keeps its keys in the emulated API Gateway and checks requests with `authorize`, as API Gateway does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
+from lodbrok.roles import ClientRoles, Role
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -31,6 +33,7 @@ class ApiClient:
     name: str
     key_id: str
     enabled: bool
+    role: Role = Role.PREDICT
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,18 @@ class NewClient:
     name: str
     key_id: str
     key: str  # the secret value, shown once
+    role: Role = Role.PREDICT
 
 
 class ClientKeys:
-    def __init__(self, usage_plan_id: str, apigateway: Any = None) -> None:
+    def __init__(self, usage_plan_id: str, apigateway: Any = None, roles: ClientRoles | None = None) -> None:
         self.usage_plan_id = usage_plan_id
         self.apigateway = apigateway or aws.client("apigateway")
+        self.roles = roles  # without a clients table every key is `predict`
 
-    def add(self, name: str, key: str | None = None) -> NewClient:
-        """Create an enabled key for a new client and put it in the usage plan (its throttle and quota)."""
+    def add(self, name: str, key: str | None = None, role: Role = Role.PREDICT) -> NewClient:
+        """Create an enabled key for a new client with `role`, in the usage plan (its throttle and quota)."""
+        self._check_can_record(role)
         if not CLIENT_NAME.fullmatch(name):
             raise ClientKeyError(f"invalid client name {name!r}: letters, digits, '_', '.', '-', at most 64")
         if any(client.name == name for client in self.list()):
@@ -57,27 +63,52 @@ class ClientKeys:
             value=key or secrets.token_urlsafe(30),
             tags={"lodbrok-client": name},
         )
+        if self.roles is not None:
+            self.roles.put(created["id"], name, role)
         self.apigateway.create_usage_plan_key(usagePlanId=self.usage_plan_id, keyId=created["id"], keyType="API_KEY")
-        return NewClient(name=name, key_id=created["id"], key=created["value"])
+        return NewClient(name=name, key_id=created["id"], key=created["value"], role=role)
 
     def list(self) -> list[ApiClient]:
-        """The clients whose keys are in the usage plan, by name."""
+        """The clients whose keys are in the usage plan, by name, with their roles."""
+        roles = self.roles.all() if self.roles is not None else {}
         clients = [
-            ApiClient(name=entry["name"], key_id=entry["id"], enabled=self._enabled(entry["id"]))
+            ApiClient(
+                name=entry["name"],
+                key_id=entry["id"],
+                enabled=self._enabled(entry["id"]),
+                role=roles.get(entry["id"], ("", Role.PREDICT))[1],
+            )
             for entry in self._plan_keys()
         ]
         return sorted(clients, key=lambda client: client.name)
 
-    def revoke(self, name: str) -> ApiClient:
-        """Remove the client's key from the usage plan and disable it; its next request is refused."""
-        matches = [entry for entry in self._plan_keys() if entry["name"] == name]
+    def key_id_of(self, name: str) -> str:
+        matches = [entry["id"] for entry in self._plan_keys() if entry["name"] == name]
         if not matches:
             raise ClientKeyError(f"no client {name!r} in usage plan {self.usage_plan_id}")
-        key_id = matches[0]["id"]
+        return str(matches[0])
+
+    def set_role(self, name: str, role: Role) -> ApiClient:
+        """Change a client's role, keeping its key; every warm function sees it within ROLE_CACHE_SECONDS."""
+        self._check_can_record(role)
+        key_id = self.key_id_of(name)
+        if self.roles is not None:
+            self.roles.put(key_id, name, role)
+        return ApiClient(name=name, key_id=key_id, enabled=self._enabled(key_id), role=role)
+
+    def _check_can_record(self, role: Role) -> None:
+        if self.roles is None and role != Role.PREDICT:
+            raise ClientKeyError(f"no clients table: the role {role!s} cannot be recorded (every key is predict)")
+
+    def revoke(self, name: str) -> ApiClient:
+        """Remove the client's key from the usage plan and disable it; its next request is refused."""
+        key_id = self.key_id_of(name)
         self.apigateway.delete_usage_plan_key(usagePlanId=self.usage_plan_id, keyId=key_id)
         self.apigateway.update_api_key(
             apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
         )
+        if self.roles is not None:
+            self.roles.delete(key_id)
         return ApiClient(name=name, key_id=key_id, enabled=False)
 
     def authorize(self, key: str | None) -> str | None:

@@ -10,9 +10,10 @@ Layout under the archive prefix (`VERDICT_ARCHIVE_PREFIX`, default `verdicts/`):
 The timestamp is the UTC time of archiving with a fixed width, so lexicographic key order is time order
 and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
 once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
-`label`) plus provenance (`source`, `received_at`, `message_id`, `sent_at`, `archived_at`,
-`fingerprint`, `sender`, and `trusted` for a verdict a reviewer accepted), so `lodbrok.data.items_from_jsonl`
-and `lodbrok finetune --data` read it as is.
+`label`) plus provenance (`source`, `received_at` (server time), `message_id`, `sent_at`, `archived_at`,
+`fingerprint`, `sender` (the verified API key id of the client who sent it, or null: `lodbrok.attestation`),
+and `trusted` for a verdict a reviewer sent or accepted), so `lodbrok.data.items_from_jsonl` and
+`lodbrok finetune --data` read it as is.
 
 A verdict's sender (`sender_of`) is the verified sender the row names, or, for a verdict nobody vouched
 for, `unverified:<source>`: the prefix keeps it apart from every verified sender.
@@ -168,8 +169,8 @@ class VerdictArchive:
             "message_id": message_id,
             "sent_at": sent_at,
             "archived_at": utc_iso(now),
+            "sender": sender,
             **({"trusted": True} if trusted else {}),
-            **({"sender": sender} if sender else {}),
         }
         body = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")

@@ -70,12 +70,13 @@ class Origin:
 
     caller: str
     request_id: str
+    key_id: str | None = None  # API Gateway's id of the caller's API key, when the request had one
 
     @classmethod
     def from_request(cls, *, api_key_id: str | None, source_ip: str | None, request_id: str | None) -> Origin:
         caller = f"key#{api_key_id}" if api_key_id else f"ip#{source_ip or 'unknown'}"
         # The request id ends the sort key, which page tokens must reproduce: keep it printable ASCII.
-        return cls(caller=caller, request_id=_PRINTABLE.sub("", request_id or "")[:128])
+        return cls(caller=caller, request_id=_PRINTABLE.sub("", request_id or "")[:128], key_id=api_key_id or None)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from lodbrok.api_keys import ClientKeyError
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import DataError, load_dataset, load_demo_dataset
 from lodbrok.decision import DecisionError, DecisionRule
+from lodbrok.roles import Role
 from lodbrok.signing import SigningNotConfigured
 from lodbrok.store import ModelStoreError
 
@@ -34,7 +35,8 @@ Against a deployed (or `make local`) stack:
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
   lodbrok rollback --to VERSION_ID --bucket BUCKET
-  lodbrok clients add NAME --stack STACK         one API key per client (list, revoke)
+  lodbrok clients add NAME --role feedback --stack STACK   one API key per client, with its role (list, role, revoke)
+  lodbrok memory list --stack STACK              the verdict memory's entries (forget --text T removes one)
 
 Datasets are CSV, TSV or JSONL files with a `label` column/key and either a `text` column/key or
 named record fields (see README.md).
@@ -194,20 +196,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(keep)
     keep.set_defaults(handler=_keep)
 
-    clients = commands.add_parser("clients", help="API keys, one per client (add, list, revoke)")
+    clients = commands.add_parser("clients", help="API keys, one per client, and their roles (add, list, role, revoke)")
     client_commands = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
     client_add = client_commands.add_parser("add", help="give a new client its own API key (printed once)")
     client_add.add_argument("name", help="the client's name, e.g. support-desk")
-    client_add.add_argument("--json", action="store_true", help="print name, key id and key as JSON")
+    client_add.add_argument("--role", type=Role, choices=list(Role), default=Role.PREDICT, help=_ROLES_HELP)
+    client_add.add_argument("--json", action="store_true", help="print name, key id, role and key as JSON")
     client_add.set_defaults(handler=_clients_add)
-    client_list = client_commands.add_parser("list", help="clients with a key in the usage plan")
+    client_list = client_commands.add_parser("list", help="clients with a key in the usage plan, with their roles")
     client_list.set_defaults(handler=_clients_list)
+    client_role = client_commands.add_parser("role", help="change a client's role, keeping its key")
+    client_role.add_argument("name", help="the client's name, as `clients list` shows it")
+    client_role.add_argument("role", type=Role, choices=list(Role), help=_ROLES_HELP)
+    client_role.set_defaults(handler=_clients_role)
     client_revoke = client_commands.add_parser("revoke", help="refuse a client's key from now on")
     client_revoke.add_argument("name", help="the client's name, as `clients list` shows it")
     client_revoke.set_defaults(handler=_clients_revoke)
-    for command in (client_add, client_list, client_revoke):
-        command.add_argument("--stack", help="deployed stack whose UsagePlanId output to use")
-        command.add_argument("--usage-plan", help="API Gateway usage plan id (default: the output of --stack)")
+    for command in (client_add, client_list, client_role, client_revoke):
+        _add_client_arguments(command)
+
+    memory = commands.add_parser("memory", help="the verdict memory's entries (list, forget)")
+    memory_commands = memory.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+    memory_list = memory_commands.add_parser("list", help="every entry: input digest, whose, label, verdict id, when")
+    memory_forget = memory_commands.add_parser("forget", help="remove the entries of one input")
+    what = memory_forget.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="the input text")
+    what.add_argument("--fields", help="the input record, as a JSON object")
+    what.add_argument("--digest", help="the input digest, as `memory list` shows it")
+    memory_list.set_defaults(handler=_memory_list)
+    memory_forget.set_defaults(handler=_memory_forget)
+    for command in (memory_list, memory_forget):
+        command.add_argument("--client", help="only this client's own entries (default: every entry)")
+        _add_client_arguments(command)
 
     candidates = commands.add_parser("candidates", help="list fine-tuned candidates that the gate did not promote")
     _add_store_arguments(candidates)
@@ -218,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("candidate", help="candidate key or file name (see `lodbrok candidates`)")
     promote.set_defaults(handler=_promote)
     return parser
+
+
+_ROLES_HELP = (
+    "predict (classify, model info, own call log) < feedback (also send verdicts that answer only this client) "
+    "< reviewer (also send verdicts that answer everyone) < admin; default predict"
+)
+
+
+def _add_client_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--stack", help="deployed stack whose UsagePlanId, ClientsTableName (and table) outputs to use"
+    )
+    command.add_argument("--usage-plan", help="API Gateway usage plan id (default: the output of --stack)")
+    command.add_argument(
+        "--clients-table", help="the clients table (default: $CLIENTS_TABLE, or the output of --stack)"
+    )
 
 
 def _add_store_arguments(command: argparse.ArgumentParser) -> None:
@@ -341,30 +377,101 @@ def _keep(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _client_roles(arguments: argparse.Namespace) -> Any:
+    from lodbrok.roles import ClientRoles
+    from lodbrok.settings import get_settings
+
+    table = arguments.clients_table or (
+        _stack_output(arguments.stack, "ClientsTableName") if arguments.stack else get_settings().clients_table
+    )
+    if not table:
+        raise CliError("no clients table: pass --clients-table NAME or --stack STACK, or set CLIENTS_TABLE")
+    return ClientRoles(table)
+
+
 def _client_keys(arguments: argparse.Namespace) -> Any:
     from lodbrok.api_keys import ClientKeys
 
     if arguments.usage_plan:
-        return ClientKeys(arguments.usage_plan)
+        return ClientKeys(arguments.usage_plan, roles=_client_roles(arguments))
     if arguments.stack:
-        return ClientKeys(_stack_output(arguments.stack, "UsagePlanId"))
+        return ClientKeys(_stack_output(arguments.stack, "UsagePlanId"), roles=_client_roles(arguments))
     raise CliError("no usage plan: pass --stack STACK or --usage-plan ID")
 
 
 def _clients_add(arguments: argparse.Namespace) -> int:
-    added = _client_keys(arguments).add(arguments.name)
+    added = _client_keys(arguments).add(arguments.name, role=arguments.role)
     if arguments.json:
-        print(json.dumps({"name": added.name, "key_id": added.key_id, "key": added.key}))
+        print(json.dumps({"name": added.name, "key_id": added.key_id, "role": str(added.role), "key": added.key}))
         return 0
-    print(f"client {added.name}: key id {added.key_id}")
+    print(f"client {added.name}: key id {added.key_id}, role {added.role}")
     print(f"API key (shown once; send it in the x-api-key header): {added.key}")
     return 0
 
 
 def _clients_list(arguments: argparse.Namespace) -> int:
     for client in _client_keys(arguments).list():
-        print(f"{client.name}\t{client.key_id}\t{'enabled' if client.enabled else 'disabled'}")
+        print(f"{client.name}\t{client.key_id}\t{client.role}\t{'enabled' if client.enabled else 'disabled'}")
     return 0
+
+
+def _clients_role(arguments: argparse.Namespace) -> int:
+    changed = _client_keys(arguments).set_role(arguments.name, arguments.role)
+    print(f"client {changed.name} (key id {changed.key_id}) now has the role {changed.role}")
+    return 0
+
+
+def _memory_list(arguments: argparse.Namespace) -> int:
+    memory = _required_verdict_memory(arguments)
+    names = {key_id: name for key_id, (name, _) in _client_roles(arguments).all().items()}
+    only = _client_key_id(arguments)
+    shown = 0
+    for entry in memory.entries():
+        if only is not None and entry.sender != only:
+            continue
+        digest, _, scope = entry.pk.partition("#")
+        whose = names.get(scope, scope) if scope else "everyone"
+        sender = names.get(entry.sender or "", entry.sender or "-")
+        print(f"{digest}\t{whose}\t{entry.label}\t{entry.verdict_id}\t{entry.decided_at}\tsent by {sender}")
+        shown += 1
+    print(f"{shown} entries", file=sys.stderr)
+    return 0
+
+
+def _memory_forget(arguments: argparse.Namespace) -> int:
+    from lodbrok.features import canonical_key, input_digest
+
+    if arguments.digest:
+        digest = arguments.digest
+    elif arguments.text is not None:
+        digest = input_digest(canonical_key(arguments.text))
+    else:
+        try:
+            fields = json.loads(arguments.fields)
+        except json.JSONDecodeError as error:
+            raise CliError(f"--fields is not JSON: {error}") from error
+        if not isinstance(fields, dict):
+            raise CliError("--fields must be a JSON object")
+        digest = input_digest(canonical_key(fields))
+    forgotten = _required_verdict_memory(arguments).forget(digest, sender=_client_key_id(arguments))
+    print(f"forgot {forgotten} verdict memory entries of input {digest}")
+    return 0
+
+
+def _client_key_id(arguments: argparse.Namespace) -> str | None:
+    if not arguments.client:
+        return None
+    for key_id, (name, _) in _client_roles(arguments).all().items():
+        if name == arguments.client:
+            return str(key_id)
+    raise CliError(f"no client {arguments.client!r} in the clients table")
+
+
+def _required_verdict_memory(arguments: argparse.Namespace) -> Any:
+    memory = _verdict_memory(arguments)
+    if memory is None:
+        raise CliError("no verdict memory: pass --stack STACK or set VERDICT_MEMORY_TABLE")
+    return memory
 
 
 def _clients_revoke(arguments: argparse.Namespace) -> int:
@@ -581,6 +688,8 @@ def _held_clear(arguments: argparse.Namespace) -> int:
 
 def _review_one(archive: Any, memory: Any, key: str, arguments: argparse.Namespace) -> None:
     from lodbrok.archive import ReviewError
+    from lodbrok.attestation import Provenance
+    from lodbrok.clock import utc_iso
     from lodbrok.verdicts import Verdict
 
     try:
@@ -588,8 +697,11 @@ def _review_one(archive: Any, memory: Any, key: str, arguments: argparse.Namespa
     except ReviewError as error:  # ReviewConflict too: another reviewer's decision stands
         raise CliError(str(error)) from error
     follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
-    # An accepted verdict answers its input at once, as one that was never held does after intake.
-    if memory is not None and memory.remember([Verdict.model_validate(record["verdict"])]):
+    # An accepted verdict answers its input at once, as one that was never held does after intake; a reviewer
+    # decided it, so it answers everyone.
+    verdict = Verdict.model_validate(record["verdict"])
+    provenance = Provenance(sender=None, role=Role.REVIEWER, received_at=verdict.received_at or utc_iso())
+    if memory is not None and memory.remember([(verdict, provenance)]):
         follow_up += ", answered from the verdict memory"
     print(f"{arguments.status} {key}{follow_up}")
 

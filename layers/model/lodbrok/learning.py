@@ -42,6 +42,7 @@ class LearningConfig:
     settle_seconds: float = 300.0
     idempotency_ttl_seconds: int = 30 * 86_400
     max_text_chars: int = 5_000  # a verdict's input, as MAX_TEXT_CHARS (the template sets it for both functions)
+    max_clock_skew_seconds: float = 60.0  # how far ahead an attested verdict time may be before it is clamped
     probe_folds: int = 2
     near_items: int = 5  # per learned verdict: its nearest trusted items (rehearsal + gate) form the near slice
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

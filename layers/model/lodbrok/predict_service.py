@@ -19,6 +19,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
+from lodbrok.attestation import Attester, Provenance
 from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
 from lodbrok.clock import utc_iso
 from lodbrok.decision import DecisionRule
@@ -32,6 +33,7 @@ from lodbrok.observability import MetricUnit, logger, metrics, tracer
 from lodbrok.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
 from lodbrok.predictor import Prediction
 from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
+from lodbrok.roles import ClientRoles, Role
 from lodbrok.schemas import (
     DecisionInfo,
     ExplanationInfo,
@@ -150,6 +152,21 @@ class PredictService:
         )
 
     @cached_property
+    def roles(self) -> ClientRoles | None:
+        if not self.settings.clients_table:
+            return None
+        return ClientRoles(
+            self.settings.clients_table,
+            client=self._dynamodb or aws.client("dynamodb", aws.PREDICT_CONFIG),
+            cache_seconds=self.settings.role_cache_seconds,
+            clock=self._clock,
+        )
+
+    def role_of(self, key_id: str | None) -> Role:
+        """The caller's role (lodbrok.roles); without a clients table every key is `predict`."""
+        return self.roles.role_of(key_id) if self.roles is not None else Role.PREDICT
+
+    @cached_property
     def call_log(self) -> CallLog | None:
         if not (self.settings.call_log_enabled and self.settings.call_log_table):
             return None
@@ -164,8 +181,13 @@ class PredictService:
     def queue(self) -> VerdictQueue:
         if not self.settings.verdict_queue_url:
             raise QueueNotConfigured("verdicts cannot be accepted: VERDICT_QUEUE_URL is not configured")
+        if not self.settings.verdict_attestation_key:
+            raise QueueNotConfigured("verdicts cannot be accepted: VERDICT_ATTESTATION_KEY is not configured")
         client = self._sqs or aws.client("sqs", aws.PREDICT_CONFIG)
-        return VerdictQueue(self.settings.verdict_queue_url, client=client, sleep=self._sleep)
+        attester = Attester(
+            self.settings.verdict_attestation_key, kms=self._kms or aws.client("kms", aws.PREDICT_CONFIG)
+        )
+        return VerdictQueue(self.settings.verdict_queue_url, client=client, attester=attester, sleep=self._sleep)
 
     # --- the prediction core ---------------------------------------------------------------------------------
 
@@ -184,10 +206,16 @@ class PredictService:
 
     @tracer.capture_method(capture_response=False)
     def predict(
-        self, inputs: Sequence[ModelInput], *, skip_cache: bool = False, explain: bool = False
+        self,
+        inputs: Sequence[ModelInput],
+        *,
+        skip_cache: bool = False,
+        explain: bool = False,
+        caller: str | None = None,
     ) -> tuple[ActiveModel, list[ServedPrediction], TokenNovelty | None]:
-        """Predictions for `inputs` in order: a remembered verdict on the exact input first, then cached
-        answers of the active model, then the model itself; and how novel the model-computed inputs were.
+        """Predictions for `inputs` in order: a remembered verdict on the exact input first (a reviewer's, or
+        one of `caller`'s own, an API key id), then cached answers of the active model, then the model itself;
+        and how novel the model-computed inputs were.
 
         With `explain`, every answer the model gives is explained and the cache is neither read nor written:
         an explained answer is never served as a plain one, nor a plain one as explained."""
@@ -197,7 +225,7 @@ class PredictService:
         for key, item in zip(keys, inputs, strict=True):
             distinct.setdefault(key, item)
         cache = None if explain else self.cache
-        remembered, cached = self._look_up(model, list(distinct), cache=None if skip_cache else cache)
+        remembered, cached = self._look_up(model, list(distinct), cache=None if skip_cache else cache, caller=caller)
         missing = [key for key in distinct if key not in cached and key not in remembered]
         if explain:
             results = explain_predictions(model.predictor, [distinct[key] for key in missing])
@@ -228,7 +256,7 @@ class PredictService:
         return model, served, novelty
 
     def _look_up(
-        self, model: ActiveModel, keys: list[str], *, cache: PredictionCache | None
+        self, model: ActiveModel, keys: list[str], *, cache: PredictionCache | None, caller: str | None
     ) -> tuple[dict[str, RememberedVerdict], dict[str, Prediction]]:
         """The verdict memory and `cache`, read in one round trip; a failing table answers nothing."""
         memory = self.verdict_memory
@@ -236,7 +264,7 @@ class PredictService:
         if cache is not None:
             requests[cache.table_name] = cache.read_request(model.version_id, keys)
         if memory is not None:
-            requests[memory.table_name] = memory.read_request(keys)
+            requests[memory.table_name] = memory.read_request(keys, caller)
         if not requests:
             return {}, {}
         try:
@@ -246,7 +274,7 @@ class PredictService:
                 if table is not None:
                     table.report("read", error)
             return {}, {}
-        remembered = memory.parse(items[memory.table_name], keys) if memory is not None else {}
+        remembered = memory.parse(items[memory.table_name], keys, caller) if memory is not None else {}
         remembered = {key: entry for key, entry in remembered.items() if entry.label in model.labels}
         cached = cache.parse(items[cache.table_name], model.version_id, keys) if cache is not None else {}
         if cache is not None:
@@ -266,7 +294,10 @@ class PredictService:
                 inputs, max_items=self.settings.explain_max_items, max_chars=self.settings.explain_max_chars
             )
         model, served, novelty = self.predict(
-            [entry.input for entry in inputs], skip_cache=request.skip_cache, explain=request.explain
+            [entry.input for entry in inputs],
+            skip_cache=request.skip_cache,
+            explain=request.explain,
+            caller=origin.key_id,
         )
         decisions = [
             result.prediction.label
@@ -309,7 +340,7 @@ class PredictService:
                     probabilities=result.prediction.probabilities,
                     from_cache=result.from_cache,
                     source=result.source,
-                    verdict=VerdictSource(id=result.verdict.verdict_id, at=result.verdict.decided_at)
+                    verdict=VerdictSource(id=result.verdict.id_for(origin.key_id), at=result.verdict.decided_at)
                     if result.verdict
                     else None,
                     input=item.input if request.echo_input else None,
@@ -340,8 +371,9 @@ class PredictService:
             },
         )
 
-    def submit_verdicts(self, request: VerdictsRequest) -> VerdictsAccepted:
-        """POST /verdicts: validate every verdict, then queue all of them or say exactly which were not."""
+    def submit_verdicts(self, request: VerdictsRequest, origin: Origin) -> VerdictsAccepted:
+        """POST /verdicts: validate every verdict, then queue all of them, attested with the caller and its
+        role and the server's time, or say exactly which were not."""
         if len(request.verdicts) > self.settings.max_items:
             raise LimitExceeded(
                 f"at most {self.settings.max_items} verdicts per request, got {len(request.verdicts)}",
@@ -350,7 +382,8 @@ class PredictService:
         verdicts = self._valid_verdicts(request.verdicts)
         received_at = utc_iso(self._now())
         verdicts = [verdict.model_copy(update={"received_at": received_at}) for verdict in verdicts]
-        outcome = self.queue.send(verdicts)
+        provenance = Provenance(sender=origin.key_id, role=self.role_of(origin.key_id), received_at=received_at)
+        outcome = self.queue.send(verdicts, provenance)
         queued = len(outcome.message_ids)
         metrics.add_metric(name="VerdictsAccepted", unit=MetricUnit.Count, value=queued)
         if outcome.failures:

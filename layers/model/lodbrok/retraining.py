@@ -38,6 +38,7 @@ from lodbrok.archive import (
     sender_digest,
     unverified_sender,
 )
+from lodbrok.attestation import Attester, Provenance
 from lodbrok.bundle import Bundle, BundleError
 from lodbrok.clock import utc_iso, utc_now
 from lodbrok.data import dataset_fingerprint
@@ -49,12 +50,13 @@ from lodbrok.learning import LearningConfig, Screener, propose
 from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
+from lodbrok.roles import Role
 from lodbrok.settings import Settings
 from lodbrok.signing import BundleSigner
 from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
 from lodbrok.training import FinetuneConfig
-from lodbrok.verdict_memory import VerdictMemory
-from lodbrok.verdicts import latest_per_input
+from lodbrok.verdict_memory import VerdictMemory, entry_key
+from lodbrok.verdicts import Verdict, latest_per_input, received_instant
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -72,6 +74,7 @@ def learning_config(settings: Settings) -> LearningConfig:
         settle_seconds=settings.archive_settle_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         max_text_chars=settings.max_text_chars,
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
         finetune=FinetuneConfig(epochs=settings.finetune_epochs),
     )
 
@@ -114,6 +117,7 @@ class LearningLoop:
         *,
         idempotency_store: Any = None,
         memory: VerdictMemory | None = None,
+        attester: Attester | None = None,
     ) -> None:
         self.store = store
         self.memory = memory
@@ -128,6 +132,8 @@ class LearningLoop:
             max_text_chars=self.config.max_text_chars,
             idempotency_store=idempotency_store,
             idempotency_ttl_seconds=self.config.idempotency_ttl_seconds,
+            attester=attester,
+            max_clock_skew_seconds=self.config.max_clock_skew_seconds,
         )
 
     def _labels_for_intake(self) -> list[str] | None:
@@ -159,23 +165,31 @@ class LearningLoop:
                 "the active model or the senders cannot be read; verdicts reach answers at the next promotion"
             )
             return 0
-        verdicts = {
-            canonical_key(verdict.input): verdict
-            for verdict in latest_per_input(self.intake.accepted, lambda verdict: verdict)
+        # A reviewer's verdict is trusted (never screened); feedback answers at once only if the retrain would
+        # learn it: it passes the screening and its sender is neither suspect in this batch nor suspended.
+        received_order = sorted(self.intake.accepted, key=lambda entry: received_instant(entry[1].received_at))
+        latest = {
+            (canonical_key(verdict.input), provenance.sender, provenance.role): (verdict, provenance)
+            for verdict, provenance in received_order
             if verdict.label in active.bundle.labels
         }
-        items = [verdict.to_labelled_item() for verdict in verdicts.values()]
-        screening = screener.screen(items, self.config.screening)
-        # The retrain will not learn a suspended or suspect sender's verdicts; the memory does not answer with them.
-        senders = {key: unverified_sender(verdict.source) for key, verdict in verdicts.items()}
+        feedback = [(verdict, provenance) for verdict, provenance in latest.values() if not _trusted(provenance)]
+        screening = screener.screen([verdict.to_labelled_item() for verdict, _ in feedback], self.config.screening)
+        senders = {canonical_key(verdict.input): _sender(verdict, provenance) for verdict, provenance in feedback}
         held = Counter(senders[canonical_key(verdict.item.input)] for verdict in screening.held)
         distrusted = set(suspect_senders(Counter(senders.values()), held))
-        learnable = [
-            verdicts[key]
+        learnable = {
+            key
             for key in (canonical_key(item.input) for item in screening.learn)
             if senders[key] not in distrusted and sender_digest(senders[key]) not in suspended
-        ]
-        remembered = self.memory.remember(learnable)
+        }
+        remembered = self.memory.remember(
+            [
+                (verdict, provenance)
+                for verdict, provenance in latest.values()
+                if _trusted(provenance) or canonical_key(verdict.input) in learnable
+            ]
+        )
         metrics.add_metric(name="VerdictsRemembered", unit=MetricUnit.Count, value=remembered)
         return remembered
 
@@ -368,10 +382,14 @@ class LearningLoop:
             return
         verdicts = [record.verdict for record in records]
         predictions = Predictor(promoted).predict([verdict.input for verdict in verdicts])
+        entries = [
+            entry_key(canonical_key(record.verdict.input), everyone=record.trusted, sender=record.sender)
+            for record in records
+        ]
         learned = [
-            (canonical_key(verdict.input), verdict)
-            for verdict, prediction in zip(verdicts, predictions, strict=True)
-            if prediction.label == verdict.label
+            (pk, verdict)
+            for pk, verdict, prediction in zip(entries, verdicts, predictions, strict=True)
+            if pk is not None and prediction.label == verdict.label
         ]
         forgotten = self.memory.forget_learned(learned)
         logger.info("verdict memory entries the promoted model made unnecessary", extra={"forgotten": forgotten})
@@ -447,7 +465,12 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
             settings.verdict_memory_table,
             client=dynamodb or aws.client("dynamodb"),
             ttl_seconds=settings.verdict_memory_ttl_seconds,
+            client_daily_cap=settings.verdict_memory_client_daily_cap,
+            global_daily_cap=settings.verdict_memory_global_daily_cap,
         )
+    attester = None
+    if settings.verdict_attestation_key:
+        attester = Attester(settings.verdict_attestation_key, kms=kms or aws.client("kms"))
     return LearningLoop(
         ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings, kms), s3=s3),
         VerdictArchive(settings.model_bucket, settings.verdict_archive_prefix, s3=s3),
@@ -455,6 +478,7 @@ def build_learning_loop(settings: Settings, *, s3: Any = None, dynamodb: Any = N
         learning_config(settings),
         idempotency_store=persistence,
         memory=memory,
+        attester=attester,
     )
 
 
@@ -463,6 +487,15 @@ def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
     two was archived first. A verdict cannot have been received after it was archived, so a stamp in the
     future counts as its archive time and never outranks the corrections that follow it."""
     return latest_per_input(records, lambda record: record.verdict, lambda record: record.archived_at)
+
+
+def _trusted(provenance: Provenance) -> bool:
+    return provenance.role.allows(Role.REVIEWER)
+
+
+def _sender(verdict: Verdict, provenance: Provenance) -> str:
+    """Who a verdict's trust is judged by, as `archive.sender_of` judges its archived copy."""
+    return provenance.sender or unverified_sender(verdict.source)
 
 
 def is_scheduled_event(event: Any) -> bool:

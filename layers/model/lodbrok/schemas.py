@@ -199,7 +199,10 @@ def check_explain_budget(inputs: list[PredictionInput], *, max_items: int, max_c
 
 
 class VerdictSource(BaseModel):
-    id: str = Field(description="the id of the verdict that answered")
+    id: str | None = Field(
+        description="the id of the verdict that answered, when you sent it; null for a reviewer's verdict (which "
+        "answers every client) sent by another client"
+    )
     at: str = Field(description="when the API accepted that verdict (UTC, ISO 8601)")
 
 

@@ -30,6 +30,17 @@ class Settings(BaseModel):
     cache_ttl_seconds: int = Field(86_400, ge=60, alias="CACHE_TTL_SECONDS")
     verdict_memory_table: str = Field("", alias="VERDICT_MEMORY_TABLE")
     verdict_memory_ttl_seconds: int = Field(90 * 86_400, ge=60, alias="VERDICT_MEMORY_TTL_SECONDS")
+    # Entries a day (UTC) may add to the verdict memory: per sender of feedback, and for reviewers together.
+    verdict_memory_client_daily_cap: int = Field(200, ge=0, alias="VERDICT_MEMORY_CLIENT_DAILY_CAP")
+    verdict_memory_global_daily_cap: int = Field(5_000, ge=0, alias="VERDICT_MEMORY_GLOBAL_DAILY_CAP")
+
+    # Client roles (lodbrok.roles): the clients table, and how long a warm container keeps a key's role.
+    clients_table: str = Field("", alias="CLIENTS_TABLE")
+    role_cache_seconds: float = Field(60.0, ge=0, alias="ROLE_CACHE_SECONDS")
+    # KMS HMAC key that attests the verdicts the API queues (lodbrok.attestation).
+    verdict_attestation_key: str = Field("", alias="VERDICT_ATTESTATION_KEY")
+    # How far in the future an attested verdict's time may be before it is clamped to now.
+    max_clock_skew_seconds: float = Field(60.0, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
 
     max_items: int = Field(100, ge=1, le=1000, alias="MAX_ITEMS")
     max_text_chars: int = Field(5_000, ge=1, alias="MAX_TEXT_CHARS")

@@ -3,7 +3,7 @@
 One definition of a verdict and its limits (`parse_verdicts`), used by `POST /verdicts` (which validates
 before queueing), by the retrain function (which validates again, because producers may also write to the
 queue directly) and by `lodbrok finetune`. A queue message body is one verdict object, a JSON list of
-them, or `{"verdicts": [...]}`.
+them, or `{"verdicts": [...]}` (with an `attestation`, as the API sends it: `lodbrok.attestation`).
 
 What the verdict is about, its input, is an item as `lodbrok.items` defines it for the whole package; the
 label's bound (the model's labels) is marked with `LIMIT_KEYWORD` like the items' limits.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self, TypeVar
 
@@ -128,22 +129,32 @@ def parse_verdicts(raw_items: Sequence[Any], *, max_text_chars: int, labels: Seq
     return verdicts
 
 
-def parse_message_body(body: str, *, max_text_chars: int, labels: Sequence[str] | None) -> list[Verdict]:
-    """Parse one queue message into verdicts; raise VerdictError describing every problem."""
+@dataclass(frozen=True)
+class QueueMessage:
+    """A queue message's verdicts, and the attestation of its envelope as sent (unchecked; None if absent)."""
+
+    verdicts: list[Verdict]
+    attestation: Any = None
+
+
+def parse_message_body(body: str, *, max_text_chars: int, labels: Sequence[str] | None) -> QueueMessage:
+    """Parse one queue message; raise VerdictError describing every problem."""
     try:
         payload = json.loads(body)
     except (ValueError, TypeError) as error:  # JSONDecodeError, and integers longer than Python's digit limit
         raise VerdictError([{"index": None, "error": f"message body is not JSON: {error}"}]) from error
     except RecursionError as error:  # never valid, so quarantined on first sight rather than retried into the DLQ
         raise VerdictError([{"index": None, "error": "message body is nested too deeply"}]) from error
+    attestation = None
     if isinstance(payload, dict) and "verdicts" in payload:
+        attestation = payload.get("attestation")
         payload = payload["verdicts"]
     raw_items = payload if isinstance(payload, list) else [payload]
     if not raw_items:
         raise VerdictError([{"index": None, "error": "message holds no verdicts"}])
     if len(raw_items) > MAX_VERDICTS_PER_MESSAGE:
         raise VerdictError([{"index": None, "error": f"more than {MAX_VERDICTS_PER_MESSAGE} verdicts in one message"}])
-    return parse_verdicts(raw_items, max_text_chars=max_text_chars, labels=labels)
+    return QueueMessage(parse_verdicts(raw_items, max_text_chars=max_text_chars, labels=labels), attestation)
 
 
 def describe(error: ValidationError) -> str:
