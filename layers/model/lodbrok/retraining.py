@@ -36,6 +36,7 @@ from lodbrok.gate import GateDecision
 from lodbrok.holding import hold_screened, hold_unknown_labels
 from lodbrok.intake import MessageResult, VerdictIntake
 from lodbrok.learning import LearningConfig, Screener, propose
+from lodbrok.lineage import Lineage
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
@@ -142,7 +143,14 @@ class LearningLoop:
         except (BundleError, ModelStoreError, ClientError, BotoCoreError):
             logger.warning("the active model cannot be read; verdicts reach answers at the next promotion")
             return 0
-        verdicts = {canonical_key(verdict.input): verdict for verdict in self.intake.accepted}
+        # A verdict decided in a time the active model's lineage excludes (under versions a rollback undid) never
+        # answers; the model learns it, or not, at the next retrain.
+        lineage = Lineage.of(active.bundle.metadata.get("stored"))
+        verdicts = {
+            canonical_key(verdict.input): verdict
+            for verdict in self.intake.accepted
+            if lineage.contains(verdict.received_at or utc_iso())
+        }
         labelled = [
             verdict.to_labelled_item() for verdict in verdicts.values() if verdict.label in active.bundle.labels
         ]
