@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -412,3 +413,30 @@ def test_store_approve_refuses_what_no_trusted_key_signed(model_store: ModelStor
     with pytest.raises(SignatureError, match="no trusted signing key"):
         model_store.approve()
     assert len(model_store.versions()) == 1
+
+
+def test_cli_publish_refuses_a_bundle_whose_shapes_disagree(
+    model_store: ModelStore,
+    signing_key: str,
+    tiny_bundle: Bundle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a real bundle file whose featurizer says 2**20 buckets over a smaller embedding
+    mismatched = dataclasses.replace(
+        tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, num_buckets=2**20)
+    )
+    path = tmp_path / "mismatched.lbk"
+    mismatched.write(str(path))
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
+    get_settings.cache_clear()
+    try:
+        # When an operator publishes it
+        status = main(["publish", str(path)])
+    finally:
+        get_settings.cache_clear()
+    # Then it is refused with the reason, and nothing was published
+    assert status == 2 and "embedding table" in capsys.readouterr().err
+    assert model_store.head() is None

@@ -279,8 +279,11 @@ def _stack_output(stack: str, name: str) -> str:
 
 
 def _publish(arguments: argparse.Namespace) -> int:
+    from lodbrok.training import check_shapes
+
     store = _store(arguments)
     bundle = Bundle.read(arguments.bundle)
+    check_shapes(bundle)  # refused here rather than served: every prediction of a mismatched bundle would fail
     ref = store.publish(bundle.with_metadata(version=store.next_label()), expected=store.head())
     print(f"published {arguments.bundle} as the active model: version {ref.version_id}")
     return 0
