@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             "model_name": predict_env.get("MODEL_NAME", "default"),
             "signing_key": predict_env["MODEL_SIGNING_KEY"],
             "usage_plan": keys.usage_plan_id,
-            "verdict_memory_table": predict_env["VERDICT_MEMORY_TABLE"],
             "seed_version_id": seed_ref,
         }
         Path(arguments.ready_file).write_text(json.dumps(ready, indent=2))

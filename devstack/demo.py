@@ -51,7 +51,6 @@ class StackInfo:
     model_name: str
     signing_key: str
     usage_plan: str
-    verdict_memory_table: str
     seed_version_id: str
 
 
@@ -243,7 +242,6 @@ def _poll(answer: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any
 def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
     environment = {
         **os.environ,
-        "VERDICT_MEMORY_TABLE": stack.verdict_memory_table,
         "AWS_ENDPOINT_URL": stack.aws_endpoint,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -374,11 +375,21 @@ def _legacy_signed(model_store: ModelStore, body: bytes, key_id: str) -> dict[st
     return {SIGNATURE_METADATA: base64.b64encode(signature).decode(), "version": "v1"}
 
 
+@pytest.fixture
+def cli_env(model_store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The bucket and signing key in the environment, as an operator's shell has them for `lodbrok`."""
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 def test_cli_approve_reapproves_an_active_version_signed_before_approvals_once(
     model_store: ModelStore,
     signing_key: str,
     tiny_bundle: Bundle,
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given an active model stored and signed before approvals existed: refused like an unsigned one
@@ -387,16 +398,10 @@ def test_cli_approve_reapproves_an_active_version_signed_before_approvals_once(
     model_store.s3.put_object(Bucket=BUCKET, Key=model_store.active_key, Body=body, Metadata=metadata)
     with pytest.raises(SignatureError, match="lodbrok approve"):
         model_store.load().bundle()
-    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
-    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
-    get_settings.cache_clear()
-    try:
-        # When the operator approves it after upgrading, then tries again
-        assert main(["approve"]) == 0
-        approved = model_store.load()
-        assert main(["approve"]) == 2
-    finally:
-        get_settings.cache_clear()
+    # When the operator approves it after upgrading, then tries again
+    assert main(["approve"]) == 0
+    approved = model_store.load()
+    assert main(["approve"]) == 2
     # Then the same model is now approved as the active one, and a second approval is refused as needless
     assert same_model(approved.data, body) and approved.bundle().version == "v1"
     assert "already approved" in capsys.readouterr().err
@@ -415,13 +420,23 @@ def test_store_approve_refuses_what_no_trusted_key_signed(model_store: ModelStor
     assert len(model_store.versions()) == 1
 
 
+def test_store_approve_cannot_launder_a_version_replayed_over_the_active_key(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given v2 promoted over v1, then v1 copied on top (a downgrade)
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1, action="promote")
+    source = {"Bucket": BUCKET, "Key": model_store.active_key, "VersionId": v1.version_id}
+    model_store.s3.copy_object(Bucket=BUCKET, Key=model_store.active_key, CopySource=source)
+    # When an operator runs approve on it
+    # Then it is refused: its signature approves a statement, not the bytes alone, so it is no pre-upgrade model
+    with pytest.raises(SignatureError, match="no trusted signing key"):
+        model_store.approve()
+    assert len(model_store.versions()) == 3
+
+
 def test_cli_publish_refuses_a_bundle_whose_shapes_disagree(
-    model_store: ModelStore,
-    signing_key: str,
-    tiny_bundle: Bundle,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    model_store: ModelStore, tiny_bundle: Bundle, tmp_path: Path, cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a real bundle file whose featurizer says 2**20 buckets over a smaller embedding
     mismatched = dataclasses.replace(
@@ -429,14 +444,8 @@ def test_cli_publish_refuses_a_bundle_whose_shapes_disagree(
     )
     path = tmp_path / "mismatched.lbk"
     mismatched.write(str(path))
-    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
-    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
-    get_settings.cache_clear()
-    try:
-        # When an operator publishes it
-        status = main(["publish", str(path)])
-    finally:
-        get_settings.cache_clear()
+    # When an operator publishes it
+    status = main(["publish", str(path)])
     # Then it is refused with the reason, and nothing was published
     assert status == 2 and "embedding table" in capsys.readouterr().err
     assert model_store.head() is None
