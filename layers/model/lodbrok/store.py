@@ -209,7 +209,9 @@ class ModelStore:
         stored = earlier.metadata.get("stored") or {}
         restored_at = utc_iso()
         lineage = Lineage.of(stored).restored(str(stored.get("at") or restored_at), restored_at)
-        return self._put_active(earlier, expected=current, action="rollback", restored_from=version_id, lineage=lineage)
+        return self._put_active(
+            earlier, expected=current, action="rollback", restored_from=version_id, lineage=lineage, at=restored_at
+        )
 
     def approve(self) -> ModelRef:
         """Re-approve the active version once after an upgrade: it must carry a trusted key's signature of its
@@ -348,11 +350,12 @@ class ModelStore:
         restored_from: str = "",
         verdict_count: int = 0,
         lineage: Lineage | None = None,
+        at: str | None = None,
     ) -> ModelRef:
-        """Write `bundle` as the active model, approved to replace `expected`; `lineage` defaults to the one of the
-        version it replaces (carried forward)."""
+        """Write `bundle` as the active model, approved to replace `expected`, stamped as stored `at` (now by default);
+        `lineage` defaults to the one of the version it replaces (carried forward)."""
         self.ensure_versioning()
-        stored_at = utc_iso()
+        stored_at = at or utc_iso()
         # The write is conditional on `expected` being the active version, so the active HEAD is the one it replaces.
         replaced = self._head_active() if expected is not None else None
         if lineage is None:
