@@ -69,6 +69,8 @@ class Predictor:
 
         A featurizer that hashes into more buckets than the table has rows would pass every other check and
         then fail each prediction (gather index out of bounds), so such a bundle is refused at load."""
+        # LiteRT lists a graph's ops only through this underscored method (it has no public one); the test of
+        # this check fails if a LiteRT upgrade takes it away.
         gathers = [op for op in self._interpreter._get_ops_details() if op["op_name"] == "GATHER"]
         if len(gathers) != 1:
             raise BundleError(f"model.tflite should look its token ids up in one embedding table, not {len(gathers)}")
