@@ -171,8 +171,7 @@ Try:
        -d '{{"verdicts": [{{"id": "v1", "text": "zorblax airdrop, claim your tokens", "label": "spam"}}]}}'
   AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
        .venv/bin/lodbrok versions --bucket {env["MODEL_BUCKET"]}
-  (rollback, publish and promote also need --signing-key {env["MODEL_SIGNING_KEY"]}, and rollback
-   VERDICT_MEMORY_TABLE={env["VERDICT_MEMORY_TABLE"]} to clear the corrections it undoes)
+  (rollback, publish, promote and approve also need --signing-key {env["MODEL_SIGNING_KEY"]})
   Other clients, with the same variables (roles: predict < feedback < reviewer < admin):
   CLIENTS_TABLE={env["CLIENTS_TABLE"]} .venv/bin/lodbrok clients add NAME --role feedback --usage-plan {usage_plan}
 """,

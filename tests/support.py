@@ -137,7 +137,8 @@ PLATFORM_ACTIONS = {
 # compare them with these, and the template test compares these with the roles in the translated template.
 CODE_ACTIONS = {
     "PredictFunctionRole": {
-        "s3:ListBucket",  # HeadBucket, to tell a missing model from a missing bucket
+        "s3:ListBucket",  # to tell a missing model from a missing bucket, under models/ only
+        "s3:ListBucketVersions",  # the version before the active one, which its approval must replace
         "s3:GetObject",
         "s3:GetObjectVersion",  # a pinned MODEL_VERSION, or the version a HEAD named
         "kms:Verify",
@@ -187,15 +188,26 @@ def iam_actions(service: str, operation: str, parameters: dict[str, Any]) -> set
     return actions
 
 
+class RecordedActions(set[str]):
+    """IAM actions, and the Prefix of each S3 listing (what an `s3:prefix` condition sees; None: no prefix)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.list_prefixes: list[str | None] = []
+
+
 @contextlib.contextmanager
-def recorded_aws_actions() -> Iterator[set[str]]:
+def recorded_aws_actions() -> Iterator[RecordedActions]:
     """Every IAM action the clients of boto3's default session need while the block runs (create clients inside)."""
     import boto3
 
-    actions: set[str] = set()
+    actions = RecordedActions()
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        actions.update(iam_actions(model.service_model.endpoint_prefix, model.name, params))
+        needed = iam_actions(model.service_model.endpoint_prefix, model.name, params)
+        if needed & {"s3:ListBucket", "s3:ListBucketVersions"}:
+            actions.list_prefixes.append(params.get("Prefix"))
+        actions.update(needed)
 
     session = boto3._get_default_session()
     session.events.register("before-parameter-build", record)

@@ -110,10 +110,10 @@ app.configure_openapi(
         "the ids given to items must be unique within a request (422 duplicate_ids), an explained request may "
         "hold at most EXPLAIN_MAX_CHARS characters in all (422 explain_budget_exceeded), a body may have at most "
         "MAX_BODY_BYTES bytes (413 body_too_large), and each verdict must fit one queue message of "
-        f"{MAX_MESSAGE_BYTES} bytes as UTF-8 JSON (413 verdict_too_large; a text within the limits always fits, a very large record may "
-        "not). Each route needs a role of your key (403 forbidden otherwise): POST /verdicts needs 'feedback' (your "
-        "verdicts then answer only you at once) or 'reviewer' (they answer every client at once); every other "
-        "route needs 'predict'."
+        f"{MAX_MESSAGE_BYTES} bytes as UTF-8 JSON (413 verdict_too_large; a text within the limits always fits, a "
+        "very large record may not). Each route needs a role of your key (403 forbidden otherwise): POST /verdicts "
+        "needs 'feedback' (your verdicts then answer only you at once) or 'reviewer' (they answer every client at "
+        "once); every other route needs 'predict'."
     ),
     # API Gateway checks the key before any route: every method, declared or not, needs it.
     security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},

@@ -209,3 +209,32 @@ def test_predict_missing_bucket_is_503(api: Api, monkeypatch: pytest.MonkeyPatch
     # Then the API answers 503 naming the missing setting
     error = assert_error(response, 503, "model_unavailable")
     assert "MODEL_BUCKET" in error["message"]
+
+
+@pytest.mark.parametrize("copied", ["candidate", "older version"])
+def test_predict_refuses_a_model_copied_over_the_active_key_and_keeps_serving_the_approved_one(
+    api: Api,
+    published_model: ModelRef,
+    model_store: ModelStore,
+    tiny_bundle: Bundle,
+    clock: FakeClock,
+    read_metrics: Callable[[], dict[str, float]],
+    copied: str,
+) -> None:
+    # Given v2 serving, promoted over v1
+    v2 = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=published_model, action="promote")
+    clock.advance(61)
+    assert predict_texts(api, ["hello"]).body["model_version"] == v2.version_id
+    # When someone who can write models/* copies a gate-rejected candidate, or v1 (a downgrade), over the active key
+    source = {"Bucket": model_store.bucket, "Key": model_store.active_key, "VersionId": published_model.version_id}
+    if copied == "candidate":
+        key = model_store.save_candidate(tiny_bundle.with_metadata(version="v99-rejected"), "gate: rejected")
+        source = {"Bucket": model_store.bucket, "Key": key}
+    boto3.client("s3").copy_object(Bucket=model_store.bucket, Key=model_store.active_key, CopySource=source)
+    read_metrics()
+    clock.advance(61)
+    after = predict_texts(api, ["hello again"])
+
+    # Then the copy is refused and counted, and v2 keeps answering
+    assert after.status == 200 and after.body["model_version"] == v2.version_id
+    assert read_metrics()["ModelLoadFailed"] == 1

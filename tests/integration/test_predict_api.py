@@ -652,3 +652,5 @@ def test_predict_function_calls_exactly_what_its_role_allows(
         assert api.call(load_event("predict_single.json")).status == 200
     # Then it needed exactly the actions of its role (template.yaml, checked in tests/unit/test_template.py)
     assert used == CODE_ACTIONS["PredictFunctionRole"]
+    # And it listed key names under models/ only, as the role's s3:prefix condition allows
+    assert used.list_prefixes and all(str(prefix).startswith("models/") for prefix in used.list_prefixes)

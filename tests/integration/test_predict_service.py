@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from lodbrok.features import canonical_key
-from lodbrok.store import ModelRef
+from lodbrok.store import ModelRef, ModelStore
 from support import (
     EVENT_KEY_ID,
     MEMORY_TABLE,
@@ -25,10 +25,13 @@ from support import (
     load_event,
     make_tiny_dataset,
     predict_texts,
+    recorded_aws_actions,
 )
 
 if TYPE_CHECKING:
-    from conftest import Api, ApiResponse
+    from conftest import Api, ApiResponse, FakeClock
+
+    from lodbrok.bundle import Bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -69,6 +72,45 @@ def test_predict_answers_a_remembered_verdict_over_the_cache_until_it_is_forgott
     # And once the entry is forgotten (a promoted model agrees), the model answers it again
     memory.forget_learned([(entry_key(canonical_key(text), everyone=False, sender=EVENT_KEY_ID), verdict)])
     assert predict_texts(api, [text]).body["predictions"][0]["source"] == "cache"
+
+
+def test_predict_after_a_rollback_ignores_memory_entries_made_under_the_versions_it_undid(
+    api: Api,
+    published_model: ModelRef,
+    model_store: ModelStore,
+    tiny_bundle: Bundle,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lodbrok.cli import main
+    from lodbrok.clock import utc_iso
+    from lodbrok.settings import get_settings
+    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.verdicts import Verdict
+
+    # Given an entry decided before v1 was stored, then v2 promoted and an entry decided while v2 was active
+    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
+    kept, undone, later = "lunch at noon today", "see you at the station", "the parcel arrived"
+    memory.remember([Verdict(id="kept", text=kept, label="spam", received_at="2026-01-01T00:00:00.000Z")])
+    model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=published_model, action="promote")
+    memory.remember([Verdict(id="undone", text=undone, label="spam", received_at=utc_iso())])
+    clock.advance(61)
+    assert [p["source"] for p in predict_texts(api, [kept, undone]).body["predictions"]] == ["verdict", "verdict"]
+
+    # When an operator rolls back to v1 with the CLI, with no verdict memory table named anywhere
+    monkeypatch.delenv("VERDICT_MEMORY_TABLE")
+    get_settings.cache_clear()
+    with recorded_aws_actions() as used:
+        assert main(["rollback", "--bucket", model_store.bucket, "--to", published_model.version_id]) == 0
+    memory.remember([Verdict(id="later", text=later, label="spam", received_at=utc_iso())])
+    clock.advance(61)
+    response = predict_texts(api, [kept, undone, later])
+
+    # Then the rollback touched no table (no scan), the restored model answers, and the entry made under v2
+    # no longer does, while the ones decided before v1 was stored and after the rollback still answer
+    assert not [action for action in used if action.startswith("dynamodb:")]
+    assert response.body["model_version"] == model_store.head().version_id != published_model.version_id
+    assert [p["source"] for p in response.body["predictions"]] == ["verdict", "model", "verdict"]
 
 
 def test_predict_with_the_verdict_memory_unavailable_answers_from_the_model(

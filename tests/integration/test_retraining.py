@@ -21,6 +21,7 @@ from lodbrok.data import LabelledItem
 from lodbrok.features import canonical_key, input_digest
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import RetrainState
+from lodbrok.signing import SignatureError
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import Verdict
 from support import (
@@ -263,3 +264,30 @@ def test_latest_records_a_verdict_stamped_in_the_future_never_outranks_a_later_c
 
     # Then the correction wins: the forged stamp counts as no later than its archive time
     assert latest.verdict.label == "spam"
+
+
+@pytest.mark.parametrize("copied", ["candidate", "older version"])
+def test_retrain_refuses_to_learn_into_a_model_copied_over_the_active_key(
+    base_ref: ModelRef,
+    store: ModelStore,
+    tiny_bundle: Bundle,
+    invoke: Callable[..., dict[str, Any]],
+    send: Any,
+    copied: str,
+) -> None:
+    # Given v2 promoted over the seed, then a gate-rejected candidate or the older seed copied over the active key
+    store.publish(tiny_bundle.with_metadata(version="v2"), expected=base_ref, action="promote")
+    source = {"Bucket": store.bucket, "Key": store.active_key, "VersionId": base_ref.version_id}
+    if copied == "candidate":
+        source = {"Bucket": store.bucket, "Key": store.save_candidate(tiny_bundle.with_metadata(version="v99"), "gate")}
+    copy = store.s3.copy_object(Bucket=store.bucket, Key=store.active_key, CopySource=source)["VersionId"]
+    fresh_container()
+
+    # When verdicts arrive that would be learned and promoted
+    response = invoke(send(*(zorblax_verdicts(12)[index : index + 4] for index in range(0, 12, 4))))
+
+    # Then they are archived, but nothing is learned into the copy or promoted over it: it is not an approved model
+    assert response == {"batchItemFailures": []}
+    assert store.head() is not None and store.head().version_id == copy
+    with pytest.raises(SignatureError):
+        learning_loop().retrain()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -11,8 +14,9 @@ import pytest
 
 from lodbrok.bundle import Bundle
 from lodbrok.cli import main
+from lodbrok.lineage import Lineage
 from lodbrok.settings import get_settings
-from lodbrok.signing import BundleSigner, SignatureError
+from lodbrok.signing import SIGNATURE_METADATA, Approval, BundleSigner, SignatureError
 from lodbrok.store import (
     BucketNotFound,
     ConcurrentUpdate,
@@ -212,14 +216,19 @@ def test_store_refuses_bundles_a_trusted_key_did_not_sign(
     model_store: ModelStore, tiny_bundle: Bundle, forgery: str
 ) -> None:
     # Given a published model, then an active version written around the store
-    model_store.publish(tiny_bundle, expected=None)
+    first = model_store.publish(tiny_bundle, expected=None)
     swapped = Bundle(**{**tiny_bundle.__dict__, "labels": list(reversed(tiny_bundle.labels))}).to_bytes()
     signed = model_store.s3.head_object(Bucket=BUCKET, Key=model_store.active_key)["Metadata"]
     other_key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     body, metadata = {
         "unsigned": (swapped, {}),
         "modified": (swapped, signed),  # labels swapped, manifest rebuilt, the real model's signature kept
-        "other key": (swapped, BundleSigner(other_key).sign(swapped)),
+        "other key": (
+            swapped,
+            BundleSigner(other_key).sign(
+                Approval(sha(swapped), "active", model_store.active_key, "v1", 1, first.version_id)
+            ),
+        ),
     }[forgery]
     forged = model_store.s3.put_object(Bucket=BUCKET, Key=model_store.active_key, Body=body, Metadata=metadata)[
         "VersionId"
@@ -268,3 +277,175 @@ def test_store_rollback_restores_exact_bytes_and_lists_every_version(
     assert [info.version_id for info in history] == [restored.version_id, second.version_id, base_ref.version_id]
     assert [info.is_active for info in history] == [True, False, False]
     assert history[0].action == "rollback" and history[0].restored_from == base_ref.version_id
+
+
+# --- approvals: what a signature approves, and where ---------------------------------------------------------------
+
+
+def test_store_refuses_a_candidate_copied_over_the_active_key(model_store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given an active model and a gate-rejected candidate, saved and signed by the store itself
+    model_store.publish(tiny_bundle, expected=None)
+    key = model_store.save_candidate(tiny_bundle.with_metadata(version="v99-rejected"), "gate: accuracy dropped")
+    source = {"Bucket": BUCKET, "Key": key}
+
+    # When someone who can write models/* copies it over the active key, with its metadata, then with its role
+    # rewritten to "active"
+    model_store.s3.copy_object(Bucket=BUCKET, Key=model_store.active_key, CopySource=source)
+    # Then it is refused: it is approved as a candidate, at another key
+    with pytest.raises(SignatureError, match="approved as a candidate model"):
+        model_store.load().bundle()
+    metadata = {**model_store.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"], "approved-role": "active"}
+    model_store.s3.copy_object(
+        Bucket=BUCKET, Key=model_store.active_key, CopySource=source, Metadata=metadata, MetadataDirective="REPLACE"
+    )
+    with pytest.raises(SignatureError, match="modified or signed by another key"):
+        model_store.load().bundle()
+
+
+@pytest.mark.parametrize("replayed", ["older", "current"])
+def test_store_refuses_an_active_version_replayed_over_the_active_key(
+    model_store: ModelStore, tiny_bundle: Bundle, replayed: str
+) -> None:
+    # Given v1, then v2 promoted over it
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    v2 = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1, action="promote")
+    # When an earlier version (a downgrade), or the current one again, is copied on top with its metadata
+    source = {"Bucket": BUCKET, "Key": model_store.active_key}
+    source["VersionId"] = (v1 if replayed == "older" else v2).version_id
+    model_store.s3.copy_object(Bucket=BUCKET, Key=model_store.active_key, CopySource=source)
+    # Then it is refused: it was approved to replace another version than the one now before it
+    with pytest.raises(SignatureError, match="replace another version"):
+        model_store.load().bundle()
+    # And the versions themselves still read back in their place in the chain
+    assert model_store.load(v2.version_id).bundle().version == "v2"
+    assert model_store.load(v1.version_id).bundle().version == "v1"
+
+
+def test_store_chain_holds_through_publishes_promotions_rollbacks_and_manual_promotions(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given every kind of write of the active model, one after another
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    v2 = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1, action="promote")
+    model_store.rollback(v1.version_id)
+    key = model_store.save_candidate(tiny_bundle.with_metadata(version="v3"), "gate: accuracy dropped")
+    model_store.promote_candidate(key)
+    model_store.publish(tiny_bundle.with_metadata(version=model_store.next_label()), expected=model_store.head())
+    model_store.rollback(v2.version_id)
+
+    # Then every version reads back approved, each replacing the one before it, with a sequence that never falls
+    history = [info.version_id for info in model_store.versions()]
+    assert len(history) == 6
+    for newer, older in zip(history, [*history[1:], ""], strict=True):
+        stored = model_store.load(newer)
+        stored.bundle()
+        assert stored.metadata["approved-replaces"] == older and stored.metadata["approved-role"] == "active"
+    sequences = [int(model_store.load(version).metadata["approved-sequence"]) for version in history]
+    assert sequences == sorted(sequences, reverse=True) and sequences[0] == 4
+    assert model_store.load().bundle().version == "v2"
+
+
+def test_store_rollback_reapproves_the_restored_version_and_cuts_its_lineage(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given a seed, a promotion, and a rollback to the seed
+    seed = model_store.publish(tiny_bundle, expected=None)
+    promoted = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=seed, action="promote")
+    restored = model_store.rollback(seed.version_id)
+
+    # Then the restored model is approved as the active one, replacing the promotion it undoes
+    stored = model_store.load()
+    assert stored.ref == restored and stored.metadata["approved-replaces"] == promoted.version_id
+    bundle = stored.bundle()
+    # And its lineage is the seed's up to the time the seed was stored, then from the rollback on
+    seed_stored_at = model_store.load(seed.version_id).bundle().metadata["stored"]["at"]
+    rolled_back_at = bundle.metadata["stored"]["at"]
+    assert bundle.metadata["stored"]["lineage"] == [[None, seed_stored_at], [rolled_back_at, None]]
+    assert Lineage.parse(stored.metadata["lineage"]) == Lineage.of(bundle.metadata["stored"])
+    # And a later promotion carries that lineage forward
+    model_store.publish(tiny_bundle.with_metadata(version="v3"), expected=restored, action="promote")
+    assert model_store.load().bundle().metadata["stored"]["lineage"] == bundle.metadata["stored"]["lineage"]
+
+
+def _legacy_signed(model_store: ModelStore, body: bytes, key_id: str) -> dict[str, str]:
+    """S3 metadata as stores wrote it before approvals: a signature of the object's sha256 alone."""
+    signature = boto3.client("kms").sign(
+        KeyId=key_id, Message=hashlib.sha256(body).digest(), MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"
+    )["Signature"]
+    return {SIGNATURE_METADATA: base64.b64encode(signature).decode(), "version": "v1"}
+
+
+@pytest.fixture
+def cli_env(model_store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The bucket and signing key in the environment, as an operator's shell has them for `lodbrok`."""
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_approve_reapproves_an_active_version_signed_before_approvals_once(
+    model_store: ModelStore,
+    signing_key: str,
+    tiny_bundle: Bundle,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an active model stored and signed before approvals existed: refused like an unsigned one
+    body = tiny_bundle.to_bytes()
+    metadata = _legacy_signed(model_store, body, signing_key)
+    model_store.s3.put_object(Bucket=BUCKET, Key=model_store.active_key, Body=body, Metadata=metadata)
+    with pytest.raises(SignatureError, match="lodbrok approve"):
+        model_store.load().bundle()
+    # When the operator approves it after upgrading, then tries again
+    assert main(["approve"]) == 0
+    approved = model_store.load()
+    assert main(["approve"]) == 2
+    # Then the same model is now approved as the active one, and a second approval is refused as needless
+    assert same_model(approved.data, body) and approved.bundle().version == "v1"
+    assert "already approved" in capsys.readouterr().err
+
+
+def test_store_approve_refuses_what_no_trusted_key_signed(model_store: ModelStore, tiny_bundle: Bundle) -> None:
+    # Given an active model signed the old way by a key this deployment does not trust
+    other = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    body = tiny_bundle.to_bytes()
+    model_store.s3.put_object(
+        Bucket=BUCKET, Key=model_store.active_key, Body=body, Metadata=_legacy_signed(model_store, body, other)
+    )
+    # When it is approved, then it is refused and nothing is written
+    with pytest.raises(SignatureError, match="no trusted signing key"):
+        model_store.approve()
+    assert len(model_store.versions()) == 1
+
+
+def test_store_approve_cannot_launder_a_version_replayed_over_the_active_key(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given v2 promoted over v1, then v1 copied on top (a downgrade)
+    v1 = model_store.publish(tiny_bundle, expected=None)
+    model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=v1, action="promote")
+    source = {"Bucket": BUCKET, "Key": model_store.active_key, "VersionId": v1.version_id}
+    model_store.s3.copy_object(Bucket=BUCKET, Key=model_store.active_key, CopySource=source)
+    # When an operator runs approve on it
+    # Then it is refused: its signature approves a statement, not the bytes alone, so it is no pre-upgrade model
+    with pytest.raises(SignatureError, match="no trusted signing key"):
+        model_store.approve()
+    assert len(model_store.versions()) == 3
+
+
+def test_cli_publish_refuses_a_bundle_whose_shapes_disagree(
+    model_store: ModelStore, tiny_bundle: Bundle, tmp_path: Path, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a real bundle file whose featurizer says 2**20 buckets over a smaller embedding
+    mismatched = dataclasses.replace(
+        tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, num_buckets=2**20)
+    )
+    path = tmp_path / "mismatched.lbk"
+    mismatched.write(str(path))
+    # When an operator publishes it
+    status = main(["publish", str(path)])
+    # Then it is refused with the reason, and nothing was published
+    assert status == 2 and "embedding table" in capsys.readouterr().err
+    assert model_store.head() is None

@@ -1,8 +1,8 @@
 """The verdict memory (lodbrok.verdict_memory) as the retrain function and the CLI keep it: screened verdicts
-remembered at intake, forgotten once a promoted model agrees or a rollback goes back before them.
+remembered at intake (unless decided under model versions a rollback undid), forgotten once a promoted model agrees.
 
-Driven through `retrain.app.lambda_handler` with SQS events and through `lodbrok rollback`, against moto. How the
-predict function answers with the memory is in test_predict_service.py.
+Driven through `retrain.app.lambda_handler` with SQS events, against moto. How the predict function answers with
+the memory, and ignores entries outside the active model's lineage, is in test_predict_service.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
+from lodbrok.clock import utc_iso
 from lodbrok.predictor import Predictor
-from lodbrok.settings import get_settings
 from lodbrok.store import ModelRef, ModelStore
 from lodbrok.verdicts import Verdict
 from support import (
@@ -187,35 +187,22 @@ def test_verdict_memory_later_verdict_replaces_and_promotion_forgets_what_the_mo
     assert set(_remembered(*texts).values()) <= {None, "spam"}
 
 
-def test_verdict_memory_rollback_clears_entries_decided_after_the_restored_version(
-    base_ref: ModelRef, store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+def test_verdict_memory_after_a_rollback_takes_no_verdict_decided_under_the_undone_versions(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: Any
 ) -> None:
-    # Given an entry decided before the seed version was stored and one decided after a later promotion
-    from lodbrok.attestation import Provenance
-    from lodbrok.cli import main
-    from lodbrok.roles import Role
-    from lodbrok.verdict_memory import VerdictMemory
-
-    memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
-    old = Verdict(id="old", text="an old correction", label="ham")
-    new = Verdict(id="new", text="a new correction", label="spam")
-    assert (
-        memory.remember(
-            [
-                (old, Provenance("key-rev", Role.REVIEWER, "2000-01-01T00:00:00.000Z")),
-                (new, Provenance("key-rev", Role.REVIEWER, "2999-01-01T00:00:00.000Z")),
-            ]
-        )
-        == 2
+    # Given a promotion over the seed, and a campaign verdict stamped while it was active
+    monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
+    fresh_container()
+    store.publish(active_bundle(store).with_metadata(version="v2"), expected=store.head(), action="promote")
+    stamped_before, stamped_after = zorblax_verdicts(2)
+    received_before = utc_iso()
+    # When the promotion is rolled back, and only then the verdict is processed, with one stamped after the rollback
+    store.rollback(base_ref.version_id)
+    invoke(
+        send(attested([stamped_before], received_at=received_before), attested([stamped_after], received_at=utc_iso()))
     )
-    store.publish(active_bundle(store), expected=store.head(), action="promote")
-    # When an operator rolls back to the seed with the CLI
-    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
-    get_settings.cache_clear()
-    assert main(["rollback", "--bucket", BUCKET, "--to", base_ref.version_id]) == 0
-    # Then what was decided after the seed was stored is cleared, and what came before is kept
-    assert _remembered("an old correction", "a new correction") == {
-        "an old correction": "ham",
-        "a new correction": None,
+    # Then the verdict decided under the undone version is not remembered; the later one is
+    assert _remembered(stamped_before["text"], stamped_after["text"]) == {
+        stamped_before["text"]: None,
+        stamped_after["text"]: "spam",
     }
-    assert "cleared 1 verdict memory entries" in capsys.readouterr().out

@@ -23,6 +23,21 @@ def test_predictor_refuses_a_featurizer_wider_or_narrower_than_the_model(tiny_bu
         Predictor(Bundle.from_bytes(mismatched.to_bytes()))
 
 
+def test_predictor_refuses_a_featurizer_hashing_into_more_buckets_than_the_embedding_has_rows(
+    tiny_bundle: Bundle,
+) -> None:
+    # Given a real bundle whose featurizer says 2**20 buckets over the model's smaller embedding table
+    mismatched = dataclasses.replace(
+        tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, num_buckets=2**20)
+    )
+    assert Predictor(tiny_bundle).trained_buckets is not None  # the same table, read where the rows are right
+
+    # When it is loaded for serving
+    # Then it is refused at load, rather than failing every prediction with a gather index out of bounds
+    with pytest.raises(BundleError, match=f"embedding table has {TINY_FEATURIZER.num_buckets} rows"):
+        Predictor(Bundle.from_bytes(mismatched.to_bytes()))
+
+
 def test_predictor_applies_the_stored_threshold_to_unchanged_probabilities(tiny_bundle: Bundle) -> None:
     # Given a text and its spam probability under the trained model
     text = "free tickets for the station, reply YES"

@@ -555,8 +555,9 @@ def test_translated_roles_grant_exactly_the_used_actions_on_named_resources(
 def test_translated_roles_keep_verdicts_from_predict_and_history_from_both(translated: dict[str, Any]) -> None:
     predict = {statement["Sid"]: statement for statement in role_statements(translated, "PredictFunctionRole")}
     retrain = {statement["Sid"]: statement for statement in role_statements(translated, "RetrainFunctionRole")}
-    # Then predict reads the models only, never the verdict archive (user texts)
+    # Then predict reads the models only, never the verdict archive (user texts), and lists no other key names
     assert predict["Models"]["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
+    assert predict["ModelBucket"]["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
     # And only retrain may sign; predict may only verify
     assert predict["VerifyModels"]["Action"] == ["kms:Verify"] and "kms:Sign" in retrain["SignModels"]["Action"]
     # And retrain polls the verdict queue only

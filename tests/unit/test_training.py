@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lodbrok.bundle import Bundle
+from lodbrok.bundle import Bundle, BundleError
 from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
 from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
 from lodbrok.network import NetworkConfig
@@ -19,6 +19,7 @@ from lodbrok.training import (
     TrainingConfig,
     TrainingError,
     check_parity,
+    check_shapes,
     evaluate,
     finetune_bundle,
     fisher_information,
@@ -271,3 +272,22 @@ def test_finetune_export_keeps_verdict_scores_aligned_with_their_verdicts(tiny_b
 
     # Then each score was read with its own verdict's label: the verdicts are separated perfectly
     assert candidate.metadata["decision"]["expected"]["verdicts_f1"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [({"num_buckets": 2**20}, "embedding"), ({"max_tokens": TINY_FEATURIZER.max_tokens - 1}, "token ids")],
+    ids=["buckets", "tokens"],
+)
+def test_load_keras_model_refuses_shapes_the_featurizer_disagrees_with(
+    tiny_bundle: Bundle, change: dict[str, int], says: str
+) -> None:
+    # Given a real bundle whose featurizer disagrees with its Keras model
+    mismatched = dataclasses.replace(tiny_bundle, featurizer=dataclasses.replace(tiny_bundle.featurizer, **change))
+    # When its shapes are checked (as `lodbrok publish` does), or its Keras model is loaded to fine-tune
+    # Then it is refused, naming the disagreement; the intact bundle passes
+    with pytest.raises(BundleError, match=says):
+        check_shapes(mismatched)
+    with pytest.raises(BundleError, match=r"model\.keras"):
+        load_keras_model(mismatched)
+    check_shapes(tiny_bundle)

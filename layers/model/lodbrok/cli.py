@@ -35,6 +35,7 @@ Against a deployed (or `make local`) stack:
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
   lodbrok rollback --to VERSION_ID --bucket BUCKET
+  lodbrok approve --bucket BUCKET                re-approve the active model once after an upgrade
   lodbrok clients add NAME --role feedback --stack STACK   one API key per client, with its role (list, role, revoke)
   lodbrok memory list --stack STACK              the verdict memory's entries (forget --text T removes one)
 
@@ -184,10 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(rollback)
     rollback.add_argument("--to", required=True, metavar="VERSION_ID", help="S3 version id (see `lodbrok versions`)")
     rollback.epilog = (
-        "With a verdict memory ($VERDICT_MEMORY_TABLE or --stack), the corrections decided after the restored "
-        "version was stored are cleared too: a rollback undoes what was learned since."
+        "The restored version is re-approved with your signing key (kms:Sign). Verdict memory entries decided "
+        "after it was stored and before the rollback stop answering at once: a rollback undoes what was learned since."
     )
     rollback.set_defaults(handler=_rollback)
+
+    approve = commands.add_parser(
+        "approve",
+        help="re-approve the active version once after an upgrade (it must carry a trusted key's old signature)",
+    )
+    _add_store_arguments(approve)
+    approve.set_defaults(handler=_approve)
 
     keep = commands.add_parser(
         "keep", help="never let the bucket's lifecycle rule expire a version (do it for one pinned with MODEL_VERSION)"
@@ -318,8 +326,11 @@ def _stack_output(stack: str, name: str) -> str:
 
 
 def _publish(arguments: argparse.Namespace) -> int:
+    from lodbrok.training import check_shapes
+
     store = _store(arguments)
     bundle = Bundle.read(arguments.bundle)
+    check_shapes(bundle)  # refused here rather than served: every prediction of a mismatched bundle would fail
     ref = store.publish(bundle.with_metadata(version=store.next_label()), expected=store.head())
     print(f"published {arguments.bundle} as the active model: version {ref.version_id}")
     return 0
@@ -347,15 +358,15 @@ def _versions(arguments: argparse.Namespace) -> int:
 
 
 def _rollback(arguments: argparse.Namespace) -> int:
-    from lodbrok.clock import utc_iso
+    ref = _store(arguments).rollback(arguments.to)
+    print(f"restored version {arguments.to} as the active model (new version {ref.version_id}), re-approved")
+    print("verdict memory entries decided since that version was stored no longer answer")
+    return 0
 
-    store = _store(arguments)
-    ref = store.rollback(arguments.to)
-    print(f"restored version {arguments.to} as the active model (new version {ref.version_id})")
-    memory = _verdict_memory(arguments)
-    if memory is not None:
-        forgotten = memory.forget_since(utc_iso(store.stored_at(arguments.to)))
-        print(f"cleared {forgotten} verdict memory entries decided after that version was stored")
+
+def _approve(arguments: argparse.Namespace) -> int:
+    ref = _store(arguments).approve()
+    print(f"approved the active model as version {ref.version_id}")
     return 0
 
 

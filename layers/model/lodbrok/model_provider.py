@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
 from lodbrok.bundle import Bundle, BundleError
+from lodbrok.lineage import Lineage
 from lodbrok.observability import MetricUnit, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.store import ModelStore, ModelStoreError, StoredModel
@@ -47,6 +49,11 @@ class ActiveModel:
     @property
     def labels(self) -> list[str]:
         return self.predictor.labels
+
+    @cached_property
+    def lineage(self) -> Lineage:
+        """The times whose verdicts this model's answers may reflect (memory entries outside it are ignored)."""
+        return Lineage.of(self.bundle.metadata.get("stored"))
 
 
 class ModelProvider:
@@ -89,7 +96,7 @@ class ModelProvider:
             if self.pinned:
                 if self.pinned_version in self._refused:
                     raise ModelUnavailable(_corrupt_message(self.pinned_version))
-                stored = self.store.load(self.pinned_version)
+                stored = self.store.load(self.pinned_version, chained=False)  # named by the operator
             else:
                 if self._refused:  # never download a refused bundle again; a HEAD tells whether it changed
                     ref = self.store.head()

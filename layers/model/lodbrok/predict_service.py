@@ -275,7 +275,12 @@ class PredictService:
                     table.report("read", error)
             return {}, {}
         remembered = memory.parse(items[memory.table_name], keys, caller) if memory is not None else {}
-        remembered = {key: entry for key, entry in remembered.items() if entry.label in model.labels}
+        # An entry made under versions a rollback undid, or for a label the model lacks, is not an answer.
+        remembered = {
+            key: entry
+            for key, entry in remembered.items()
+            if entry.label in model.labels and model.lineage.contains(entry.decided_at)
+        }
         cached = cache.parse(items[cache.table_name], model.version_id, keys) if cache is not None else {}
         if cache is not None:
             metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=len(cached))

@@ -60,8 +60,27 @@ class Predictor:
             raise BundleError(
                 f"model.tflite takes {input_width} token ids but the featurizer makes {bundle.featurizer.max_tokens}"
             )
+        self._embedding_index = self._embedding_table(bundle.featurizer.num_buckets)
         self._batch_size = int(input_details["shape"][0])
         self._lock = threading.Lock()
+
+    def _embedding_table(self, num_buckets: int) -> int:
+        """The tensor index of the embedding table: the params of the graph's one GATHER, with a row per bucket.
+
+        A featurizer that hashes into more buckets than the table has rows would pass every other check and
+        then fail each prediction (gather index out of bounds), so such a bundle is refused at load."""
+        # LiteRT lists a graph's ops only through this underscored method (it has no public one); the test of
+        # this check fails if a LiteRT upgrade takes it away.
+        gathers = [op for op in self._interpreter._get_ops_details() if op["op_name"] == "GATHER"]
+        if len(gathers) != 1:
+            raise BundleError(f"model.tflite should look its token ids up in one embedding table, not {len(gathers)}")
+        table = self._interpreter.get_tensor_details()[int(gathers[0]["inputs"][0])]
+        rows = int(table["shape"][0]) if len(table["shape"]) == 2 else -1
+        if rows != num_buckets:
+            raise BundleError(
+                f"model.tflite's embedding table has {rows} rows but the featurizer hashes into {num_buckets} buckets"
+            )
+        return int(table["index"])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Predictor:
@@ -96,19 +115,13 @@ class Predictor:
         """Which hash buckets training touched: the rows of the embedding table that are not all zero.
 
         Embeddings start at zero and a bucket no training text hit never gets a gradient, so a zero row is a
-        bucket the model never saw. Read from the served .tflite (the one float tensor of num_buckets rows),
-        so every bundle has it; None if the graph holds no such tensor.
+        bucket the model never saw. Read from the served .tflite's embedding table, so every bundle has it;
+        None if that table is not stored as float32 (a quantized model).
         """
-        rows = self.bundle.featurizer.num_buckets
-        tables = [
-            detail["index"]
-            for detail in self._interpreter.get_tensor_details()
-            if len(detail["shape"]) == 2 and detail["shape"][0] == rows and detail["dtype"] == np.float32
-        ]
-        if len(tables) != 1:
+        if self._interpreter.get_tensor_details()[self._embedding_index]["dtype"] != np.float32:
             return None
         with self._lock:
-            table = self._interpreter.get_tensor(tables[0])
+            table = self._interpreter.get_tensor(self._embedding_index)
         return np.any(table != 0, axis=1)
 
     def predict(self, items: Sequence[ModelInput]) -> list[Prediction]:

@@ -47,6 +47,7 @@ from lodbrok.gate import GateDecision
 from lodbrok.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
 from lodbrok.intake import MessageResult, VerdictIntake
 from lodbrok.learning import LearningConfig, Screener, propose
+from lodbrok.lineage import Lineage
 from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
 from lodbrok.predictor import Predictor
 from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
@@ -166,12 +167,15 @@ class LearningLoop:
             )
             return 0
         # A reviewer's verdict is trusted (never screened); feedback answers at once only if the retrain would
-        # learn it: it passes the screening and its sender is neither suspect in this batch nor suspended.
+        # learn it: it passes the screening and its sender is neither suspect in this batch nor suspended. A
+        # verdict received in a time the active model's lineage excludes (under versions a rollback undid) never
+        # answers; the model learns it, or not, at the next retrain.
+        lineage = Lineage.of(active.bundle.metadata.get("stored"))
         received_order = sorted(self.intake.accepted, key=lambda entry: received_instant(entry[1].received_at))
         latest = {
             (canonical_key(verdict.input), provenance.sender, provenance.role): (verdict, provenance)
             for verdict, provenance in received_order
-            if verdict.label in active.bundle.labels
+            if verdict.label in active.bundle.labels and lineage.contains(provenance.received_at)
         }
         feedback = [(verdict, provenance) for verdict, provenance in latest.values() if not _trusted(provenance)]
         screening = screener.screen([verdict.to_labelled_item() for verdict, _ in feedback], self.config.screening)

@@ -10,9 +10,18 @@ metadata rides along as S3 user metadata, so listing versions needs no bundle do
 version number written so far, so the next label (`vN`) takes one HEAD and is never given twice, even after
 the lifecycle rule expired the version that had it.
 
-Every object the store writes (active versions and candidates) is signed by its `BundleSigner`, and every
-bundle read back is verified before use (`StoredModel.bundle`), so a rollback or a manual promotion cannot
-launder a modified bundle into a freshly signed version.
+Every object the store writes carries a signed approval (`lodbrok.signing.Approval`): role "active" with
+the VersionId of the version it replaces, or role "candidate", and the key it was written to. Every bundle
+read back is verified before use (`StoredModel.bundle`): the signature, the role its key demands, and for
+the active key the chain: its `replaces` must be the version just before it in the key's S3 version list
+(delete markers skipped; one ListObjectVersions call per load, and a model is loaded only when its version
+changed). So a candidate copied over the active key, or an older active version replayed on top, is
+refused, and a rollback or a manual promotion cannot launder a modified bundle into a freshly signed
+version. A rollback re-approves the version it restores with the operator's key; `approve` re-approves,
+once, an active version signed before approvals existed.
+
+Every write of the active model also records its lineage (`lodbrok.lineage`): publishing and promoting
+carry the current one forward, a rollback cuts the restored version's lineage at the time it was stored.
 
 Every write of the active model except the first carries the tag `EXPIRABLE_TAG`, the only versions the
 bucket's lifecycle rule may expire; the first version (the seed) and any version `keep` untags (one pinned
@@ -21,19 +30,20 @@ with MODEL_VERSION) stay for good.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
-from lodbrok.bundle import Bundle, version_number
+from lodbrok.bundle import Bundle, sha256_hex, version_number
 from lodbrok.clock import key_stamp, utc_iso
-from lodbrok.signing import BundleSigner, SigningNotConfigured
+from lodbrok.lineage import LINEAGE_METADATA, Lineage
+from lodbrok.signing import Approval, BundleSigner, Role, SignatureError, SigningNotConfigured
 
 EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
 HIGHEST_NUMBER = "highest-version-number"  # user metadata: the highest vN written to the active key so far
@@ -77,11 +87,25 @@ class StoredModel:
     data: bytes
     metadata: Mapping[str, str]
     signer: BundleSigner | None
+    key: str
+    role: Role
+    previous: str | None = None  # the VersionId listed just before this one ("" if none); None: chain not checked
 
     def bundle(self) -> Bundle:
-        """The bundle, once its signature and checksums are verified (SignatureError, BundleError)."""
-        _required(self.signer).verify(self.data, self.metadata)
-        return Bundle.from_bytes(self.data)
+        """The bundle, once its approval and checksums are verified (SignatureError, BundleError)."""
+        claimed = Approval.read(self.data, self.key, self.metadata).role  # named first: the clearer refusal
+        if claimed != self.role:
+            raise SignatureError(f"the stored model is approved as a {claimed} model, not as the {self.role} one")
+        approval = _required(self.signer).verify(self.data, self.key, self.metadata)
+        if self.previous is not None and approval.replaces != self.previous:
+            raise SignatureError(
+                "the stored model was approved to replace another version than the one before it: "
+                "an older or copied version is not approved as the active model"
+            )
+        bundle = Bundle.from_bytes(self.data)
+        if approval.version != _ascii(bundle.version):
+            raise SignatureError("the stored model's approval names another version label than its bundle")
+        return bundle
 
 
 @dataclass(frozen=True)
@@ -128,7 +152,12 @@ class ModelStore:
         response = self._head_active()
         return None if response is None else ModelRef(response.get("VersionId") or "null", response["ETag"])
 
-    def load(self, version_id: str | None = None) -> StoredModel:
+    def load(self, version_id: str | None = None, *, chained: bool = True) -> StoredModel:
+        """A version of the active model (the current one by default), to verify with `bundle()`.
+
+        `chained` also checks that its approval replaces the version listed just before it; only a version
+        the operator names (a rollback's source, a pinned MODEL_VERSION) is read without, as its
+        predecessor may have expired."""
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": self.active_key}
         if version_id:
             arguments["VersionId"] = version_id
@@ -142,7 +171,23 @@ class ModelStore:
                 self._raise_if_bucket_missing()
                 raise NoActiveModel(self._no_model_message()) from error
             raise self._translate(error) from error
-        return self._stored(response)
+        stored = self._stored(response, self.active_key, "active")
+        if not chained:
+            return stored
+        return dataclasses.replace(stored, previous=self._version_before(stored.ref.version_id))
+
+    def _version_before(self, version_id: str) -> str:
+        """The VersionId listed just before `version_id` on the active key ("" for the first; S3 lists newest first)."""
+        listed: list[str] = []
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.active_key):
+            listed.extend(entry["VersionId"] for entry in page.get("Versions", []) if entry["Key"] == self.active_key)
+            if version_id in listed[:-1]:
+                break
+        if version_id not in listed:
+            raise UnknownVersion(f"model version {version_id!r} is not in the version list of s3://{self.bucket}")
+        position = listed.index(version_id)
+        return listed[position + 1] if position + 1 < len(listed) else ""
 
     def publish(
         self, bundle: Bundle, *, expected: ModelRef | None, action: str = "publish", verdict_count: int = 0
@@ -154,16 +199,31 @@ class ModelStore:
         return self._put_active(bundle, expected=expected, action=action, verdict_count=verdict_count)
 
     def rollback(self, version_id: str) -> ModelRef:
-        """Restore an earlier version as the active model; the restore is itself a new version."""
+        """Restore an earlier version as the active model, re-approved; the restore is itself a new version.
+
+        Its lineage is the restored version's cut at the time that version was stored, plus from now on."""
         current = self.head()
         if current and current.version_id == version_id:
             raise ModelStoreError(f"version {version_id} is already the active model")
-        earlier = self.load(version_id)
-        return self._put_active(earlier.bundle(), expected=current, action="rollback", restored_from=version_id)
+        earlier = self.load(version_id, chained=False).bundle()
+        stored = earlier.metadata.get("stored") or {}
+        restored_at = utc_iso()
+        lineage = Lineage.of(stored).restored(str(stored.get("at") or restored_at), restored_at)
+        return self._put_active(
+            earlier, expected=current, action="rollback", restored_from=version_id, lineage=lineage, at=restored_at
+        )
 
-    def stored_at(self, version_id: str) -> datetime:
-        """When a version of the active key was stored (its S3 LastModified), from one HEAD request."""
-        return self._call("head_object", Bucket=self.bucket, Key=self.active_key, VersionId=version_id)["LastModified"]
+    def approve(self) -> ModelRef:
+        """Re-approve the active version once after an upgrade: it must carry a trusted key's signature of its
+        bytes (as stored before approvals existed); the approved copy is a new version, with the same model."""
+        stored = self.load()
+        try:
+            stored.bundle()
+        except SignatureError:
+            _required(self.signer).verify_legacy(stored.data, stored.metadata)
+        else:
+            raise ModelStoreError(f"the active model (version {stored.ref.version_id}) is already approved")
+        return self._put_active(Bundle.from_bytes(stored.data), expected=stored.ref, action="approve")
 
     def versions(self) -> list[VersionInfo]:
         """Every version of the active key, newest first."""
@@ -208,7 +268,19 @@ class ModelStore:
         """Keep a candidate that was not promoted, with why, for inspection or a manual promotion."""
         key = f"{self.candidate_prefix}{key_stamp()}-{bundle.version}.lbk"
         body = bundle.to_bytes()
-        metadata = {**_summary_metadata(bundle), "reason": _ascii(reason)[:512], **_required(self.signer).sign(body)}
+        approval = Approval(
+            sha256=sha256_hex(body),
+            role="candidate",
+            key=key,
+            version=_ascii(bundle.version),
+            sequence=version_number(bundle.version) or 0,
+            replaces="",
+        )
+        metadata = {
+            **_summary_metadata(bundle),
+            "reason": _ascii(reason)[:512],
+            **_required(self.signer).sign(approval),
+        }
         self._call("put_object", Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
         return key
 
@@ -239,7 +311,8 @@ class ModelStore:
             if aws.error_code(error) in {"NoSuchKey", "404"}:
                 raise UnknownVersion(f"no candidate {key!r} in s3://{self.bucket}") from error
             raise self._translate(error) from error
-        return self._put_active(self._stored(response).bundle(), expected=self.head(), action="manual-promote")
+        candidate = self._stored(response, key, "candidate").bundle()
+        return self._put_active(candidate, expected=self.head(), action="manual-promote")
 
     def keep(self, version_id: str) -> None:
         """Exempt one version from the bucket's lifecycle expiry (a version pinned with MODEL_VERSION)."""
@@ -276,26 +349,49 @@ class ModelStore:
         action: str,
         restored_from: str = "",
         verdict_count: int = 0,
+        lineage: Lineage | None = None,
+        at: str | None = None,
     ) -> ModelRef:
+        """Write `bundle` as the active model, approved to replace `expected`, stamped as stored `at` (now by default);
+        `lineage` defaults to the one of the version it replaces (carried forward)."""
         self.ensure_versioning()
-        stored_at = utc_iso(precision="seconds")
+        stored_at = at or utc_iso()
         # The write is conditional on `expected` being the active version, so the active HEAD is the one it replaces.
         replaced = self._head_active() if expected is not None else None
-        write = {"action": action, "at": stored_at, "id": uuid.uuid4().hex, "restored_from": restored_from or None}
+        if lineage is None:
+            carried = (replaced or {}).get("Metadata", {}).get(LINEAGE_METADATA)
+            lineage = Lineage() if carried is None else Lineage.parse(carried)
+        write = {
+            "action": action,
+            "at": stored_at,
+            "id": uuid.uuid4().hex,
+            "restored_from": restored_from or None,
+            LINEAGE_METADATA: lineage.to_json(),
+        }
+        highest = max(version_number(bundle.version) or 0, self._highest_number(replaced))
         metadata = {
             **_summary_metadata(bundle),
             "action": action,
             "stored-at": stored_at,
             "restored-from": restored_from,
             "verdict-count": str(verdict_count or bundle.metadata.get("training", {}).get("verdict_count", 0)),
-            HIGHEST_NUMBER: str(max(version_number(bundle.version) or 0, self._highest_number(replaced))),
+            HIGHEST_NUMBER: str(highest),
+            LINEAGE_METADATA: lineage.metadata(),
         }
         body = bundle.with_metadata(stored=write).to_bytes()
+        approval = Approval(
+            sha256=sha256_hex(body),
+            role="active",
+            key=self.active_key,
+            version=_ascii(bundle.version),
+            sequence=highest,
+            replaces=expected.version_id if expected is not None else "",
+        )
         arguments: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.active_key,
             "Body": body,
-            "Metadata": {**metadata, **_required(self.signer).sign(body)},
+            "Metadata": {**metadata, **_required(self.signer).sign(approval)},
         }
         if expected is None:  # the first version (the seed) is never tagged, so it never expires
             arguments["IfNoneMatch"] = "*"
@@ -312,9 +408,9 @@ class ModelStore:
             raise self._translate(error) from error
         return ModelRef(response.get("VersionId") or "null", response["ETag"])
 
-    def _stored(self, response: dict[str, Any]) -> StoredModel:
+    def _stored(self, response: dict[str, Any], key: str, role: Role) -> StoredModel:
         ref = ModelRef(response.get("VersionId") or "null", response["ETag"])
-        return StoredModel(ref, response["Body"].read(), response.get("Metadata", {}), self.signer)
+        return StoredModel(ref, response["Body"].read(), response.get("Metadata", {}), self.signer, key, role)
 
     def _call(self, operation: str, **arguments: Any) -> Any:
         try:
@@ -323,8 +419,9 @@ class ModelStore:
             raise self._translate(error) from error
 
     def _raise_if_bucket_missing(self) -> None:
+        # A listing under the model's own prefix, which the predict function's s3:prefix condition allows.
         try:
-            self.s3.head_bucket(Bucket=self.bucket)
+            self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.active_key, MaxKeys=1)
         except ClientError as error:
             raise self._translate(error) from error
 
@@ -354,7 +451,8 @@ def _summary_metadata(bundle: Bundle) -> dict[str, str]:
         "version": _ascii(bundle.version),
         "created-at": _ascii(str(metadata.get("created_at", ""))),
         "parent": _ascii(str(metadata.get("parent_version") or "")),
-        "metrics": json.dumps(metadata.get("metrics", {}).get("gate", {}), separators=(",", ":"))[:1200],
+        # S3 user metadata holds 2 KB in all: the gate metrics get what the approval and lineage leave.
+        "metrics": json.dumps(metadata.get("metrics", {}).get("gate", {}), separators=(",", ":"))[:900],
     }
 
 

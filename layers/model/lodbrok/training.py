@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lodbrok.bundle import Bundle, version_number
+from lodbrok.bundle import Bundle, BundleError, version_number
 from lodbrok.clock import utc_iso
 from lodbrok.data import (
     DedupReport,
@@ -439,14 +439,35 @@ def evaluate(predictor: Predictor, items: Sequence[LabelledItem]) -> Metrics:
 
 
 def load_keras_model(bundle: Bundle) -> keras.Model:
-    """Rebuild the trainable Keras model from a bundle, in Keras safe mode (no arbitrary code)."""
+    """Rebuild the trainable Keras model from a bundle, in Keras safe mode (no arbitrary code).
+
+    Raises BundleError when its shapes disagree with the featurizer: a token id past the embedding's rows
+    would fail training, as it fails serving (`Predictor` checks the .tflite the same way)."""
     import keras
 
     with tempfile.TemporaryDirectory() as workdir:
         keras_path = os.path.join(workdir, "model.keras")
         with open(keras_path, "wb") as handle:
             handle.write(bundle.keras_model)
-        return keras.saving.load_model(keras_path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+        model = keras.saving.load_model(keras_path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+    featurizer = bundle.featurizer
+    embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    if len(embeddings) != 1 or embeddings[0].input_dim != featurizer.num_buckets:
+        rows = [layer.input_dim for layer in embeddings]
+        raise BundleError(
+            f"model.keras has embedding rows {rows} but the featurizer hashes into {featurizer.num_buckets}"
+        )
+    if model.inputs[0].shape[-1] != featurizer.max_tokens:
+        raise BundleError(
+            f"model.keras takes {model.inputs[0].shape[-1]} token ids but the featurizer makes {featurizer.max_tokens}"
+        )
+    return model
+
+
+def check_shapes(bundle: Bundle) -> None:
+    """Raise BundleError unless the featurizer, the Keras model and the .tflite agree on every shape."""
+    Predictor(bundle)
+    load_keras_model(bundle)
 
 
 def next_version_label(version: str) -> str:

@@ -21,12 +21,13 @@ learned, it only does not answer at once.
 
 The retrain function writes an entry once a verdict is archived and passed the screening (a held verdict
 enters only when a reviewer accepts it, through `lodbrok held accept`), and deletes it when a promoted model
-answers that input with the verdict's label; `lodbrok rollback` deletes the entries written after the version
-it restores, and `lodbrok memory list|forget` shows and removes entries. The predict function reads both
-entries of each input (everyone's and the caller's own) in the same BatchGetItem call as the prediction
-cache; the latest wins over a cached or computed answer. Exact inputs only: near-duplicates are the model's
-job. Best effort on both sides: a failing table is logged and counted (VerdictMemoryErrors), and predictions
-are answered by the model.
+answers that input with the verdict's label, and `lodbrok memory list|forget` shows and removes entries. A
+rollback deletes nothing: the predict function ignores an entry decided outside the active model's lineage
+(`lodbrok.lineage`), so entries made under the versions a rollback undid stop answering at once, and the
+retrain function does not write them. The predict function reads both entries of each input (everyone's and
+the caller's own) in the same BatchGetItem call as the prediction cache; the latest wins over a cached or
+computed answer. Exact inputs only: near-duplicates are the model's job. Best effort on both sides: a failing
+table is logged and counted (VerdictMemoryErrors), and predictions are answered by the model.
 """
 
 from __future__ import annotations
@@ -263,22 +264,6 @@ class VerdictMemory:
                 self.report(name, error)
                 return done
         return done
-
-    def forget_since(self, moment: str) -> int:
-        """Delete every entry decided after `moment` (UTC ISO 8601): what a rollback to that time undoes."""
-        forgotten = 0
-        paginator = self.client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self.table_name,
-            FilterExpression="decided_at > :moment",
-            ExpressionAttributeValues={":moment": {"S": moment}},
-            ProjectionExpression="pk",
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                self.client.delete_item(TableName=self.table_name, Key={"pk": item["pk"]})
-                forgotten += 1
-        return forgotten
 
     def report(self, operation: str, error: Exception) -> None:
         logger.warning(
