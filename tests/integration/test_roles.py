@@ -200,3 +200,17 @@ def test_roles_an_attested_stamp_in_the_future_is_clamped_and_a_later_correction
     # Then the future stamp was clamped to the retrain side's now, so the later correction answers
     answer = _answer(api, "reviewer", ATTACK)
     assert (answer["label"], answer["verdict"]["id"]) == ("spam", "later")
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        (Role.PREDICT, {Role.PREDICT}),
+        (Role.FEEDBACK, {Role.PREDICT, Role.FEEDBACK}),
+        (Role.REVIEWER, {Role.PREDICT, Role.FEEDBACK, Role.REVIEWER}),
+        (Role.ADMIN, set(Role)),
+    ],
+)
+def test_role_allows_what_every_role_below_it_allows(role: Role, allowed: set[Role]) -> None:
+    # Then each role allows exactly itself and the roles below it
+    assert {required for required in Role if role.allows(required)} == allowed
