@@ -82,18 +82,24 @@ def test_predict_after_a_rollback_ignores_memory_entries_made_under_the_versions
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from lodbrok.attestation import Provenance
     from lodbrok.cli import main
     from lodbrok.clock import utc_iso
+    from lodbrok.roles import Role
     from lodbrok.settings import get_settings
     from lodbrok.verdict_memory import VerdictMemory
     from lodbrok.verdicts import Verdict
 
+    def remember(verdict_id: str, text: str, received_at: str) -> None:
+        verdict = Verdict(id=verdict_id, text=text, label="spam")
+        memory.remember([(verdict, Provenance("reviewer-key", Role.REVIEWER, received_at))])
+
     # Given an entry decided before v1 was stored, then v2 promoted and an entry decided while v2 was active
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
     kept, undone, later = "lunch at noon today", "see you at the station", "the parcel arrived"
-    memory.remember([Verdict(id="kept", text=kept, label="spam", received_at="2026-01-01T00:00:00.000Z")])
+    remember("kept", kept, "2026-01-01T00:00:00.000Z")
     model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=published_model, action="promote")
-    memory.remember([Verdict(id="undone", text=undone, label="spam", received_at=utc_iso())])
+    remember("undone", undone, utc_iso())
     clock.advance(61)
     assert [p["source"] for p in predict_texts(api, [kept, undone]).body["predictions"]] == ["verdict", "verdict"]
 
@@ -102,7 +108,7 @@ def test_predict_after_a_rollback_ignores_memory_entries_made_under_the_versions
     get_settings.cache_clear()
     with recorded_aws_actions() as used:
         assert main(["rollback", "--bucket", model_store.bucket, "--to", published_model.version_id]) == 0
-    memory.remember([Verdict(id="later", text=later, label="spam", received_at=utc_iso())])
+    remember("later", later, utc_iso())
     clock.advance(61)
     response = predict_texts(api, [kept, undone, later])
 

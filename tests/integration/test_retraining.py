@@ -29,6 +29,7 @@ from support import (
     PROBE,
     active_bundle,
     archived_records,
+    attested,
     fresh_container,
     learning_loop,
     load_event,
@@ -191,8 +192,8 @@ def test_retrain_out_of_order_verdicts_learn_and_remember_the_one_received_last(
     # later (a delayed or redelivered message), with a new campaign to learn beside them
     t1, t2 = utc_iso(utc_now() - timedelta(minutes=2)), utc_iso(utc_now() - timedelta(minutes=1))
     text = "Hi team, the quarterly planning meeting moved to room 4B at 3pm"
-    ham = {"id": "meeting", "text": text, "label": "ham", "received_at": t2}
-    spam = {**ham, "label": "spam", "received_at": t1}
+    ham = {"id": "meeting", "text": text, "label": "ham"}
+    spam = {**ham, "label": "spam"}
     learned: list[list[LabelledItem]] = []
     real_propose = retraining.propose
 
@@ -203,7 +204,7 @@ def test_retrain_out_of_order_verdicts_learn_and_remember_the_one_received_last(
     monkeypatch.setattr(retraining, "propose", recorded_propose)
 
     # When the function archives, remembers and learns them in arrival order
-    invoke(send([*zorblax_verdicts(6), ham], [spam]))
+    invoke(send(attested([*zorblax_verdicts(6), ham], received_at=t2), attested([spam], received_at=t1)))
 
     # Then the archive holds them in arrival order: ham, then spam
     loop = learning_loop()

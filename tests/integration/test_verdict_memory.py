@@ -47,18 +47,18 @@ def _remembered(*inputs: str, caller: str | None = None) -> dict[str, str | None
 def test_verdict_memory_remembers_screened_verdicts_at_intake_and_never_held_ones(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a feedback client's batch with a new campaign labelled spam and obvious template spam labelled ham
-    # (lies), no retrain
+    # Given a feedback client's batch with a new campaign labelled spam and a few obvious template spam texts
+    # labelled ham (lies, too few to make the sender suspect), no retrain
     monkeypatch.setenv("MIN_VERDICTS_TO_TRAIN", "1000")
     fresh_container()
-    campaign, lies = zorblax_verdicts(3), flipped_template_spam(5)
+    campaign, lies = zorblax_verdicts(3), flipped_template_spam(2)
     invoke(send(attested(campaign + lies, sender="desk", role="feedback")))
     # Then the campaign is remembered at once for that client, before any fine-tune; the lies, which screening
     # holds, are not; and no other client is answered with any of them
     texts = [verdict["text"] for verdict in campaign + lies]
     remembered = _remembered(*texts, caller="desk")
     assert [remembered[verdict["text"]] for verdict in campaign] == ["spam"] * 3
-    assert [remembered[verdict["text"]] for verdict in lies] == [None] * 5
+    assert [remembered[verdict["text"]] for verdict in lies] == [None] * 2
     assert set(_remembered(*texts, caller="someone-else").values()) == {None}
 
 
