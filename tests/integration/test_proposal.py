@@ -1,4 +1,4 @@
-"""Learning (lodbrok.learning): a candidate that only memorised its verdicts is rejected on the verdicts held out
+"""Proposals (lodbrok.learning.proposal): a candidate that only memorised its verdicts is rejected on the verdicts
 of each fine-tune.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
@@ -10,10 +10,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from lodbrok.data import LabelledItem
-from lodbrok.learning import LearningConfig, nearest_trusted_items
-from lodbrok.screening import ScreeningConfig, TokenIndex
-from lodbrok.store import ModelRef, ModelStore
+from lodbrok.learning.proposal import LearningConfig, nearest_trusted_items
+from lodbrok.learning.screening import ScreeningConfig, TokenIndex
+from lodbrok.model.data import LabelledItem
+from lodbrok.registry.store import ModelRef, ModelStore
 from support import TINY_FEATURIZER
 
 
@@ -36,7 +36,7 @@ def test_retrain_rejects_verdicts_it_can_only_memorise(
     # Then the candidate is rejected: on verdicts held out of each fine-tune it is no better than the active model
     assert store.head() == base_ref
     [candidate] = store.candidates()
-    assert "held-out-verdicts" in candidate.reason and "nothing was learned" in candidate.reason
+    assert "out-of-fold-verdicts" in candidate.reason and "nothing was learned" in candidate.reason
 
 
 REHEARSAL = [

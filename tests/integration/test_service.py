@@ -1,4 +1,4 @@
-"""The prediction core (lodbrok.predict_service), through the predict handler against moto: a remembered verdict
+"""The prediction core (lodbrok.serving.service), through the predict handler against moto: a remembered verdict
 answers first, then the cache, then the model; a failing shared read of the two tables skips both; each distinct
 input is computed once; an explained answer never meets the cache; the review band decides every answer as it is
 served and must fit the model's labels; the drift signals count what applies to each request.
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from lodbrok.features import canonical_key
-from lodbrok.store import ModelRef, ModelStore
+from lodbrok.model.features import canonical_key
+from lodbrok.registry.store import ModelRef, ModelStore
 from support import (
     EVENT_KEY_ID,
     MEMORY_TABLE,
@@ -31,7 +31,7 @@ from support import (
 if TYPE_CHECKING:
     from conftest import Api, ApiResponse, FakeClock
 
-    from lodbrok.bundle import Bundle
+    from lodbrok.model.bundle import Bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -46,10 +46,10 @@ def predict(api: Api, body: dict[str, object]) -> ApiResponse:
 def test_predict_answers_a_remembered_verdict_over_the_cache_until_it_is_forgotten(
     api: Api, published_model: ModelRef, read_metrics: Callable[[], dict[str, float]]
 ) -> None:
-    from lodbrok.attestation import Provenance
-    from lodbrok.roles import Role
-    from lodbrok.verdict_memory import VerdictMemory, entry_key
-    from lodbrok.verdicts import Verdict
+    from lodbrok.access.roles import Role
+    from lodbrok.verdicts.attestation import Provenance
+    from lodbrok.verdicts.memory import VerdictMemory, entry_key
+    from lodbrok.verdicts.verdict import Verdict
 
     # Given a text the model answers (and has cached), then the caller's own verdict on it, remembered by retrain
     text = "WINNER!! claim your free holiday, call 09012345678"
@@ -82,13 +82,13 @@ def test_predict_after_a_rollback_ignores_memory_entries_made_under_the_versions
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lodbrok.attestation import Provenance
-    from lodbrok.cli import main
+    from lodbrok.access.roles import Role
     from lodbrok.clock import utc_iso
-    from lodbrok.roles import Role
     from lodbrok.settings import get_settings
-    from lodbrok.verdict_memory import VerdictMemory
-    from lodbrok.verdicts import Verdict
+    from lodbrok.verdicts.attestation import Provenance
+    from lodbrok.verdicts.memory import VerdictMemory
+    from lodbrok.verdicts.verdict import Verdict
+    from lodbrok_cli.main import main
 
     def remember(verdict_id: str, text: str, received_at: str) -> None:
         verdict = Verdict(id=verdict_id, text=text, label="spam")

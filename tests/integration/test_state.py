@@ -1,14 +1,14 @@
-"""Where retraining stands (lodbrok.retrain_state): the state object in moto's S3, and the cursor of a bundle."""
+"""Where retraining stands (lodbrok.learning.state): the state object in moto's S3, and the cursor of a bundle."""
 
 from __future__ import annotations
 
 import boto3
 import pytest
 
-from lodbrok.archive import ArchiveCursor
-from lodbrok.bundle import Bundle
-from lodbrok.retrain_state import AttemptRecord, Mode, RetrainState, RetrainStateStore, archive_cursor_of
-from lodbrok.store import ConcurrentUpdate
+from lodbrok.learning.state import AttemptRecord, Mode, RetrainState, RetrainStateStore, archive_cursor_of
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.store import ConcurrentUpdate
+from lodbrok.verdicts.archive import ArchiveCursor
 
 BUCKET = "lodbrok-retrain-state-test"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
+from lodbrok.model.review_band import REVIEW_DECISION, ReviewBand, ReviewBandError
 from lodbrok.settings import Settings
 
 
@@ -53,7 +53,8 @@ def test_review_band_must_name_the_model_labels() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spam", "decision"), [(0.34, "ham"), (0.35, REVIEW), (0.5, REVIEW), (0.65, REVIEW), (0.66, "spam")]
+    ("spam", "decision"),
+    [(0.34, "ham"), (0.35, REVIEW_DECISION), (0.5, REVIEW_DECISION), (0.65, REVIEW_DECISION), (0.66, "spam")],
 )
 def test_review_band_decision_inside_the_band_bounds_included(spam: float, decision: str) -> None:
     # Given a band on spam and an answer whose label the model's rule chose
@@ -66,6 +67,6 @@ def test_review_band_decision_inside_the_band_bounds_included(spam: float, decis
 
 def test_review_band_of_any_banded_label_sends_for_review() -> None:
     band = ReviewBand.parse('{"bug": [0.3, 0.6], "billing": [0.4, 0.5]}')
-    assert band.decision("account", {"account": 0.5, "bug": 0.35, "billing": 0.15}) == REVIEW
+    assert band.decision("account", {"account": 0.5, "bug": 0.35, "billing": 0.15}) == REVIEW_DECISION
     assert band.decision("account", {"account": 0.8, "bug": 0.1, "billing": 0.1}) == "account"
     assert ReviewBand().decision("account", {"account": 0.4, "bug": 0.3, "billing": 0.3}) == "account"

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.data import LabelledItem, items_from_jsonl, load_demo_dataset
-from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
-from lodbrok.network import NetworkConfig
-from lodbrok.predictor import Predictor
-from lodbrok.training import (
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.data import LabelledItem, items_from_jsonl, load_demo_dataset
+from lodbrok.model.features import Featurizer, FeaturizerConfig, canonical_key
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.network import NetworkConfig
+from lodbrok.training.trainer import (
     PARITY_TOLERANCE,
     FinetuneConfig,
     Finetuner,
@@ -119,7 +119,7 @@ def test_fisher_information_matches_per_item_gradients(tiny_bundle: Bundle, monk
     import tensorflow as tf
 
     # Given the parent model and rehearsed items spread over three chunks, the last one partial
-    monkeypatch.setattr("lodbrok.training.FISHER_CHUNK", 25)
+    monkeypatch.setattr("lodbrok.training.trainer.FISHER_CHUNK", 25)
     model = load_keras_model(tiny_bundle)
     rows = Featurizer(tiny_bundle.featurizer).transform(
         [item.input for item in items_from_jsonl(tiny_bundle.rehearsal)[:60]]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lodbrok.verdicts import Verdict, VerdictError, latest_per_input, parse_message_body
+from lodbrok.verdicts.verdict import Verdict, VerdictError, latest_per_input, parse_message_body
 
 LONE_SURROGATE = "\ud800"
 

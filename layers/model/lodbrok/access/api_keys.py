@@ -3,7 +3,7 @@
 Each client gets its own key, so the call log (keyed by API Gateway's `apiKeyId`) shows a client only its
 own calls, and one client can be revoked without touching the others. A revoked key is removed from the
 usage plan and disabled, so API Gateway refuses it at once; it is kept (disabled) for the audit trail, and
-its role entry is deleted. Each key's role (`lodbrok.roles`) is an entry of the clients table, set when the
+its role entry is deleted. Each key's role (`lodbrok.access.roles`) is an entry of the clients table, set when the
 key is made and changed without a new key. These are operator commands (`lodbrok clients
 add|list|role|revoke`), run with the operator's IAM credentials; the functions never manage keys. The local
 stack keeps its keys in the emulated API Gateway and checks requests with `authorize`, as API Gateway does.
@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.roles import ClientRoles, Role
 
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

@@ -9,7 +9,7 @@ Roles are ordered, each allowing what the ones below it allow:
 
 API Gateway authenticates keys and throttles them through the usage plan; the predict function authorises.
 A client's role lives in the clients table (key `key_id`, the API key id; `name`, `role`, `updated_at`),
-written by the operator commands `lodbrok clients add|role|revoke` (`lodbrok.api_keys`). The function reads
+written by the operator commands `lodbrok clients add|role|revoke` (`lodbrok.access.api_keys`). The function reads
 the caller's role by the `apiKeyId` of the request context with one GetItem, kept per key id for
 `ROLE_CACHE_SECONDS` in the warm container, so a role change reaches every container within that time. A key
 with no entry is `predict`: least privilege.

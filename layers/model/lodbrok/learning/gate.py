@@ -7,10 +7,10 @@ Checks (anchor: TFX Evaluator's per-slice change thresholds), each with its numb
   or worse by a single item (so teaching "prize spam is ham" cannot hide in an overall number that
   barely moves, and one borderline message on a small gate set does not block learning);
 - `near-verdicts`: on the trusted items nearest to the learned verdicts (each verdict's nearest neighbours
-  in the parent's rehearsal sample and gate set, `lodbrok.learning`), where a lie that generalises shows
+  in the parent's rehearsal sample and gate set, `lodbrok.learning.proposal`), where a lie that generalises shows
   first ("what time does the film start tonight" taught as spam turns "... the play start ..." spam),
   the candidate gets at most `max(1, tolerance x slice)` more of them wrong than the active model;
-- `held-out-verdicts`: the verdicts were learned, measured on verdicts the model that scored them did not
+- `out-of-fold-verdicts`: the verdicts were learned, measured on verdicts the model that scored them did not
   see (k-fold of the batch): more of them right than the active model, or all of them when it already
   was. Memorising a batch cannot pass it.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from lodbrok.evaluation import Metrics
+from lodbrok.model.evaluation import Metrics
 
 _EPSILON = 1e-9
 
@@ -36,7 +36,7 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class HeldOutVerdicts:
+class OutOfFoldVerdicts:
     """How many of `count` verdicts each model got right; the candidate side comes from models that did not
     see the verdict they scored."""
 
@@ -65,13 +65,13 @@ class GateDecision(BaseModel):
 
 
 def judge(
-    gate: Comparison, near_verdicts: Comparison | None, held_out: HeldOutVerdicts, *, tolerance: float
+    gate: Comparison, near_verdicts: Comparison | None, out_of_fold: OutOfFoldVerdicts, *, tolerance: float
 ) -> GateDecision:
     checks = [
         _gate_set(gate, tolerance),
         _per_label(gate, tolerance),
         _near_verdicts(near_verdicts, tolerance),
-        _held_out(held_out),
+        _out_of_fold(out_of_fold),
     ]
     failed = [check for check in checks if not check.passed]
     if failed:
@@ -85,9 +85,9 @@ def judge(
         checks=checks,
         active_gate=gate.active.summary(),
         candidate_gate=gate.candidate.summary(),
-        verdicts=held_out.count,
-        active_correct=held_out.active_correct,
-        candidate_correct=held_out.candidate_correct,
+        verdicts=out_of_fold.count,
+        active_correct=out_of_fold.active_correct,
+        candidate_correct=out_of_fold.candidate_correct,
         near_verdicts=near_verdicts.candidate.count if near_verdicts else 0,
     )
 
@@ -164,10 +164,10 @@ def _near_verdicts(near: Comparison | None, tolerance: float) -> GateCheck:
     return GateCheck(name="near-verdicts", passed=True, detail=detail)
 
 
-def _held_out(held_out: HeldOutVerdicts) -> GateCheck:
-    count, before, after = held_out.count, held_out.active_correct, held_out.candidate_correct
-    detail = f"held-out verdicts right {before}/{count} -> {after}/{count}"
+def _out_of_fold(out_of_fold: OutOfFoldVerdicts) -> GateCheck:
+    count, before, after = out_of_fold.count, out_of_fold.active_correct, out_of_fold.candidate_correct
+    detail = f"out-of-fold verdicts right {before}/{count} -> {after}/{count}"
     learned = after > before or after == before == count
     if not learned:
-        return GateCheck(name="held-out-verdicts", passed=False, detail=f"{detail}: nothing was learned")
-    return GateCheck(name="held-out-verdicts", passed=True, detail=detail)
+        return GateCheck(name="out-of-fold-verdicts", passed=False, detail=f"{detail}: nothing was learned")
+    return GateCheck(name="out-of-fold-verdicts", passed=True, detail=detail)

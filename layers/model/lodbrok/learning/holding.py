@@ -1,7 +1,7 @@
 """Verdicts held for review: written beside the archive before the cursor moves, counted; and senders whose
 verdicts are mostly held, suspended (`lodbrok held list|accept|reject|clear` reviews them).
 
-Sources earn trust. A sender (`lodbrok.archive.sender_of`) is suspect when at least
+Sources earn trust. A sender (`lodbrok.verdicts.archive.sender_of`) is suspect when at least
 `SUSPECT_SENDER_MIN_VERDICTS` of its verdicts were screened in a batch and most of them were held (Rspamd and
 SpamAssassin learn only from trusted reporters): then none of its verdicts in that batch is learned (the
 rest are held as "sender under review", because a liar's verdicts that the screening could not contradict
@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lodbrok.archive import ArchivedVerdict, VerdictArchive, sender_digest, sender_of
-from lodbrok.features import canonical_key
+from lodbrok.learning.screening import HeldVerdict, Screening
+from lodbrok.model.features import canonical_key
 from lodbrok.observability import MetricUnit, digest, logger, metrics
-from lodbrok.screening import HeldVerdict, Screening
+from lodbrok.verdicts.archive import ArchivedVerdict, VerdictArchive, sender_digest, sender_of
 
 SUSPECT_SENDER_MIN_VERDICTS = 5  # a sender is judged when at least this many of its verdicts were screened
 SUSPECT_SENDER_HELD_SHARE = 0.5  # and suspended when more than this share of them was held

@@ -1,7 +1,7 @@
 """Verdict intake: every verdict of a queue message archived exactly once, or the message quarantined.
 
 Producers may write to the queue directly, so each message is parsed and validated again and its labels
-checked against the active model. Each verdict is archived in S3 (`lodbrok.archive`) *before* the message
+checked against the active model. Each verdict is archived in S3 (`lodbrok.verdicts.archive`) *before* the message
 is acknowledged. Archiving is idempotent per occurrence of a verdict (`occurrence_key`: id + input + label,
 and when it was given) through Powertools idempotency on DynamoDB, so a message delivered twice, or a copy
 of a verdict with the same acceptance time, is archived once, while a correction that returns to an
@@ -9,7 +9,7 @@ earlier label (spam, then ham, then spam again) is archived every time and its l
 Messages that can never become valid go to the quarantine with the reason and count as processed; anything
 else raises, so the queue redelivers the message (and after maxReceiveCount moves it to the DLQ).
 
-Time and trust are the server's (`lodbrok.attestation`): a message whose attestation verifies carries its
+Time and trust are the server's (`lodbrok.verdicts.attestation`): a message whose attestation verifies carries its
 sender, role and received_at; any other is `feedback` from no known sender, received at the queue's
 SentTimestamp, and a `received_at` its verdicts claim is ignored (VerdictsClientTimeIgnored). A verified
 time more than `max_clock_skew_seconds` ahead of this function's clock is clamped to now
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lodbrok.archive import VerdictArchive
-from lodbrok.attestation import Attester, Provenance
+from lodbrok.access.roles import Role
 from lodbrok.clock import utc_iso
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.roles import Role
-from lodbrok.verdicts import QueueMessage, Verdict, VerdictError, parse_message_body
+from lodbrok.verdicts.archive import VerdictArchive
+from lodbrok.verdicts.attestation import Attester, Provenance
+from lodbrok.verdicts.verdict import QueueMessage, Verdict, VerdictError, parse_message_body
 
 IDEMPOTENCY_KEY_PREFIX = "lodbrok-retrain.archive_verdict"
 

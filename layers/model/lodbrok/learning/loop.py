@@ -1,16 +1,16 @@
 """The learning loop: verdicts in, archived once, screened, fine-tuned into a candidate, gated, promoted.
 
 It composes the parts, each in its own module:
-- `lodbrok.intake`: every verdict of a queue message archived exactly once (or the message quarantined);
-- `lodbrok.learning`: a batch of verdicts screened (`lodbrok.screening`), learned into a candidate and
-  judged by the gate (`lodbrok.gate`);
-- `lodbrok.holding`: the verdicts the screening held, written beside the archive for review;
-- `lodbrok.retrain_state`: the archive cursor of the last attempt and of the last promotion.
+- `lodbrok.learning.intake`: every verdict of a queue message archived exactly once (or the message quarantined);
+- `lodbrok.learning.proposal`: a batch of verdicts screened (`lodbrok.learning.screening`), learned into a candidate and
+  judged by the gate (`lodbrok.learning.gate`);
+- `lodbrok.learning.holding`: the verdicts the screening held, written beside the archive for review;
+- `lodbrok.learning.state`: the archive cursor of the last attempt and of the last promotion.
 
 A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
 the schedule, since the last promotion), leaves out the ones held for review, and keeps per input the
 verdict received last. Suspended senders' verdicts are held before screening, and a sender the screening
-mostly holds is suspended with the rest of its batch (`lodbrok.holding`). Held verdicts are written
+mostly holds is suspended with the rest of its batch (`lodbrok.learning.holding`). Held verdicts are written
 under the archive's `held/` prefix before the cursor moves, so a crash never loses them. The candidate
 is promoted only if the gate passes; otherwise it is saved as a candidate with the reason and the
 active model is left alone. Promotion is a conditional write on the active model's ETag: if another
@@ -30,7 +30,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from lodbrok import aws
-from lodbrok.archive import (
+from lodbrok.access.roles import Role
+from lodbrok.clock import utc_iso, utc_now
+from lodbrok.learning.gate import GateDecision
+from lodbrok.learning.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
+from lodbrok.learning.intake import MessageResult, VerdictIntake
+from lodbrok.learning.proposal import LearningConfig, Screener, propose
+from lodbrok.learning.state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.data import dataset_fingerprint
+from lodbrok.model.features import canonical_key
+from lodbrok.model.predictor import Predictor
+from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
+from lodbrok.registry.lineage import Lineage
+from lodbrok.registry.signing import BundleSigner
+from lodbrok.registry.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
+from lodbrok.settings import Settings
+from lodbrok.training.trainer import FinetuneConfig
+from lodbrok.verdicts.archive import (
     ArchiveCursor,
     ArchivedVerdict,
     PendingKeys,
@@ -38,26 +55,9 @@ from lodbrok.archive import (
     sender_digest,
     unverified_sender,
 )
-from lodbrok.attestation import Attester, Provenance
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.clock import utc_iso, utc_now
-from lodbrok.data import dataset_fingerprint
-from lodbrok.features import canonical_key
-from lodbrok.gate import GateDecision
-from lodbrok.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
-from lodbrok.intake import MessageResult, VerdictIntake
-from lodbrok.learning import LearningConfig, Screener, propose
-from lodbrok.lineage import Lineage
-from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
-from lodbrok.predictor import Predictor
-from lodbrok.retrain_state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
-from lodbrok.roles import Role
-from lodbrok.settings import Settings
-from lodbrok.signing import BundleSigner
-from lodbrok.store import ConcurrentUpdate, ModelRef, ModelStore, ModelStoreError, NoActiveModel
-from lodbrok.training import FinetuneConfig
-from lodbrok.verdict_memory import VerdictMemory, entry_key
-from lodbrok.verdicts import Verdict, latest_per_input, received_instant
+from lodbrok.verdicts.attestation import Attester, Provenance
+from lodbrok.verdicts.memory import VerdictMemory, entry_key
+from lodbrok.verdicts.verdict import Verdict, latest_per_input, received_instant
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -268,7 +268,7 @@ class LearningLoop:
 
             settled = self._settled_position(pending, listed_at)
             considered = ArchiveCursor.merge(state.cursor, model_cursor).advance(pending.keys, settled)
-            version = self.store.next_label()
+            version = self.store.next_version_label()
             logger.info("screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(items)})
             screener = self._screener_of(active)
             reviewed = {canonical_key(record.verdict.input) for record in records if record.trusted}

@@ -1,15 +1,16 @@
 """From a batch of verdicts to a judged candidate: screen, probe, fine-tune, gate.
 
-One code path for the retrain function (`lodbrok.retraining`) and `lodbrok finetune`:
+One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok finetune`:
 
-1. Screening (`lodbrok.screening`) holds the verdicts that contradict well-founded knowledge.
+1. Screening (`lodbrok.learning.screening`) holds the verdicts that contradict well-founded knowledge.
 2. Probes: the batch is split into `probe_folds` folds and the parent is fine-tuned on all but one, to
    score the verdicts it did not see. Those out-of-sample scores say whether the verdicts generalise
-   (the gate's held-out check) and, with the gate set, choose the candidate's decision rule, so the
+   (the gate's out-of-fold check) and, with the gate set, choose the candidate's decision rule, so the
    threshold also fits the verdicts' domain.
-3. The candidate is fine-tuned on every learnable verdict and judged (`lodbrok.gate`).
+3. The candidate is fine-tuned on every learnable verdict and judged (`lodbrok.learning.gate`).
 
-A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that some can be held out.
+A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
+by a probe that did not learn it.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lodbrok.bundle import Bundle
-from lodbrok.data import LabelledItem, deduplicate, items_from_jsonl, stratified_folds
-from lodbrok.decision import DecisionRule, choose_labels
-from lodbrok.evaluation import Metrics
-from lodbrok.features import canonical_key
-from lodbrok.gate import Comparison, GateDecision, HeldOutVerdicts, judge
-from lodbrok.predictor import Predictor
-from lodbrok.screening import Screening, ScreeningConfig, TokenIndex, screen
-from lodbrok.training import FinetuneConfig, Finetuner, Progress, evaluate, keras_probabilities
+from lodbrok.learning.gate import Comparison, GateDecision, OutOfFoldVerdicts, judge
+from lodbrok.learning.screening import Screening, ScreeningConfig, TokenIndex, screen
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import LabelledItem, deduplicate, items_from_jsonl, stratified_folds
+from lodbrok.model.decision import DecisionRule, choose_labels
+from lodbrok.model.evaluation import Metrics
+from lodbrok.model.features import canonical_key
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.trainer import FinetuneConfig, Finetuner, Progress, evaluate, keras_probabilities
 
 MIN_VERDICTS_TO_LEARN = 2
 
@@ -75,7 +76,7 @@ def propose(
 
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
     `Screener.of(parent)`, given by a caller that already built it; `screening` is its screening of
-    `verdicts`, given by a caller that held more of them (`lodbrok.holding`).
+    `verdicts`, given by a caller that held more of them (`lodbrok.learning.holding`).
     """
     started = time.perf_counter()
     screener = screener or Screener.of(parent)
@@ -86,7 +87,7 @@ def propose(
         return Proposal(screening, seconds=time.perf_counter() - started)
 
     finetuner = Finetuner(parent, config.finetune, progress)
-    verdict_scores = held_out_scores(finetuner, learn, config.probe_folds)
+    verdict_scores = out_of_fold_scores(finetuner, learn, config.probe_folds)
     candidate, candidate_gate = finetuner.export(
         finetuner.fit(learn),
         learn,
@@ -96,18 +97,18 @@ def propose(
         parent_version=parent_version,
     )
     rule = DecisionRule.from_metadata(candidate.metadata, candidate.labels)
-    held_out_labels = choose_labels(rule, candidate.labels, verdict_scores)
-    held_out = HeldOutVerdicts(
+    out_of_fold_labels = choose_labels(rule, candidate.labels, verdict_scores)
+    out_of_fold = OutOfFoldVerdicts(
         count=len(learn),
         active_correct=_correct(evaluate(active, learn)),
         candidate_correct=sum(
-            candidate.labels[index] == item.label for index, item in zip(held_out_labels, learn, strict=True)
+            candidate.labels[index] == item.label for index, item in zip(out_of_fold_labels, learn, strict=True)
         ),
     )
     near_items = nearest_trusted_items(screener.trusted, learn, config)
     near = Comparison(evaluate(active, near_items), evaluate(Predictor(candidate), near_items)) if near_items else None
     decision = judge(
-        Comparison(evaluate(active, gate_items), candidate_gate), near, held_out, tolerance=config.gate_tolerance
+        Comparison(evaluate(active, gate_items), candidate_gate), near, out_of_fold, tolerance=config.gate_tolerance
     )
     return Proposal(screening, candidate, decision, time.perf_counter() - started)
 
@@ -135,14 +136,14 @@ class Screener:
         return screen(self.predictor, self.trusted, latest, config, reviewed=reviewed)
 
 
-def held_out_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
+def out_of_fold_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
     """Every verdict's probabilities from a probe fine-tuned on the other folds of the batch."""
     parent = finetuner.parent
     scores: dict[str, np.ndarray] = {}
     # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
-    for train, held in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
-        probabilities = keras_probabilities(finetuner.fit(train), parent.featurizer, held)
-        scores.update(zip((canonical_key(item.input) for item in held), probabilities, strict=True))
+    for train, scored in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
+        probabilities = keras_probabilities(finetuner.fit(train), parent.featurizer, scored)
+        scores.update(zip((canonical_key(item.input) for item in scored), probabilities, strict=True))
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 
 

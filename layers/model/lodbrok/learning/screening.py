@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from lodbrok.data import LabelledItem
-from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
-from lodbrok.predictor import Predictor
+from lodbrok.model.data import LabelledItem
+from lodbrok.model.features import Featurizer, FeaturizerConfig, canonical_key
+from lodbrok.model.predictor import Predictor
 
 PREVIEW_CHARS = 120
 

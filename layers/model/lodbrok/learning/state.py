@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from lodbrok import aws
-from lodbrok.archive import ArchiveCursor
-from lodbrok.bundle import Bundle
-from lodbrok.store import ConcurrentUpdate
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.store import ConcurrentUpdate
+from lodbrok.verdicts.archive import ArchiveCursor
 
 
 class Mode(enum.StrEnum):

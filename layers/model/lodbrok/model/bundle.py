@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lodbrok.features import FeaturizerConfig
+from lodbrok.model.features import FeaturizerConfig
 
 BUNDLE_FORMAT = "lodbrok-bundle/1"
 KERAS_MEMBER = "model.keras"
@@ -49,6 +49,13 @@ def version_number(label: str) -> int | None:
     """N of a version label `vN` (v1, v2, ... as the model store numbers them); None for any other label."""
     match = _NUMBERED_LABEL.fullmatch(label)
     return int(match.group(1)) if match else None
+
+
+def next_version_label(version: str) -> str:
+    """The label after `version`: `v<N+1>` after `vN`, `<version>+1` after any other label. The one rule for
+    numbering versions; the model store applies it to the highest number it ever stored."""
+    number = version_number(version)
+    return f"v{number + 1}" if number is not None else f"{version}+1"
 
 
 def sha256_hex(data: bytes) -> str:

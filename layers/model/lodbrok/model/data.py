@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lodbrok.features import canonical_key
-from lodbrok.items import ModelInput, has_content, is_blank
+from lodbrok.model.features import canonical_key
+from lodbrok.model.items import ModelInput, has_content, is_blank
 
 FORMATS_BY_SUFFIX = {
     ".csv": "csv",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lodbrok.evaluation import ranked_cuts
+from lodbrok.model.evaluation import ranked_cuts
 
 _SEARCH_ROUNDS = 3
 _GRID = np.geomspace(0.02, 0.98, 41)

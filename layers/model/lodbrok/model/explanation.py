@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lodbrok.decision import choose_labels
-from lodbrok.features import Featurizer, Piece
-from lodbrok.items import ModelInput
-from lodbrok.predictor import Prediction, Predictor
+from lodbrok.model.decision import choose_labels
+from lodbrok.model.features import Featurizer, Piece
+from lodbrok.model.items import ModelInput
+from lodbrok.model.predictor import Prediction, Predictor
 
 TOP_PIECES = 5  # pieces reported on each side: what a moderator reads, not every word
 

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lodbrok.items import ModelInput
+from lodbrok.model.items import ModelInput
 
 FEATURIZER_VERSION = 3
 SUPPORTED_VERSIONS = (1, 2, 3)

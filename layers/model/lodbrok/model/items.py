@@ -1,11 +1,11 @@
 """What an item is: the input a client sends to be classified (a text or a flat record) and its limits.
 
-One definition, used by the predict API's request models (`lodbrok.schemas`), by verdicts
-(`lodbrok.verdicts`), by the featurizer (`ModelInput`) and by the dataset parser (`is_blank`). Every rule
+One definition, used by the predict API's request models (`lodbrok.serving.schemas`), by verdicts
+(`lodbrok.verdicts.verdict`), by the featurizer (`ModelInput`) and by the dataset parser (`is_blank`). Every rule
 the validated types (`Text`, `Record`, `ItemInput`) enforce is also stated in their JSON schema, so the
 OpenAPI document admits exactly what the API accepts; limits that come from the settings (`MAX_TEXT_CHARS`:
 the length of a text, and of each string value of a record; `MAX_ITEMS`; `EXPLAIN_MAX_ITEMS`; the model's
-labels) are marked with `LIMIT_KEYWORD` and filled in by `lodbrok.openapi` when the document is served.
+labels) are marked with `LIMIT_KEYWORD` and filled in by `lodbrok.serving.openapi` when the document is served.
 """
 
 from __future__ import annotations

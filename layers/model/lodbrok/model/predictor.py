@@ -14,10 +14,10 @@ from functools import cached_property
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.decision import DecisionError, DecisionRule, choose_labels
-from lodbrok.features import Featurizer
-from lodbrok.items import ModelInput
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.decision import DecisionError, DecisionRule, choose_labels
+from lodbrok.model.features import Featurizer
+from lodbrok.model.items import ModelInput
 
 # Rows per interpreter pass: an explanation scores one row per piece, and the embedded batch
 # (rows x max_tokens x embedding dim floats) must stay a few megabytes.
@@ -33,7 +33,7 @@ class Prediction:
 class Predictor:
     """Loads a bundle once and predicts batches; safe to share between threads.
 
-    `label` follows the bundle's decision rule (`lodbrok.decision`); probabilities are the model's own.
+    `label` follows the bundle's decision rule (`lodbrok.model.decision`); probabilities are the model's own.
     """
 
     def __init__(self, bundle: Bundle) -> None:

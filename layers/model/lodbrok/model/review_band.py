@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-REVIEW = "review"
+REVIEW_DECISION = "review"
 EXAMPLE = '{"spam": [0.35, 0.65]}'
 
 
@@ -58,11 +58,13 @@ class ReviewBand:
             raise ReviewBandError(
                 f"REVIEW_BAND names labels the active model does not have: {unknown} (labels: {list(labels)})"
             )
-        if self.bands and REVIEW in labels:
-            raise ReviewBandError(f"the active model has a label called {REVIEW!r}, which a review band would hide")
+        if self.bands and REVIEW_DECISION in labels:
+            raise ReviewBandError(
+                f"the active model has a label called {REVIEW_DECISION!r}, which a review band would hide"
+            )
 
-    def needs_review(self, probabilities: Mapping[str, float]) -> bool:
+    def covers(self, probabilities: Mapping[str, float]) -> bool:
         return any(low <= probabilities[label] <= high for label, (low, high) in self.bands.items())
 
     def decision(self, label: str, probabilities: Mapping[str, float]) -> str:
-        return REVIEW if self.needs_review(probabilities) else label
+        return REVIEW_DECISION if self.covers(probabilities) else label

@@ -8,7 +8,7 @@ was written to, its version label, a monotonic sequence (the highest version num
 and for the active key the S3 VersionId of the version it replaces ("" for the first). The statement's
 fields ride in S3 user metadata beside the signature; a reader rebuilds the statement from the bytes, the
 key it read and that metadata, so none of it can be changed without the signature failing. The store
-(`lodbrok.store`) then checks the role against the key and the `replaces` chain against the version list.
+(`lodbrok.registry.store`) then checks the role against the key and the `replaces` chain against the version list.
 
 The key is an ECC_NIST_P256 KMS key whose private half never leaves KMS, so only a role allowed `kms:Sign`
 (the retrain function and operators) can approve a model that the predict function, allowed only
@@ -31,7 +31,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
-from lodbrok.bundle import BundleError
+from lodbrok.model.bundle import BundleError
 from lodbrok.settings import Settings
 
 SIGNATURE_METADATA = "signature"

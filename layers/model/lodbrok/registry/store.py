@@ -10,7 +10,7 @@ metadata rides along as S3 user metadata, so listing versions needs no bundle do
 version number written so far, so the next label (`vN`) takes one HEAD and is never given twice, even after
 the lifecycle rule expired the version that had it.
 
-Every object the store writes carries a signed approval (`lodbrok.signing.Approval`): role "active" with
+Every object the store writes carries a signed approval (`lodbrok.registry.signing.Approval`): role "active" with
 the VersionId of the version it replaces, or role "candidate", and the key it was written to. Every bundle
 read back is verified before use (`StoredModel.bundle`): the signature, the role its key demands, and for
 the active key the chain: its `replaces` must be the version just before it in the key's S3 version list
@@ -20,7 +20,7 @@ refused, and a rollback or a manual promotion cannot launder a modified bundle i
 version. A rollback re-approves the version it restores with the operator's key; `approve` re-approves,
 once, an active version signed before approvals existed.
 
-Every write of the active model also records its lineage (`lodbrok.lineage`): publishing and promoting
+Every write of the active model also records its lineage (`lodbrok.registry.lineage`): publishing and promoting
 carry the current one forward, a rollback cuts the restored version's lineage at the time it was stored.
 
 Every write of the active model except the first carries the tag `EXPIRABLE_TAG`, the only versions the
@@ -40,10 +40,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lodbrok import aws
-from lodbrok.bundle import Bundle, sha256_hex, version_number
 from lodbrok.clock import key_stamp, utc_iso
-from lodbrok.lineage import LINEAGE_METADATA, Lineage
-from lodbrok.signing import Approval, BundleSigner, Role, SignatureError, SigningNotConfigured
+from lodbrok.model.bundle import Bundle, next_version_label, sha256_hex, version_number
+from lodbrok.registry.lineage import LINEAGE_METADATA, Lineage
+from lodbrok.registry.signing import Approval, BundleSigner, Role, SignatureError, SigningNotConfigured
 
 EXPIRABLE_TAG = "lodbrok-history=expirable"  # template.yaml's lifecycle rule filters on this tag; `keep` sets =kept
 HIGHEST_NUMBER = "highest-version-number"  # user metadata: the highest vN written to the active key so far
@@ -239,9 +239,9 @@ class ModelStore:
             infos.append(_version_info(entry, head.get("Metadata", {})))
         return infos
 
-    def next_label(self) -> str:
-        """`v<N+1>` for the highest `vN` ever stored, so labels stay unique across rollbacks and expiries."""
-        return f"v{self._highest_number(self._head_active()) + 1}"
+    def next_version_label(self) -> str:
+        """The label after the highest `vN` ever stored, so labels stay unique across rollbacks and expiries."""
+        return next_version_label(f"v{self._highest_number(self._head_active())}")
 
     def _head_active(self) -> dict[str, Any] | None:
         """The HEAD response of the active version; None if nothing was published."""

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lodbrok import aws
 from lodbrok.clock import utc_iso
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.schemas import CallPrediction, CallRecord
+from lodbrok.serving.schemas import CallPrediction, CallRecord
 
 MAX_LOGGED_PREDICTIONS = 100
 MAX_PAGE_TOKEN_CHARS = 256

@@ -20,11 +20,11 @@ from functools import cached_property
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.lineage import Lineage
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.predictor import Predictor
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.predictor import Predictor
-from lodbrok.store import ModelStore, ModelStoreError, StoredModel
+from lodbrok.registry.lineage import Lineage
+from lodbrok.registry.store import ModelStore, ModelStoreError, StoredModel
 
 
 class ModelUnavailable(Exception):
@@ -43,7 +43,8 @@ class ActiveModel:
         return self.predictor.bundle
 
     @property
-    def label(self) -> str:
+    def version_label(self) -> str:
+        """The version label ("v3"), not to be confused with `version_id` (S3's) or `labels` (the classes)."""
         return self.predictor.version
 
     @property

@@ -1,6 +1,6 @@
 """The OpenAPI document as served: the routes' schemas with this deployment's limits filled in.
 
-The request models state their rules in their JSON schemas (`lodbrok.verdicts`); the bounds that
+The request models state their rules in their JSON schemas (`lodbrok.verdicts.verdict`); the bounds that
 depend on the settings or on the active model are marked with `LIMIT_KEYWORD` and set here, so a client
 (or a fuzzer) reading `GET /openapi.json` sees exactly what this API accepts.
 """
@@ -11,8 +11,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from lodbrok.items import LIMIT_KEYWORD
-from lodbrok.review import REVIEW
+from lodbrok.model.items import LIMIT_KEYWORD
+from lodbrok.model.review_band import REVIEW_DECISION
 
 
 def with_limits(
@@ -31,7 +31,7 @@ def with_limits(
     }
     if labels:
         bounds["label"] = {"enum": list(labels)}
-        bounds["decision"] = {"enum": [*labels, REVIEW]}
+        bounds["decision"] = {"enum": [*labels, REVIEW_DECISION]}
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):

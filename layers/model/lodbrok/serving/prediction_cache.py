@@ -33,9 +33,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
 from lodbrok.clock import utc_iso
-from lodbrok.features import input_digest
+from lodbrok.model.features import input_digest
+from lodbrok.model.predictor import Prediction
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.predictor import Prediction
 
 READ_BATCH = 100  # BatchGetItem limit
 WRITE_BATCH = 25  # BatchWriteItem limit

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_serializer, model_validator
 
-from lodbrok.items import LIMIT_KEYWORD, ItemInput, ModelInput, Text, exactly_one_of, input_chars, total_chars
-from lodbrok.verdicts import Verdict
+from lodbrok.model.items import LIMIT_KEYWORD, ItemInput, ModelInput, Text, exactly_one_of, input_chars, total_chars
+from lodbrok.verdicts.verdict import Verdict
 
 # --- errors ---------------------------------------------------------------------------------------------------
 

@@ -19,22 +19,23 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
-from lodbrok.attestation import Attester, Provenance
-from lodbrok.calllog import CallEntry, CallLog, CallLogDisabled, Origin
+from lodbrok.access.roles import ClientRoles, Role
 from lodbrok.clock import utc_iso
-from lodbrok.decision import DecisionRule
-from lodbrok.drift import DriftSignals, TokenNovelty
-from lodbrok.explanation import Explanation
-from lodbrok.explanation import explain as explain_predictions
-from lodbrok.features import canonical_key
-from lodbrok.items import ModelInput
-from lodbrok.model_provider import ActiveModel, ModelProvider, ModelUnavailable
+from lodbrok.model.decision import DecisionRule
+from lodbrok.model.explanation import Explanation
+from lodbrok.model.explanation import explain as explain_predictions
+from lodbrok.model.features import canonical_key
+from lodbrok.model.items import ModelInput
+from lodbrok.model.predictor import Prediction
+from lodbrok.model.review_band import REVIEW_DECISION, ReviewBand, ReviewBandError
 from lodbrok.observability import MetricUnit, logger, metrics, tracer
-from lodbrok.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
-from lodbrok.predictor import Prediction
-from lodbrok.review import REVIEW, ReviewBand, ReviewBandError
-from lodbrok.roles import ClientRoles, Role
-from lodbrok.schemas import (
+from lodbrok.registry.signing import BundleSigner, SigningNotConfigured
+from lodbrok.registry.store import BucketNotFound, ModelStore
+from lodbrok.serving.call_log import CallEntry, CallLog, CallLogDisabled, Origin
+from lodbrok.serving.drift import DriftSignals, TokenNovelty
+from lodbrok.serving.model_provider import ActiveModel, ModelProvider, ModelUnavailable
+from lodbrok.serving.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
+from lodbrok.serving.schemas import (
     DecisionInfo,
     ExplanationInfo,
     ItemPrediction,
@@ -49,12 +50,11 @@ from lodbrok.schemas import (
     VerdictsRequest,
     check_explain_budget,
 )
+from lodbrok.serving.verdict_queue import QueueNotConfigured, VerdictQueue
 from lodbrok.settings import Settings
-from lodbrok.signing import BundleSigner, SigningNotConfigured
-from lodbrok.store import BucketNotFound, ModelStore
-from lodbrok.verdict_memory import RememberedVerdict, VerdictMemory
-from lodbrok.verdict_queue import QueueNotConfigured, VerdictQueue
-from lodbrok.verdicts import Verdict, VerdictError, parse_verdicts
+from lodbrok.verdicts.attestation import Attester, Provenance
+from lodbrok.verdicts.memory import RememberedVerdict, VerdictMemory
+from lodbrok.verdicts.verdict import Verdict, VerdictError, parse_verdicts
 
 
 class VerdictsNotQueued(Exception):
@@ -163,7 +163,7 @@ class PredictService:
         )
 
     def role_of(self, key_id: str | None) -> Role:
-        """The caller's role (lodbrok.roles); without a clients table every key is `predict`."""
+        """The caller's role (lodbrok.access.roles); without a clients table every key is `predict`."""
         return self.roles.role_of(key_id) if self.roles is not None else Role.PREDICT
 
     @cached_property
@@ -312,7 +312,7 @@ class PredictService:
         ]
         DriftSignals(
             labels=Counter(result.prediction.label for result in served),
-            in_review_band=decisions.count(REVIEW) if self.review_band.bands else None,
+            in_review_band=decisions.count(REVIEW_DECISION) if self.review_band.bands else None,
             novelty=novelty,
         ).emit()
         hits = sum(result.from_cache for result in served)
@@ -330,13 +330,13 @@ class PredictService:
                 item_count=len(inputs),
                 cache_hits=hits,
                 model_version=model.version_id,
-                model_label=model.label,
+                model_label=model.version_label,
                 predictions=[(item.id, result.prediction.label) for item, result in zip(inputs, served, strict=True)],
             )
             self.call_log.record(origin, entry)
         return PredictResponse(
             model_version=model.version_id,
-            model_label=model.label,
+            model_label=model.version_label,
             predictions=[
                 ItemPrediction(
                     id=item.id,
@@ -361,7 +361,7 @@ class PredictService:
         metadata = model.bundle.metadata
         return ModelInfo(
             version=model.version_id,
-            label=model.label,
+            label=model.version_label,
             parent=_text_or_none(metadata.get("parent_version")),
             created_at=_text_or_none(metadata.get("created_at")),
             labels=model.labels,

@@ -1,6 +1,6 @@
 """VerdictQueue: sends verdicts to the retrain queue with SQS SendMessageBatch, as attested envelopes.
 
-A message is one envelope `{"verdicts": [...], "attestation": {...}}` (`lodbrok.attestation`): as many
+A message is one envelope `{"verdicts": [...], "attestation": {...}}` (`lodbrok.verdicts.attestation`): as many
 verdicts of one request as fit, one MAC per message. Each message is measured exactly as it will be sent,
 in UTF-8 bytes, against SQS's limit, before anything is sent: a verdict that cannot fit a message alone is
 refused (`VerdictTooLarge`, the API's 413) and nothing is queued, so a valid request never fails at SQS.
@@ -25,9 +25,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
-from lodbrok.attestation import MAC_CHARS, Attestation, Attester, Provenance, attested_role
 from lodbrok.observability import logger
-from lodbrok.verdicts import MAX_VERDICTS_PER_MESSAGE, Verdict
+from lodbrok.verdicts.attestation import MAC_CHARS, Attestation, Attester, Provenance, attested_role
+from lodbrok.verdicts.verdict import MAX_VERDICTS_PER_MESSAGE, Verdict
 
 MAX_BATCH_ENTRIES = 10
 # SQS's limit for one message (its body plus its attributes; these messages have none) and for the sum of a

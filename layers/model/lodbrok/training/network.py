@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import keras
 
-from lodbrok.features import FeaturizerConfig
+from lodbrok.model.features import FeaturizerConfig
 
 
 @dataclass(frozen=True)

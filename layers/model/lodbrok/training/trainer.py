@@ -1,10 +1,10 @@
 """Training, fine-tuning and export. The only module that imports TensorFlow, and only when called.
 
 `train_bundle` builds a base model from a labelled dataset and chooses its decision rule from
-out-of-fold scores on the training split (`lodbrok.decision`). A `Finetuner` continues training an
+out-of-fold scores on the training split (`lodbrok.model.decision`). A `Finetuner` continues training an
 existing bundle on verdicts without forgetting what it knew: it rehearses the data the parent was trained
 on, keeps the label mix of that data, and anchors the weights that data depends on (elastic weight
-consolidation); the learning loop (`lodbrok.learning`) uses it for probes and the candidate. Both export
+consolidation); the learning loop (`lodbrok.learning.proposal`) uses it for probes and the candidate. Both export
 through `export_bundle`, which converts to LiteRT and refuses an export whose served probabilities differ
 from Keras by more than `PARITY_TOLERANCE`.
 """
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lodbrok.bundle import Bundle, BundleError, version_number
 from lodbrok.clock import utc_iso
-from lodbrok.data import (
+from lodbrok.model.bundle import Bundle, BundleError, next_version_label
+from lodbrok.model.data import (
     DedupReport,
     LabelledItem,
     dataset_fingerprint,
@@ -35,11 +35,11 @@ from lodbrok.data import (
     stratified_folds,
     stratified_split,
 )
-from lodbrok.decision import DecisionError, DecisionRule, fit_rule, fit_rule_keeping
-from lodbrok.evaluation import Metrics, compute_metrics
-from lodbrok.features import Featurizer, FeaturizerConfig, canonical_key
-from lodbrok.network import NetworkConfig, architecture_summary, build_network, custom_objects
-from lodbrok.predictor import Predictor
+from lodbrok.model.decision import DecisionError, DecisionRule, fit_rule, fit_rule_keeping
+from lodbrok.model.evaluation import Metrics, compute_metrics
+from lodbrok.model.features import Featurizer, FeaturizerConfig, canonical_key
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.network import NetworkConfig, architecture_summary, build_network, custom_objects
 
 if TYPE_CHECKING:
     import keras
@@ -281,7 +281,7 @@ def finetune_bundle(
     parent_version: str | None = None,
     progress: Progress | None = None,
 ) -> tuple[Bundle, Metrics]:
-    """Fine-tune `parent` on `verdicts` and export it (no screening, no gate: see `lodbrok.learning`)."""
+    """Fine-tune `parent` on `verdicts` and export it (no screening, no gate: see `lodbrok.learning.proposal`)."""
     finetuner = Finetuner(parent, config, progress)
     return finetuner.export(finetuner.fit(verdicts), verdicts, version=version, parent_version=parent_version)
 
@@ -298,18 +298,18 @@ def choose_decision_rule(
     folds = min(config.threshold_folds, smallest_label)
     if folds < 2:
         return None
-    held_out_labels: list[str] = []
+    out_of_fold_labels: list[str] = []
     scores = []
-    for number, (fold_train, held_out) in enumerate(stratified_folds(items, folds), 1):
+    for number, (fold_train, fold_scored) in enumerate(stratified_folds(items, folds), 1):
         model = _train_network(fold_train, labels, config, config.seed + number, None)
-        scores.append(keras_probabilities(model, config.featurizer, held_out))
-        held_out_labels.extend(item.label for item in held_out)
+        scores.append(keras_probabilities(model, config.featurizer, fold_scored))
+        out_of_fold_labels.extend(item.label for item in fold_scored)
         if progress:
             progress("threshold folds", number, folds)
     return fit_rule(
         labels,
         np.concatenate(scores),
-        held_out_labels,
+        out_of_fold_labels,
         min_precision=config.min_precision,
         scores_from=f"{folds}-fold out-of-fold scores of the training split",
     )
@@ -468,11 +468,6 @@ def check_shapes(bundle: Bundle) -> None:
     """Raise BundleError unless the featurizer, the Keras model and the .tflite agree on every shape."""
     Predictor(bundle)
     load_keras_model(bundle)
-
-
-def next_version_label(version: str) -> str:
-    number = version_number(version)
-    return f"v{number + 1}" if number is not None else f"{version}+1"
 
 
 def label_balance_weights(mixture: Sequence[LabelledItem], reference: Sequence[LabelledItem]) -> np.ndarray:

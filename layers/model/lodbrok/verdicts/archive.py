@@ -11,14 +11,14 @@ The timestamp is the UTC time of archiving with a fixed width, so lexicographic 
 and "every verdict archived after position P" is one `list_objects_v2(StartAfter=P)`. Objects are written
 once and never overwritten. An archive object is a JSON Lines dataset row (`id`, `text` or `fields`,
 `label`) plus provenance (`source`, `received_at` (server time), `message_id`, `sent_at`, `archived_at`,
-`fingerprint`, `sender` (the verified API key id of the client who sent it, or null: `lodbrok.attestation`),
-and `trusted` for a verdict a reviewer sent or accepted), so `lodbrok.data.items_from_jsonl` and
+`fingerprint`, `sender` (the verified API key id of the client who sent it, or null: `lodbrok.verdicts.attestation`),
+and `trusted` for a verdict a reviewer sent or accepted), so `lodbrok.model.data.items_from_jsonl` and
 `lodbrok finetune --data` read it as is.
 
 A verdict's sender (`sender_of`) is the verified sender the row names, or, for a verdict nobody vouched
 for, `unverified:<source>`: the prefix keeps it apart from every verified sender.
 
-A held record (`lodbrok.screening` decided not to learn the verdict) sits beside the archive under the
+A held record (`lodbrok.learning.screening` decided not to learn the verdict) sits beside the archive under the
 same name, with the reason, the evidence, the sender and a review status: `held`, then `accepted` (the
 verdict was archived again as trusted, so the loop learns it without screening) or `rejected` (never
 learned). Holding is write-once, so a retried retrain never overwrites a review. A review changes the
@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lodbrok import aws
 from lodbrok.clock import key_stamp, utc_iso, utc_now
 from lodbrok.observability import logger
-from lodbrok.verdicts import Verdict
+from lodbrok.verdicts.verdict import Verdict
 
 PROVENANCE_FIELDS = ("fingerprint", "message_id", "sent_at", "archived_at", "trusted", "sender")
 UNVERIFIED_PREFIX = "unverified:"

@@ -27,9 +27,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lodbrok import aws
-from lodbrok.features import canonical_key, input_digest
-from lodbrok.roles import Role
-from lodbrok.verdicts import Verdict
+from lodbrok.access.roles import Role
+from lodbrok.model.features import canonical_key, input_digest
+from lodbrok.verdicts.verdict import Verdict
 
 MAC_ALGORITHM = "HMAC_SHA_256"
 # base64 of a 32-byte HMAC-SHA-256: every MAC has this length, so a message's size is known before its MAC.

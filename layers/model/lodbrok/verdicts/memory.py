@@ -2,7 +2,7 @@
 
 Trust decides reach. A reviewer's verdict answers every client; a `feedback` verdict (an untrusted report)
 answers only the client who sent it, so no client can change another client's answers. A verdict without a
-verified sender (`lodbrok.attestation`: one a producer wrote to the queue directly) is learned through the
+verified sender (`lodbrok.verdicts.attestation`: one a producer wrote to the queue directly) is learned through the
 gate like any other, but never remembered.
 
 Item layout (table key `pk`, a string; TTL attribute `expires_at`):
@@ -23,7 +23,7 @@ The retrain function writes an entry once a verdict is archived and passed the s
 enters only when a reviewer accepts it, through `lodbrok held accept`), and deletes it when a promoted model
 answers that input with the verdict's label, and `lodbrok memory list|forget` shows and removes entries. A
 rollback deletes nothing: the predict function ignores an entry decided outside the active model's lineage
-(`lodbrok.lineage`), so entries made under the versions a rollback undid stop answering at once, and the
+(`lodbrok.registry.lineage`), so entries made under the versions a rollback undid stop answering at once, and the
 retrain function does not write them. The predict function reads both entries of each input (everyone's and
 the caller's own) in the same BatchGetItem call as the prediction cache; the latest wins over a cached or
 computed answer. Exact inputs only: near-duplicates are the model's job. Best effort on both sides: a failing
@@ -41,11 +41,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lodbrok import aws
-from lodbrok.attestation import Provenance
-from lodbrok.features import canonical_key, input_digest
+from lodbrok.access.roles import Role
+from lodbrok.model.features import canonical_key, input_digest
 from lodbrok.observability import MetricUnit, logger, metrics
-from lodbrok.roles import Role
-from lodbrok.verdicts import Verdict
+from lodbrok.verdicts.attestation import Provenance
+from lodbrok.verdicts.verdict import Verdict
 
 TTL_ATTRIBUTE = "expires_at"
 CAP_PREFIX = "cap#"

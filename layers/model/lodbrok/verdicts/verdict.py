@@ -3,9 +3,9 @@
 One definition of a verdict and its limits (`parse_verdicts`), used by `POST /verdicts` (which validates
 before queueing), by the retrain function (which validates again, because producers may also write to the
 queue directly) and by `lodbrok finetune`. A queue message body is one verdict object, a JSON list of
-them, or `{"verdicts": [...]}` (with an `attestation`, as the API sends it: `lodbrok.attestation`).
+them, or `{"verdicts": [...]}` (with an `attestation`, as the API sends it: `lodbrok.verdicts.attestation`).
 
-What the verdict is about, its input, is an item as `lodbrok.items` defines it for the whole package; the
+What the verdict is about, its input, is an item as `lodbrok.model.items` defines it for the whole package; the
 label's bound (the model's labels) is marked with `LIMIT_KEYWORD` like the items' limits.
 """
 
@@ -20,9 +20,9 @@ from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from lodbrok.data import LabelledItem
-from lodbrok.features import canonical_key
-from lodbrok.items import LIMIT_KEYWORD, ItemId, ItemInput, Record, Text, input_chars
+from lodbrok.model.data import LabelledItem
+from lodbrok.model.features import canonical_key
+from lodbrok.model.items import LIMIT_KEYWORD, ItemId, ItemInput, Record, Text, input_chars
 
 MAX_LABEL_CHARS = 100
 MAX_VERDICTS_PER_MESSAGE = 100

@@ -1,0 +1,1 @@
+"""The `lodbrok` command: operators' tools, outside the runtime package the functions ship."""
