@@ -168,7 +168,7 @@ def stratified_split(
 def stratified_folds(
     items: Sequence[LabelledItem], folds: int, *, salt: str = "lodbrok-folds"
 ) -> list[tuple[list[LabelledItem], list[LabelledItem]]]:
-    """`folds` (train, held-out) pairs; each item is held out exactly once, duplicates always together.
+    """`folds` (train, scored) pairs; each item is scored exactly once, duplicates always together.
 
     Like `stratified_split`, groups are per canonical key and ordered per label by a salted hash, then
     dealt round-robin, so every fold gets each label's share; another `salt` gives another repeat.

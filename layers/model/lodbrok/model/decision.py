@@ -103,7 +103,7 @@ def fit_rule(
     positive_label: str | None = None,
     scores_from: str,
 ) -> DecisionRule:
-    """Choose thresholds from held-out probabilities (n x labels) and their true labels.
+    """Choose thresholds from probabilities of items the model did not learn (n x labels) and their true labels.
 
     With two labels the positive one is `positive_label` when given (a fine-tune keeps its parent's),
     otherwise the rarer label of `truth`.
@@ -210,7 +210,7 @@ def _binary_threshold(
 
     A cut between two adjacent distinct scores makes the same decisions for any threshold between them.
     Among equally good cuts the one nearest 0.5 wins, and a cut that contains 0.5 keeps 0.5: when the
-    held-out scores separate the labels anywhere, the model's own midpoint is the safest threshold for
+    scores separate the labels anywhere, the model's own midpoint is the safest threshold for
     items unlike any scored one. Otherwise the threshold sits halfway between the two scores in log-odds.
     """
     if not positive.any() or positive.all():

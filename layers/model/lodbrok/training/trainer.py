@@ -113,7 +113,7 @@ def train_bundle(
     version: str = "v1",
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Deduplicate, split (stratified, held-out test = gate set), train and export a base model."""
+    """Deduplicate, split (stratified; the test split is the gate set), train and export a base model."""
     config = config or TrainingConfig()
     unique, dedup = deduplicate(items)
     labels = sorted({item.label for item in unique})
@@ -292,7 +292,7 @@ def choose_decision_rule(
     """The decision rule from out-of-fold probabilities: each fold's model scores items it never saw.
 
     Fewer folds are used when a label has fewer distinct items than `threshold_folds`; with fewer than
-    two there is nothing held out to learn from and the model answers the argmax.
+    two there is no out-of-fold score to learn from and the model answers the argmax.
     """
     smallest_label = min(Counter(item.label for item in items).values())
     folds = min(config.threshold_folds, smallest_label)
