@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.gateway import LocalGateway
     from devstack.poller import QueuePoller
-    from lodbrok.api_keys import ClientKeys
-    from lodbrok.roles import ClientRoles, Role
+    from lodbrok.access.api_keys import ClientKeys
+    from lodbrok.access.roles import ClientRoles, Role
 
     # One client to start with, an admin; `lodbrok clients add NAME --role ROLE` makes more.
     keys = ClientKeys(created["LodbrokApiUsagePlan"], roles=ClientRoles(predict_env["CLIENTS_TABLE"]))

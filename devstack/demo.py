@@ -308,7 +308,7 @@ def _lodbrok_cli(stack: StackInfo, *arguments: str, store: bool = True) -> str:
     options = ["--bucket", stack.model_bucket, "--model-name", stack.model_name, "--signing-key", stack.signing_key]
     if not store:
         options = ["--usage-plan", stack.usage_plan]
-    command = [sys.executable, "-m", "lodbrok.cli", *arguments, *options]
+    command = [sys.executable, "-m", "lodbrok_cli", *arguments, *options]
     return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
 
 

@@ -15,7 +15,7 @@ def create_resources(template: Template, session: boto3.session.Session | None =
 
     A KMS key's ARN is chosen by the emulation, so it is registered in `template.physical_ids` for
     the `!GetAtt Key.Arn` of the functions' environment. An API's usage plan gets the logical id SAM
-    gives it (`<Api>UsagePlan`); its keys, one per client, are added by `lodbrok.api_keys`.
+    gives it (`<Api>UsagePlan`); its keys, one per client, are added by `lodbrok.access.api_keys`.
     """
     session = session or boto3.session.Session()
     created: dict[str, str] = {}

@@ -10,7 +10,7 @@ from devstack.template import ROOT
 
 # Cached under a hash of the code that decides its features and weights, so a change to the
 # featurizer or the network retrains it instead of serving a stale bundle.
-SEED_SOURCES = ("features.py", "network.py", "training.py", "data.py", "decision.py")
+SEED_SOURCES = ("model/features.py", "training/network.py", "training/trainer.py", "model/data.py", "model/decision.py")
 
 
 def default_seed_model() -> Path:
@@ -21,8 +21,8 @@ def default_seed_model() -> Path:
 
 def ensure_seed_model(path: Path) -> Path:
     if not path.exists():
-        from lodbrok.data import load_demo_dataset
-        from lodbrok.training import train_bundle
+        from lodbrok.model.data import load_demo_dataset
+        from lodbrok.training.trainer import train_bundle
 
         print(f"training the seed model from the demo data (once; cached in {path}) ...", flush=True)
         started = time.perf_counter()
@@ -34,10 +34,10 @@ def ensure_seed_model(path: Path) -> Path:
 
 def publish_seed_model(path: Path, environment: dict[str, str]) -> str:
     """Publish the seed bundle as the signed first version, per the functions' environment; returns its version id."""
-    from lodbrok.bundle import Bundle
+    from lodbrok.model.bundle import Bundle
+    from lodbrok.registry.signing import BundleSigner
+    from lodbrok.registry.store import ModelStore
     from lodbrok.settings import Settings
-    from lodbrok.signing import BundleSigner
-    from lodbrok.store import ModelStore
 
     settings = Settings.from_env(environment)
     store = ModelStore(settings.model_bucket, settings.model_name, signer=BundleSigner.from_settings(settings))

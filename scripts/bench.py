@@ -26,13 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from benchlib import time_calls
 
-from lodbrok.bundle import Bundle
-from lodbrok.data import items_from_jsonl, load_demo_dataset
-from lodbrok.decision import choose_labels
-from lodbrok.evaluation import compute_metrics
-from lodbrok.features import Featurizer
-from lodbrok.predictor import Predictor
-from lodbrok.training import load_keras_model, train_bundle
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import items_from_jsonl, load_demo_dataset
+from lodbrok.model.decision import choose_labels
+from lodbrok.model.evaluation import compute_metrics
+from lodbrok.model.features import Featurizer
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.trainer import load_keras_model, train_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -143,8 +143,8 @@ def bench_serving_speed(report: dict[str, Any], bundle: Bundle) -> None:
 COLD_LITERT = """
 import sys, time
 started = time.perf_counter()
-from lodbrok.bundle import Bundle
-from lodbrok.predictor import Predictor
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.predictor import Predictor
 predictor = Predictor(Bundle.read(sys.argv[1]))
 predictor.predict(["is this spam?"])
 print(time.perf_counter() - started)
@@ -155,9 +155,9 @@ COLD_KERAS = """
 import sys, time
 started = time.perf_counter()
 import tensorflow
-from lodbrok.bundle import Bundle
-from lodbrok.features import Featurizer
-from lodbrok.training import load_keras_model
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.features import Featurizer
+from lodbrok.training.trainer import load_keras_model
 bundle = Bundle.read(sys.argv[1])
 model = load_keras_model(bundle)
 model.predict(Featurizer(bundle.featurizer).transform(["is this spam?"]), verbose=0)

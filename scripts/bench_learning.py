@@ -1,6 +1,6 @@
 """`make bench-learning`: does the learning loop learn from verdicts, keep what it knew, and refuse lies?
 
-Every fine-tune here goes through `lodbrok.learning.propose`, the path of the retrain function and
+Every fine-tune here goes through `lodbrok.learning.proposal.propose`, the path of the retrain function and
 `lodbrok finetune`: screening, probes, candidate, the real gate.
 
 1. Domain shift, leave one video out (YouTube comments, `--youtube`; skipped with a message when the
@@ -48,13 +48,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench_quality import DEFAULT_YOUTUBE, Contender, char_svc, lodbrok_contender, sklearn_contender, word_char_svc
 
-from lodbrok.bundle import Bundle
-from lodbrok.data import LabelledItem, deduplicate, items_from_jsonl, load_demo_dataset
-from lodbrok.evaluation import Metrics, compute_metrics
-from lodbrok.features import canonical_key
-from lodbrok.learning import LearningConfig, Proposal, propose
-from lodbrok.predictor import Predictor
-from lodbrok.training import FinetuneConfig, TrainingConfig, evaluate, finetune_bundle, train_bundle
+from lodbrok.learning.proposal import LearningConfig, Proposal, propose
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import LabelledItem, deduplicate, items_from_jsonl, load_demo_dataset
+from lodbrok.model.evaluation import Metrics, compute_metrics
+from lodbrok.model.features import canonical_key
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.trainer import FinetuneConfig, TrainingConfig, evaluate, finetune_bundle, train_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -370,9 +370,9 @@ def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str
     from moto import mock_aws
 
     from lodbrok.observability import logger
+    from lodbrok.registry.signing import BundleSigner
+    from lodbrok.registry.store import ModelStore
     from lodbrok.settings import get_settings
-    from lodbrok.signing import BundleSigner
-    from lodbrok.store import ModelStore
 
     bucket, table = "lodbrok-bench-models", "lodbrok-bench-idempotency"
     gate_keys = {canonical_key(item.input) for item in items_from_jsonl(base.gate)}

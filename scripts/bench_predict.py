@@ -45,8 +45,8 @@ MEMORY_TABLE = "bench-verdict-memory"
 def run(report: dict[str, Any]) -> None:
     import boto3
 
-    from lodbrok import prediction_cache
-    from lodbrok.predictor import Predictor
+    from lodbrok.model.predictor import Predictor
+    from lodbrok.serving import prediction_cache
 
     bundle, source = _model()
     texts = [f"Are we still meeting for lunch at noon? Bring ticket number {index}" for index in range(BATCH_SIZE)]
@@ -109,7 +109,7 @@ def run(report: dict[str, Any]) -> None:
 
 def _worst_requests(settings: Any) -> dict[str, dict[str, Any]]:
     """The largest requests each limit admits, plain and explained (all within MAX_BODY_BYTES)."""
-    from lodbrok.items import MAX_FIELDS
+    from lodbrok.model.items import MAX_FIELDS
 
     chars, budget = settings.max_text_chars, settings.explain_max_chars
     words = iter(_distinct_words())
@@ -174,7 +174,7 @@ def _shape(body: dict[str, Any]) -> str:
 
 
 def _model() -> tuple[Any, str]:
-    from lodbrok.bundle import Bundle
+    from lodbrok.model.bundle import Bundle
 
     seed = ensure_seed_model(default_seed_model())
     return Bundle.read(str(seed)), f"seed ({seed.relative_to(ROOT)})"
@@ -227,9 +227,9 @@ def _quiet() -> Iterator[None]:
 def _handler_with_model(bundle: Any) -> tuple[ModuleType, LambdaContext]:
     import boto3
 
-    from lodbrok import prediction_cache
-    from lodbrok.signing import BundleSigner
-    from lodbrok.store import ModelStore
+    from lodbrok.registry.signing import BundleSigner
+    from lodbrok.registry.store import ModelStore
+    from lodbrok.serving import prediction_cache
 
     key = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     os.environ["MODEL_SIGNING_KEY"] = key

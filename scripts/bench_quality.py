@@ -38,12 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from benchlib import write_results
 
-from lodbrok.data import DataError, LabelledItem, deduplicate, load_dataset, load_demo_dataset, stratified_folds
-from lodbrok.decision import DecisionRule, choose_labels, fit_rule
-from lodbrok.evaluation import average_precision, compute_metrics
-from lodbrok.features import FeaturizerConfig
-from lodbrok.network import NetworkConfig
-from lodbrok.training import TrainingConfig, fit_base_model, keras_probabilities
+from lodbrok.model.data import DataError, LabelledItem, deduplicate, load_dataset, load_demo_dataset, stratified_folds
+from lodbrok.model.decision import DecisionRule, choose_labels, fit_rule
+from lodbrok.model.evaluation import average_precision, compute_metrics
+from lodbrok.model.features import FeaturizerConfig
+from lodbrok.training.network import NetworkConfig
+from lodbrok.training.trainer import TrainingConfig, fit_base_model, keras_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.template import Template
-from lodbrok.data import load_demo_dataset
+from lodbrok.model.data import load_demo_dataset
 from scripts.samlocal.engine import EngineUnavailable, ensure_base_image, ensure_engine
 from scripts.samlocal.retrain_image import ensure_retrain_image
 from scripts.samlocal.stack import RETRAIN_FUNCTION, emulate_aws, start_moto

@@ -9,10 +9,10 @@ import pytest
 
 from devstack.gateway import LambdaContext
 from lodbrok import aws as aws_clients
-from lodbrok.bundle import Bundle
+from lodbrok.model.bundle import Bundle
 from lodbrok.observability import metrics
-from lodbrok.signing import BundleSigner
-from lodbrok.training import TrainingConfig, train_bundle
+from lodbrok.registry.signing import BundleSigner
+from lodbrok.training.trainer import TrainingConfig, train_bundle
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The shared helpers' asserts (support.assert_error) explain a failure as a test's own do; before any import of it.

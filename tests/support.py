@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lodbrok.bundle import Bundle
-from lodbrok.data import LabelledItem
-from lodbrok.features import FeaturizerConfig
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import LabelledItem
+from lodbrok.model.features import FeaturizerConfig
 
 if TYPE_CHECKING:
     from conftest import Api, ApiResponse  # tests/integration/conftest.py
 
-    from lodbrok.retraining import LearningLoop
-    from lodbrok.store import ModelStore
+    from lodbrok.learning.loop import LearningLoop
+    from lodbrok.registry.store import ModelStore
 
 
 TINY_FEATURIZER = FeaturizerConfig(num_buckets=2**12, max_tokens=96)
@@ -287,7 +287,7 @@ def learning_loop() -> LearningLoop:
 
 def archived_records(loop: LearningLoop) -> list[Any]:
     """Every verdict in the archive, oldest first."""
-    from lodbrok.archive import ArchiveCursor
+    from lodbrok.verdicts.archive import ArchiveCursor
 
     return loop.archive.read(loop.archive.pending(ArchiveCursor()).keys)
 
@@ -363,10 +363,10 @@ def attested(
     VERDICT_ATTESTATION_KEY, for `sender` with `role` at `received_at`."""
     import os
 
-    from lodbrok.attestation import Attester, Provenance
-    from lodbrok.roles import Role
-    from lodbrok.verdict_queue import envelope_body, verdict_json
-    from lodbrok.verdicts import Verdict
+    from lodbrok.access.roles import Role
+    from lodbrok.serving.verdict_queue import envelope_body, verdict_json
+    from lodbrok.verdicts.attestation import Attester, Provenance
+    from lodbrok.verdicts.verdict import Verdict
 
     parsed = [Verdict.model_validate({**verdict, "received_at": received_at}) for verdict in verdicts]
     provenance = Provenance(sender=sender, role=Role(role), received_at=received_at)

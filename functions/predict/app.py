@@ -1,7 +1,7 @@
 """Predict function: the HTTP API of the classifier (API Gateway REST proxy -> Powertools routes).
 
-Each route parses its input, makes one call into `lodbrok.predict_service.PredictService` and returns a model.
-Before any route, the caller's role (`lodbrok.roles`, by the API key id API Gateway puts in the request
+Each route parses its input, makes one call into `lodbrok.serving.service.PredictService` and returns a model.
+Before any route, the caller's role (`lodbrok.access.roles`, by the API key id API Gateway puts in the request
 context) must allow it (`ROUTE_ROLES`), else 403: authorisation comes before parsing or validating a body.
 Every error becomes an HTTP response in one place, `errors.py` (a router this app includes), from its
 exception type; the body is always `{"error": {"code", "message", "details"}}`. Nothing heavy happens at
@@ -29,13 +29,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 import lodbrok
-from lodbrok.calllog import MAX_PAGE_TOKEN_CHARS, Origin
-from lodbrok.model_provider import ModelUnavailable
+from lodbrok.access.roles import Role, RolesUnavailable
 from lodbrok.observability import logger, metrics, tracer
-from lodbrok.openapi import with_limits
-from lodbrok.predict_service import PredictService
-from lodbrok.roles import Role, RolesUnavailable
-from lodbrok.schemas import (
+from lodbrok.serving.call_log import MAX_PAGE_TOKEN_CHARS, Origin
+from lodbrok.serving.model_provider import ModelUnavailable
+from lodbrok.serving.openapi import with_limits
+from lodbrok.serving.schemas import (
     ErrorResponse,
     GatewayResponse,
     ModelInfo,
@@ -47,8 +46,9 @@ from lodbrok.schemas import (
     VerdictsRequest,
     parse_json_body,
 )
+from lodbrok.serving.service import PredictService
+from lodbrok.serving.verdict_queue import MAX_MESSAGE_BYTES
 from lodbrok.settings import get_settings
-from lodbrok.verdict_queue import MAX_MESSAGE_BYTES
 
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)

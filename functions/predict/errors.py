@@ -2,7 +2,7 @@
 
 A Powertools router (`APIGatewayRouter`) holding every exception handler, included by `app.py`, which
 keeps only the routes. Each typed domain or request error maps to a status and a stable `code`; the body is always
-`{"error": {"code", "message", "details"}}` (`lodbrok.schemas.ErrorResponse`), and every answer counts
+`{"error": {"code", "message", "details"}}` (`lodbrok.serving.schemas.ErrorResponse`), and every answer counts
 `RequestsRejected` (4xx) or `RequestsFailed` (5xx).
 """
 
@@ -21,12 +21,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from lodbrok.calllog import CallLogDisabled
-from lodbrok.model_provider import ModelUnavailable
+from lodbrok.access.roles import Role, RolesUnavailable
 from lodbrok.observability import MetricUnit, error_fields, logger, metrics
-from lodbrok.predict_service import VerdictsNotQueued
-from lodbrok.roles import Role, RolesUnavailable
-from lodbrok.schemas import (
+from lodbrok.serving.call_log import CallLogDisabled
+from lodbrok.serving.model_provider import ModelUnavailable
+from lodbrok.serving.schemas import (
     BodyTooLarge,
     DuplicateIds,
     ErrorInfo,
@@ -36,8 +35,9 @@ from lodbrok.schemas import (
     LimitExceeded,
     RequestRejected,
 )
-from lodbrok.verdict_queue import QueueNotConfigured, VerdictTooLarge
-from lodbrok.verdicts import VerdictError
+from lodbrok.serving.service import VerdictsNotQueued
+from lodbrok.serving.verdict_queue import QueueNotConfigured, VerdictTooLarge
+from lodbrok.verdicts.verdict import VerdictError
 
 router = APIGatewayRouter()
 

@@ -15,9 +15,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lodbrok.learning.loop import LearningLoop, build_learning_loop, is_scheduled_event
+from lodbrok.learning.state import Mode
 from lodbrok.observability import logger, metrics, tracer
-from lodbrok.retrain_state import Mode
-from lodbrok.retraining import LearningLoop, build_learning_loop, is_scheduled_event
 from lodbrok.settings import get_settings
 
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -25,7 +25,7 @@ from typing import Any
 from devstack.resources import create_resources
 from devstack.seed import default_seed_model, publish_seed_model
 from devstack.template import REGION, ROOT, Template, load_template
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.roles import ClientRoles, Role
 
 PREDICT_FUNCTION = "PredictFunction"
 RETRAIN_FUNCTION = "RetrainFunction"
@@ -164,7 +164,7 @@ def emulate_aws(
         for function in functions
     }
     seed_version = publish_seed_model(seed_model, environments[functions[0]])
-    # The API key id of the events/ files is an admin's, so every predict event is allowed (lodbrok.roles).
+    # The API key id of the events/ files is an admin's, so every predict event is allowed (lodbrok.access.roles).
     clients_table = environments[functions[0]].get("CLIENTS_TABLE")
     if clients_table:
         ClientRoles(clients_table).put(EVENTS_API_KEY_ID, "events", Role.ADMIN)

@@ -19,12 +19,12 @@ import pytest
 from devstack.resources import create_queues, create_table
 from devstack.template import Template
 from lodbrok import aws as aws_clients
-from lodbrok.bundle import Bundle
-from lodbrok.predict_service import PredictService
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.roles import ClientRoles, Role
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.signing import BundleSigner
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.serving.service import PredictService
 from lodbrok.settings import get_settings
-from lodbrok.signing import BundleSigner
-from lodbrok.store import ModelRef, ModelStore
 from predict import app as predict_app
 from retrain import app as retrain_app
 from support import (

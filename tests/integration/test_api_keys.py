@@ -13,13 +13,13 @@ import pytest
 from devstack.gateway import LocalGateway
 from devstack.resources import create_resources, create_table
 from devstack.template import Template
-from lodbrok.api_keys import ClientKeyError, ClientKeys
-from lodbrok.bundle import Bundle
-from lodbrok.cli import main
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.api_keys import ClientKeyError, ClientKeys
+from lodbrok.access.roles import ClientRoles, Role
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.signing import BundleSigner
+from lodbrok.registry.store import ModelStore
 from lodbrok.settings import get_settings
-from lodbrok.signing import BundleSigner
-from lodbrok.store import ModelStore
+from lodbrok_cli.main import main
 
 FUNCTION_MODULE = "lodbrok_function_PredictFunction"  # where devstack.template imports the handler
 

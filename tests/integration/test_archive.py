@@ -1,4 +1,4 @@
-"""The verdict archive (lodbrok.archive): held verdicts survive a crash and are accepted or rejected for good,
+"""The verdict archive (lodbrok.verdicts.archive): held verdicts survive a crash and are accepted or rejected for good,
 exactly once, at the server's time.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
@@ -15,13 +15,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lodbrok import archive as archive_module
 from lodbrok import aws as aws_clients
-from lodbrok.archive import ArchiveCursor, ReviewError, VerdictArchive
-from lodbrok.cli import main
-from lodbrok.retrain_state import Mode
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import Verdict
+from lodbrok.learning.state import Mode
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.verdicts import archive as archive_module
+from lodbrok.verdicts.archive import ArchiveCursor, ReviewError, VerdictArchive
+from lodbrok.verdicts.verdict import Verdict
+from lodbrok_cli.main import main
 from support import RETRAIN_BUCKET as BUCKET
 from support import flipped_template_spam, learning_loop
 

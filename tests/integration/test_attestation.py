@@ -1,12 +1,12 @@
-"""Verdict attestation (lodbrok.attestation) with a KMS HMAC key in moto: what verifies and what does not."""
+"""Verdict attestation (lodbrok.verdicts.attestation) with a KMS HMAC key in moto: what verifies and what does not."""
 
 from __future__ import annotations
 
 import pytest
 
-from lodbrok.attestation import Attester, Provenance
-from lodbrok.roles import Role
-from lodbrok.verdicts import Verdict
+from lodbrok.access.roles import Role
+from lodbrok.verdicts.attestation import Attester, Provenance
+from lodbrok.verdicts.verdict import Verdict
 
 AT = "2026-12-01T10:00:00.000Z"
 VERDICTS = [Verdict(id="v1", text="claim your prize", label="spam"), Verdict(id="v2", text="lunch?", label="ham")]

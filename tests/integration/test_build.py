@@ -140,10 +140,12 @@ def test_build_function_holds_only_handler_code(build_dir: Path) -> None:
 def test_build_layer_ships_lodbrok_without_trimmed_or_runtime_files(build_dir: Path) -> None:
     # Given the built layer
     site = build_dir / "ModelLayer" / "python"
-    source_modules = {path.name for path in (ROOT / "layers/model/lodbrok").glob("*.py")}
+    package = ROOT / "layers/model/lodbrok"
+    source_modules = {path.relative_to(package) for path in package.rglob("*.py")}
 
-    # Then it holds the whole lodbrok package ...
-    assert {path.name for path in (site / "lodbrok").glob("*.py")} >= source_modules
+    # Then it holds the whole lodbrok package, every folder of it, and not the operators' CLI ...
+    assert {path.relative_to(site / "lodbrok") for path in (site / "lodbrok").rglob("*.py")} >= source_modules
+    assert not (site / "lodbrok_cli").exists()
     # ... and neither what the Makefile trims nor what the Lambda runtime provides
     assert not (site / "ai_edge_litert" / "libLiteRtWebGpuAccelerator.so").exists()
     assert not (site / "ai_edge_litert" / "tools" / "apply_plugin_main").exists()
@@ -169,8 +171,8 @@ def test_build_layer_predicts_under_python313(build_dir: Path, tiny_bundle_bytes
     child = (
         "import json, sys\n"
         "import app\n"  # the handler module, as Lambda imports it
-        "from lodbrok.bundle import Bundle\n"
-        "from lodbrok.predictor import Predictor\n"
+        "from lodbrok.model.bundle import Bundle\n"
+        "from lodbrok.model.predictor import Predictor\n"
         "predictor = Predictor(Bundle.read(sys.argv[1]))\n"
         "labels = [p.label for p in predictor.predict(['WINNER!! claim your prize, call 09061701461', 'lunch?'])]\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"

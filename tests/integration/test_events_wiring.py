@@ -18,11 +18,11 @@ import pytest
 import lodbrok
 from devstack.resources import create_resources
 from devstack.template import ROOT, Template
-from lodbrok.bundle import Bundle
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.roles import ClientRoles, Role
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.signing import BundleSigner
+from lodbrok.registry.store import ModelStore
 from lodbrok.settings import get_settings
-from lodbrok.signing import BundleSigner
-from lodbrok.store import ModelStore
 from support import EVENT_KEY_ID, EVENTS_DIR, load_event
 
 PREDICT_EVENTS = {

@@ -1,4 +1,4 @@
-"""Held verdicts (lodbrok.holding): written beside the archive with their reason, counted; senders whose
+"""Held verdicts (lodbrok.learning.holding): written beside the archive with their reason, counted; senders whose
 verdicts are mostly held suspended, with the rest of their batch held. Against a moto bucket, first without
 the retrain function, then through it (`retrain.app.lambda_handler` with SQS events) and `lodbrok held clear`."""
 
@@ -10,21 +10,21 @@ from typing import Any
 import boto3
 import pytest
 
-from lodbrok.archive import ArchivedVerdict, VerdictArchive, sender_digest
-from lodbrok.bundle import Bundle
-from lodbrok.cli import main
-from lodbrok.holding import (
+from lodbrok.learning.holding import (
     SENDER_UNDER_REVIEW,
     SUSPECT_SENDER_MIN_VERDICTS,
     hold_screened,
     hold_suspended,
     hold_unknown_labels,
 )
+from lodbrok.learning.screening import HeldVerdict, Screening
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.predictor import Predictor
 from lodbrok.observability import digest, metrics
-from lodbrok.predictor import Predictor
-from lodbrok.screening import HeldVerdict, Screening
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import Verdict
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.verdicts.archive import ArchivedVerdict, VerdictArchive, sender_digest
+from lodbrok.verdicts.verdict import Verdict
+from lodbrok_cli.main import main
 from support import RETRAIN_BUCKET, active_bundle, flipped_template_spam, learning_loop, lying_batch, zorblax_verdicts
 
 BUCKET = "lodbrok-holding-test"

@@ -1,4 +1,4 @@
-"""Verdict intake (lodbrok.intake): every verdict of a queue message archived exactly once, or the message
+"""Verdict intake (lodbrok.learning.intake): every verdict of a queue message archived exactly once, or the message
 quarantined; a fault retries only the messages it hit.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
@@ -13,9 +13,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lodbrok.bundle import Bundle
-from lodbrok.data import items_from_jsonl
-from lodbrok.store import ModelRef, ModelStore
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import items_from_jsonl
+from lodbrok.registry.store import ModelRef, ModelStore
 from support import (
     INVALID_MESSAGES,
     VALID_IDS,

@@ -1,4 +1,4 @@
-"""The model provider (lodbrok.model_provider): the active model loaded from the store, refreshed, pinned, and
+"""The model provider (lodbrok.serving.model_provider): the active model loaded from the store, refreshed, pinned, and
 a bad bundle refused while the good one keeps serving.
 
 Driven through the predict handler with the events of `events/`, against moto, like test_predict_api.py.
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from lodbrok.bundle import Bundle
-from lodbrok.store import ModelRef, ModelStore
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.store import ModelRef, ModelStore
 from support import assert_error, load_event, predict_texts
 
 if TYPE_CHECKING:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import lodbrok
-from lodbrok import calllog, prediction_cache
-from lodbrok.bundle import Bundle
+from lodbrok.model.bundle import Bundle
 from lodbrok.observability import logger
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.serving import call_log, prediction_cache
 from lodbrok.settings import Settings
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import parse_message_body
+from lodbrok.verdicts.verdict import parse_message_body
 from predict import app as predict_app
 from support import (
     CODE_ACTIONS,
@@ -88,7 +88,7 @@ def test_template_wires_the_handler_environment_and_tables_the_code_uses(templat
     assert (function["CodeUri"].rstrip("/"), function["Handler"]) == ("functions/predict", "app.lambda_handler")
     assert callable(predict_app.lambda_handler)
     assert set(function["Environment"]["Variables"]) <= aliases
-    for logical_id, module in (("CacheTable", prediction_cache), ("CallLogTable", calllog)):
+    for logical_id, module in (("CacheTable", prediction_cache), ("CallLogTable", call_log)):
         table = template_resources[logical_id]["Properties"]
         definition = module.table_definition("any")
         assert table["KeySchema"] == definition["KeySchema"]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lodbrok.store import ModelRef
+from lodbrok.registry.store import ModelRef
 from support import load_event
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The prediction cache (lodbrok.prediction_cache): answers per model version in DynamoDB, best effort.
+"""The prediction cache (lodbrok.serving.prediction_cache): answers per model version in DynamoDB, best effort.
 
 Driven through the predict handler with the events of `events/`, against moto, like test_predict_api.py.
 """
@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lodbrok.store import ModelRef
+from lodbrok.registry.store import ModelRef
 from support import CACHE_TABLE, cache_item_count, load_event, predict_texts
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lodbrok.observability import logger
-from lodbrok.store import ModelRef, ModelStore
-from lodbrok.verdicts import Verdict
+from lodbrok.registry.store import ModelRef, ModelStore
+from lodbrok.verdicts.verdict import Verdict
 from support import (
     CODE_ACTIONS,
     INVALID_MESSAGES,

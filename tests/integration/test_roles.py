@@ -1,5 +1,5 @@
-"""Client roles (lodbrok.roles) through the predict handler: what each role may call, how far its verdicts
-reach once the retrain side (lodbrok.intake, lodbrok.verdict_memory) has taken them, and who sees whose ids.
+"""Client roles (lodbrok.access.roles) through the predict handler: what each role may call, how far its verdicts
+reach once the retrain side (lodbrok.learning.intake, lodbrok.verdicts.memory) has taken them, and who sees whose ids.
 
 The predict side is driven through `predict.app.lambda_handler` with the events of `events/`; the queued
 messages are taken by the retrain function's learning loop, against moto.
@@ -17,11 +17,11 @@ import pytest
 
 from devstack.resources import create_table
 from devstack.template import Template
-from lodbrok.archive import ArchiveCursor
-from lodbrok.retraining import LearningLoop, build_learning_loop
-from lodbrok.roles import ClientRoles, Role
+from lodbrok.access.roles import ClientRoles, Role
+from lodbrok.learning.loop import LearningLoop, build_learning_loop
+from lodbrok.registry.store import ModelRef
 from lodbrok.settings import get_settings
-from lodbrok.store import ModelRef
+from lodbrok.verdicts.archive import ArchiveCursor
 from support import CLIENTS_TABLE, EVENT_KEY_ID, assert_error, load_event, verdicts_event
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Screening (lodbrok.screening): verdicts that contradict well-founded knowledge are held for review, not
+"""Screening (lodbrok.learning.screening): verdicts that contradict well-founded knowledge are held for review, not
 learned; a new campaign is learned.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lodbrok.predictor import Predictor
-from lodbrok.store import ModelRef, ModelStore
+from lodbrok.model.predictor import Predictor
+from lodbrok.registry.store import ModelRef, ModelStore
 from support import PROBE, active_bundle, flipped_template_spam, learning_loop, zorblax_verdicts
 
 

@@ -1,4 +1,4 @@
-"""Signed approvals (lodbrok.signing) against moto's KMS: only what a trusted key approved, where it approved it."""
+"""Signed approvals (lodbrok.registry.signing) against moto: only what a trusted key approved, where it approved it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import hashlib
 import boto3
 import pytest
 
+from lodbrok.registry.signing import SIGNATURE_METADATA, Approval, BundleSigner, SignatureError, SigningNotConfigured
 from lodbrok.settings import Settings
-from lodbrok.signing import SIGNATURE_METADATA, Approval, BundleSigner, SignatureError, SigningNotConfigured
 
 BODY = b"model bytes as stored in S3"
 KEY = "models/default/active.lbk"

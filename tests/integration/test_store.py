@@ -12,12 +12,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lodbrok.bundle import Bundle
-from lodbrok.cli import main
-from lodbrok.lineage import Lineage
-from lodbrok.settings import get_settings
-from lodbrok.signing import SIGNATURE_METADATA, Approval, BundleSigner, SignatureError
-from lodbrok.store import (
+from lodbrok.model.bundle import Bundle
+from lodbrok.registry.lineage import Lineage
+from lodbrok.registry.signing import SIGNATURE_METADATA, Approval, BundleSigner, SignatureError
+from lodbrok.registry.store import (
     BucketNotFound,
     ConcurrentUpdate,
     ModelRef,
@@ -27,6 +25,8 @@ from lodbrok.store import (
     UnknownVersion,
     VersioningDisabled,
 )
+from lodbrok.settings import get_settings
+from lodbrok_cli.main import main
 from support import same_model
 
 BUCKET = "lodbrok-models-test"
@@ -81,10 +81,10 @@ def test_store_rollback_restores_exact_bytes_and_keeps_history(model_store: Mode
     assert [info.version_id for info in versions] == [restored.version_id, v2.version_id, v1.version_id]
     assert versions[0].is_active and versions[0].action == "rollback"
     assert versions[0].restored_from == v1.version_id and versions[0].label == "v1"
-    assert model_store.next_label() == "v3"
+    assert model_store.next_version_label() == "v3"
     # And once the lifecycle rule expired v2, the next label is still v3: a label is never given twice
     model_store.s3.delete_object(Bucket=model_store.bucket, Key=model_store.active_key, VersionId=v2.version_id)
-    assert model_store.next_label() == "v3"
+    assert model_store.next_version_label() == "v3"
 
 
 def test_store_publish_prepared_before_a_rollback_is_refused(model_store: ModelStore, tiny_bundle: Bundle) -> None:
@@ -330,7 +330,9 @@ def test_store_chain_holds_through_publishes_promotions_rollbacks_and_manual_pro
     model_store.rollback(v1.version_id)
     key = model_store.save_candidate(tiny_bundle.with_metadata(version="v3"), "gate: accuracy dropped")
     model_store.promote_candidate(key)
-    model_store.publish(tiny_bundle.with_metadata(version=model_store.next_label()), expected=model_store.head())
+    model_store.publish(
+        tiny_bundle.with_metadata(version=model_store.next_version_label()), expected=model_store.head()
+    )
     model_store.rollback(v2.version_id)
 
     # Then every version reads back approved, each replacing the one before it, with a sequence that never falls

@@ -1,4 +1,4 @@
-"""The verdict queue (lodbrok.verdict_queue): verdicts packed in attested messages that fit SQS, sent in
+"""The verdict queue (lodbrok.serving.verdict_queue): verdicts packed in attested messages that fit SQS, sent in
 batches, failed entries retried, the ones that still fail named, and a verdict too large for a message refused.
 
 Driven through the predict handler with the events of `events/`, against moto, like test_predict_api.py.
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from lodbrok.store import ModelRef
-from lodbrok.verdict_queue import MAX_MESSAGE_BYTES
-from lodbrok.verdicts import parse_message_body
+from lodbrok.registry.store import ModelRef
+from lodbrok.serving.verdict_queue import MAX_MESSAGE_BYTES
+from lodbrok.verdicts.verdict import parse_message_body
 from support import assert_error, load_event, verdicts_event
 
 if TYPE_CHECKING:

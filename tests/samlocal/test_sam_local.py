@@ -205,8 +205,8 @@ def test_layer_imports_and_predicts_in_the_base_image(stack: dict[str, Any]) -> 
         "import json, sys\n"
         "import app\n"  # the handler module, as the runtime imports it
         "import ai_edge_litert.interpreter, boto3, lodbrok, numpy\n"
-        "from lodbrok.bundle import Bundle\n"
-        "from lodbrok.predictor import Predictor\n"
+        "from lodbrok.model.bundle import Bundle\n"
+        "from lodbrok.model.predictor import Predictor\n"
         "predictor = Predictor(Bundle.read('/tmp/model.lbk'))\n"
         "labels = [p.label for p in predictor.predict(['WINNER!! claim your prize, call 09061701461', 'lunch?'])]\n"
         "files = {m.__name__: m.__file__ for m in (app, ai_edge_litert.interpreter, boto3, lodbrok, numpy)}\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import lodbrok.bundle as bundle_module
-from lodbrok.bundle import (
+import lodbrok.model.bundle as bundle_module
+from lodbrok.model.bundle import (
     BUNDLE_FORMAT,
     CONTENT_MEMBERS,
     FEATURIZER_MEMBER,
@@ -24,8 +24,10 @@ from lodbrok.bundle import (
     TFLITE_MEMBER,
     Bundle,
     BundleError,
+    next_version_label,
+    version_number,
 )
-from lodbrok.features import FeaturizerConfig
+from lodbrok.model.features import FeaturizerConfig
 
 
 def make_bundle(**changes: object) -> Bundle:
@@ -477,3 +479,10 @@ def test_bundle_rebuild_helper_keeps_a_valid_bundle_valid() -> None:
     assert loaded.labels == ["ham", "spam"]
     assert loaded.rehearsal == make_bundle().rehearsal
     assert REHEARSAL_MEMBER in loaded.metadata["members"]
+
+
+@pytest.mark.parametrize(("version", "following"), [("v1", "v2"), ("v0", "v1"), ("v41", "v42"), ("seed", "seed+1")])
+def test_next_version_label_numbers_vn_and_suffixes_any_other_label(version: str, following: str) -> None:
+    # Given a version label; When the next one is asked for; Then vN is followed by vN+1, another label by label+1
+    assert next_version_label(version) == following
+    assert version_number(following) == (None if version == "seed" else version_number(version) + 1)

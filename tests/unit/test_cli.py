@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lodbrok.bundle import Bundle
-from lodbrok.cli import main
-from lodbrok.data import items_to_jsonl
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.data import items_to_jsonl
+from lodbrok_cli.main import main
 from support import make_tiny_dataset
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lodbrok.data import (
+from lodbrok.model.data import (
     DataError,
     DedupReport,
     LabelledItem,
@@ -20,7 +20,7 @@ from lodbrok.data import (
     parse_dataset,
     stratified_split,
 )
-from lodbrok.features import canonical_key
+from lodbrok.model.features import canonical_key
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lodbrok.decision import DecisionError, DecisionRule, choose_labels, fit_rule, fit_rule_keeping
+from lodbrok.model.decision import DecisionError, DecisionRule, choose_labels, fit_rule, fit_rule_keeping
 
 LABELS = ["ham", "spam"]
 

@@ -1,4 +1,4 @@
-"""The drift signals of one prediction request (lodbrok.drift): what they count, and what they emit."""
+"""The drift signals of one prediction request (lodbrok.serving.drift): what they count, and what they emit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lodbrok.drift import DriftSignals, TokenNovelty
 from lodbrok.observability import metrics
+from lodbrok.serving.drift import DriftSignals, TokenNovelty
 from support import emitted_metric_values
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lodbrok.evaluation import LabelMetrics, Metrics, compute_metrics
+from lodbrok.model.evaluation import LabelMetrics, Metrics, compute_metrics
 
 BINARY_LABELS = ["ham", "spam"]
 # rows = truth: ham -> [2 ham, 2 spam], spam -> [1 ham, 1 spam]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lodbrok.bundle import Bundle
-from lodbrok.explanation import Occlusion, explain
-from lodbrok.predictor import Predictor
-from lodbrok.training import TrainingConfig, train_bundle
+from lodbrok.model.bundle import Bundle
+from lodbrok.model.explanation import Occlusion, explain
+from lodbrok.model.predictor import Predictor
+from lodbrok.training.trainer import TrainingConfig, train_bundle
 from support import TINY_FEATURIZER, make_support_desk_dataset
 
 SPAM = "WINNER!! You have won a holiday. Call 09012345678 now to claim, T&C apply"

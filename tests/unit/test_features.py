@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lodbrok
-from lodbrok.features import (
+from lodbrok.model.features import (
     DOCUMENT_TOKEN,
     FEATURIZER_VERSION,
     Featurizer,
@@ -41,7 +41,7 @@ UNICODE_TEXTS = [
 
 CHILD_SCRIPT = """
 import json, sys
-from lodbrok.features import Featurizer
+from lodbrok.model.features import Featurizer
 samples = json.loads(sys.stdin.read())
 print(json.dumps(Featurizer().transform(samples).tolist()))
 """
@@ -807,7 +807,7 @@ def test_attributed_tokens_of_a_record_name_their_field() -> None:
 
 def featurized_corpus() -> list[str | dict[str, object]]:
     """The demo data, the samples, and long texts and records that fill the row before their last field."""
-    from lodbrok.data import load_demo_dataset
+    from lodbrok.model.data import load_demo_dataset
 
     words = [item.input for item in load_demo_dataset() if isinstance(item.input, str)][:1200]
     long_texts = [" ".join(words[start : start + 60]) for start in range(0, 1200, 60)]

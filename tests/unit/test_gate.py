@@ -1,9 +1,9 @@
-"""The promotion gate: per-label checks, the slice near the verdicts, and learning measured on held-out verdicts."""
+"""The promotion gate: per-label checks, the slice near the verdicts, and learning measured on out-of-fold verdicts."""
 
 from __future__ import annotations
 
-from lodbrok.evaluation import Metrics, compute_metrics
-from lodbrok.gate import Comparison, HeldOutVerdicts, judge
+from lodbrok.learning.gate import Comparison, OutOfFoldVerdicts, judge
+from lodbrok.model.evaluation import Metrics, compute_metrics
 
 LABELS = ["ham", "spam"]
 
@@ -20,16 +20,21 @@ def gate_set(spam_missed: int, ham_flagged: int = 0) -> Metrics:
     return metrics(truth, predicted)
 
 
-LEARNED = HeldOutVerdicts(count=20, active_correct=5, candidate_correct=18)
+LEARNED = OutOfFoldVerdicts(count=20, active_correct=5, candidate_correct=18)
 
 
-def test_a_candidate_equal_on_the_gate_that_learned_held_out_verdicts_is_promoted() -> None:
+def test_a_candidate_equal_on_the_gate_that_learned_out_of_fold_verdicts_is_promoted() -> None:
     decision = judge(Comparison(gate_set(3), gate_set(3)), None, LEARNED, tolerance=0.01)
 
     assert decision.promote
     assert decision.reason.startswith("promoted: gate-set: accuracy 0.9940 -> 0.9940")
-    assert [check.name for check in decision.checks] == ["gate-set", "per-label", "near-verdicts", "held-out-verdicts"]
-    assert "held-out verdicts right 5/20 -> 18/20" in decision.reason
+    assert [check.name for check in decision.checks] == [
+        "gate-set",
+        "per-label",
+        "near-verdicts",
+        "out-of-fold-verdicts",
+    ]
+    assert "out-of-fold verdicts right 5/20 -> 18/20" in decision.reason
 
 
 def test_one_label_losing_recall_is_rejected_even_when_overall_accuracy_barely_moves() -> None:
@@ -64,17 +69,20 @@ def test_a_label_losing_precision_is_rejected() -> None:
 
 
 def test_verdicts_learned_only_by_memorising_are_rejected() -> None:
-    # Given probes that got no more held-out verdicts right than the active model
-    memorised = HeldOutVerdicts(count=20, active_correct=0, candidate_correct=0)
+    # Given probes that got no more out-of-fold verdicts right than the active model
+    memorised = OutOfFoldVerdicts(count=20, active_correct=0, candidate_correct=0)
 
     decision = judge(Comparison(gate_set(3), gate_set(3)), None, memorised, tolerance=0.01)
 
     assert not decision.promote
-    assert decision.reason == "rejected: held-out-verdicts: held-out verdicts right 0/20 -> 0/20: nothing was learned"
+    assert (
+        decision.reason
+        == "rejected: out-of-fold-verdicts: out-of-fold verdicts right 0/20 -> 0/20: nothing was learned"
+    )
 
 
 def test_confirming_verdicts_the_active_model_already_gets_right_pass() -> None:
-    confirmed = HeldOutVerdicts(count=6, active_correct=6, candidate_correct=6)
+    confirmed = OutOfFoldVerdicts(count=6, active_correct=6, candidate_correct=6)
 
     assert judge(Comparison(gate_set(3), gate_set(3)), None, confirmed, tolerance=0.01).promote
 

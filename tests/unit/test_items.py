@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from lodbrok.items import ItemInput, has_content, input_chars, is_blank
+from lodbrok.model.items import ItemInput, has_content, input_chars, is_blank
 
 
 @pytest.mark.parametrize(

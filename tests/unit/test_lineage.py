@@ -1,10 +1,10 @@
-"""The lineage of the active model (lodbrok.lineage): which verdict times its answers may still reflect."""
+"""The lineage of the active model (lodbrok.registry.lineage): which verdict times its answers may still reflect."""
 
 from __future__ import annotations
 
 import pytest
 
-from lodbrok.lineage import MAX_INTERVALS, Lineage
+from lodbrok.registry.lineage import MAX_INTERVALS, Lineage
 
 SEED_STORED = "2026-03-01T00:00:00.000Z"
 ROLLED_BACK = "2026-03-10T00:00:00.000Z"

@@ -1,12 +1,12 @@
-"""The Keras network (lodbrok.network): its configuration, and pooling by (token count) ** length_power."""
+"""The Keras network (lodbrok.training.network): its configuration, and pooling by (token count) ** length_power."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lodbrok.features import FeaturizerConfig
-from lodbrok.network import NetworkConfig, build_network, custom_objects
+from lodbrok.model.features import FeaturizerConfig
+from lodbrok.training.network import NetworkConfig, build_network, custom_objects
 
 
 @pytest.mark.parametrize("power", [-0.1, 1.01])

@@ -1,4 +1,4 @@
-"""The served OpenAPI document (lodbrok.openapi): the marked bounds filled in with this deployment's limits."""
+"""The served OpenAPI document (lodbrok.serving.openapi): the marked bounds filled in with this deployment's limits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import copy
 import json
 from typing import Any
 
-from lodbrok.items import LIMIT_KEYWORD
-from lodbrok.openapi import with_limits
+from lodbrok.model.items import LIMIT_KEYWORD
+from lodbrok.serving.openapi import with_limits
 
 DOCUMENT: dict[str, Any] = {
     "components": {

@@ -1,4 +1,4 @@
-"""Serving a bundle (lodbrok.predictor): refused at load when its parts disagree, labelled by its stored rule."""
+"""Serving a bundle (lodbrok.model.predictor): refused at load when its parts disagree, labelled by its stored rule."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from lodbrok.bundle import Bundle, BundleError
-from lodbrok.predictor import Predictor
+from lodbrok.model.bundle import Bundle, BundleError
+from lodbrok.model.predictor import Predictor
 from support import TINY_FEATURIZER
 
 

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from lodbrok.items import input_chars
-from lodbrok.openapi import with_limits
-from lodbrok.schemas import (
+from lodbrok.model.items import input_chars
+from lodbrok.serving.openapi import with_limits
+from lodbrok.serving.schemas import (
     BodyTooLarge,
     DuplicateIds,
     ExplainBudgetExceeded,

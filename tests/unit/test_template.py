@@ -24,9 +24,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from devstack.template import load_template
-from lodbrok import calllog, observability, prediction_cache, verdict_memory
+from lodbrok import observability
+from lodbrok.registry.store import EXPIRABLE_TAG
+from lodbrok.serving import call_log, prediction_cache
 from lodbrok.settings import Settings
-from lodbrok.store import EXPIRABLE_TAG
+from lodbrok.verdicts import memory as verdict_memory
 from support import CODE_ACTIONS, PLATFORM_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -460,7 +462,7 @@ def test_template_model_bucket_is_private_and_tls_only(resources: dict[str, Any]
     [
         ("CacheTable", prediction_cache.table_definition("t"), prediction_cache.TTL_ATTRIBUTE),
         ("VerdictMemoryTable", prediction_cache.table_definition("t"), verdict_memory.TTL_ATTRIBUTE),
-        ("CallLogTable", calllog.table_definition("t"), calllog.TTL_ATTRIBUTE),
+        ("CallLogTable", call_log.table_definition("t"), call_log.TTL_ATTRIBUTE),
     ],
 )
 def test_template_tables_match_the_code(

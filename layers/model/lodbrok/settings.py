@@ -12,7 +12,7 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lodbrok.review import ReviewBand
+from lodbrok.model.review_band import ReviewBand
 
 
 class Settings(BaseModel):
@@ -34,10 +34,10 @@ class Settings(BaseModel):
     verdict_memory_client_daily_cap: int = Field(200, ge=0, alias="VERDICT_MEMORY_CLIENT_DAILY_CAP")
     verdict_memory_global_daily_cap: int = Field(5_000, ge=0, alias="VERDICT_MEMORY_GLOBAL_DAILY_CAP")
 
-    # Client roles (lodbrok.roles): the clients table, and how long a warm container keeps a key's role.
+    # Client roles (lodbrok.access.roles): the clients table, and how long a warm container keeps a key's role.
     clients_table: str = Field("", alias="CLIENTS_TABLE")
     role_cache_seconds: float = Field(60.0, ge=0, alias="ROLE_CACHE_SECONDS")
-    # KMS HMAC key that attests the verdicts the API queues (lodbrok.attestation).
+    # KMS HMAC key that attests the verdicts the API queues (lodbrok.verdicts.attestation).
     verdict_attestation_key: str = Field("", alias="VERDICT_ATTESTATION_KEY")
     # How far in the future an attested verdict's time may be before it is clamped to now.
     max_clock_skew_seconds: float = Field(60.0, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
@@ -50,7 +50,7 @@ class Settings(BaseModel):
     # worst plain one does (`make bench`, predict section).
     explain_max_items: int = Field(10, ge=1, le=1000, alias="EXPLAIN_MAX_ITEMS")
     explain_max_chars: int = Field(20_000, ge=1, alias="EXPLAIN_MAX_CHARS")
-    # JSON {label: [low, high]}: probabilities answered with the decision `review` (lodbrok.review).
+    # JSON {label: [low, high]}: probabilities answered with the decision `review` (lodbrok.model.review_band).
     review_band: str = Field("", alias="REVIEW_BAND")
 
     call_log_enabled: bool = Field(False, alias="CALL_LOG_ENABLED")

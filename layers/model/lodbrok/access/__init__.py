@@ -1,0 +1,1 @@
+"""Who calls: a client's role, by the API key id API Gateway reports, and the operators' key management."""

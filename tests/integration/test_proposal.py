@@ -1,0 +1,63 @@
+"""Proposals (lodbrok.learning.proposal): a candidate that only memorised its verdicts is rejected on the verdicts
+of each fine-tune.
+
+Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from lodbrok.learning.proposal import LearningConfig, nearest_trusted_items
+from lodbrok.learning.screening import ScreeningConfig, TokenIndex
+from lodbrok.model.data import LabelledItem
+from lodbrok.registry.store import ModelRef, ModelStore
+from support import TINY_FEATURIZER
+
+
+def test_retrain_rejects_verdicts_it_can_only_memorise(
+    base_ref: ModelRef, store: ModelStore, invoke: Callable[..., dict[str, Any]], send: Any
+) -> None:
+    # Given 24 made-up words with labels that follow no pattern (14 ham, 10 spam)
+    rng = random.Random(5)
+    words = ["".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(9)) for _ in range(24)]
+    labels = ["ham"] * 14 + ["spam"] * 10
+    rng.shuffle(labels)
+    verdicts = [
+        {"id": f"w-{index}", "text": word, "label": label}
+        for index, (word, label) in enumerate(zip(words, labels, strict=True))
+    ]
+
+    # When the function learns from them
+    invoke(send(verdicts[:12], verdicts[12:]))
+
+    # Then the candidate is rejected: on verdicts held out of each fine-tune it is no better than the active model
+    assert store.head() == base_ref
+    [candidate] = store.candidates()
+    assert "out-of-fold-verdicts" in candidate.reason and "nothing was learned" in candidate.reason
+
+
+REHEARSAL = [
+    LabelledItem("what time does the match start tonight at the stadium", "ham"),
+    LabelledItem("what time does the film start", "ham"),
+    LabelledItem("WINNER claim your prize now call 09061234567", "spam"),
+]
+GATE = [LabelledItem("what time does the show start tonight", "ham"), LabelledItem("see you at lunch", "ham")]
+
+
+def test_nearest_trusted_items_are_the_rehearsal_and_gate_items_near_each_learned_verdict() -> None:
+    # Given the parent's trusted items (rehearsal sample and gate set), and a learned verdict that relabels
+    # one of them while another verdict is near none
+    trusted = TokenIndex(TINY_FEATURIZER, REHEARSAL + GATE)
+    verdicts = [
+        LabelledItem("what time does the film start", "spam"),
+        LabelledItem("zorblax airdrop", "spam"),
+    ]
+
+    # When the gate's near slice is chosen
+    near = nearest_trusted_items(trusted, verdicts, LearningConfig(screening=ScreeningConfig(min_similarity=0.4)))
+
+    # Then it holds the near items of both kinds, never the item the verdict relabels, nor the far ones
+    assert near == [REHEARSAL[0], GATE[0]]
