@@ -274,7 +274,7 @@ def fresh_container() -> None:
     from retrain import app
 
     get_settings.cache_clear()
-    aws_clients.client.cache_clear()
+    aws_clients.clear_clients()
     app.get_learning_loop.cache_clear()
 
 

@@ -6,10 +6,18 @@ log, verdict memory) faster still: answering from the model beats waiting for a 
 and the CLI have no caller waiting, so they wait longer and retry more (botocore's defaults would wait
 60 s per read). Clients are created on first use and kept for warm invocations, never at import; classes
 take a client as a keyword and default to `client(...)`, so tests pass moto-backed clients or fakes.
+
+A kept client never outlives the configuration it was made with: boto3 reads its endpoint, region and
+credentials from the environment once, when the client (and its session) is made, so the cache is keyed on
+those variables too. A process that points at an emulation after its first call (the bench, the local stack)
+gets new clients for it instead of one still talking to AWS. In Lambda the environment never changes, so
+there is one session and one client per service and config, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import cache
 from typing import Any
 
@@ -22,10 +30,53 @@ PREDICT_BEST_EFFORT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={
 RETRAIN_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
 
 
-@cache
+# What boto3 takes from the environment when it makes a session or a client (AWS_ENDPOINT_URL_<SERVICE> too).
+_CONFIGURING = frozenset(
+    {
+        "AWS_ENDPOINT_URL",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    }
+)
+
+
 def client(name: str, config: Config = RETRAIN_CONFIG) -> Any:
-    """The boto3 client for service `name` with `config`, one per process."""
-    return boto3.client(name, config=config)
+    """The boto3 client for service `name` with `config`, one per process and AWS configuration."""
+    return _client(name, config, _configuration())
+
+
+def clear_clients() -> None:
+    """Forget every kept client and session (a test starting a fresh container)."""
+    _client.cache_clear()
+    _session.cache_clear()
+
+
+def _configuration() -> str:
+    """A digest of the environment's AWS configuration: a cache key that holds no credential."""
+    configuring = sorted(
+        (name, value)
+        for name, value in os.environ.items()
+        if name in _CONFIGURING or name.startswith("AWS_ENDPOINT_URL_")
+    )
+    return hashlib.sha256(repr(configuring).encode()).hexdigest()
+
+
+@cache
+def _client(name: str, config: Config, configuration: str) -> Any:
+    return _session(configuration).client(name, config=config)
+
+
+@cache
+def _session(configuration: str) -> boto3.session.Session:
+    """One session per configuration: a session keeps the credentials it resolved first."""
+    return boto3.session.Session()
 
 
 def error_code(error: BaseException) -> str:
