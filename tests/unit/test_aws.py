@@ -89,3 +89,15 @@ def test_client_follows_credentials_set_later(aws_credentials: None, monkeypatch
     # Then the new client signs with them, and the old one kept its own
     assert after._request_signer._credentials.access_key == "local"
     assert before._request_signer._credentials.access_key == "testing"
+
+
+def test_backoff_sleeps_full_jitter_up_to_a_doubling_cap_and_never_after_the_last_attempt() -> None:
+    # Given a call allowed three attempts, failing each one, many times over
+    waits: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    for _ in range(200):
+        for attempt in range(3):
+            aws.backoff(attempt, max_attempts=3, base_delay=0.1, sleep=waits[attempt].append)
+    # Then each wait is drawn from 0 up to base_delay x 2^attempt, and the last attempt is followed by none
+    assert len(waits[0]) == len(waits[1]) == 200 and waits[2] == []
+    assert min(waits[0]) >= 0 and max(waits[0]) <= 0.1
+    assert 0.1 < max(waits[1]) <= 0.2

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -52,10 +54,14 @@ def client(name: str, config: Config = RETRAIN_CONFIG) -> Any:
     return _client(name, config, _configuration())
 
 
+def session() -> boto3.session.Session:
+    """The session clients are made from under the environment's current AWS configuration."""
+    return _session(_configuration())
+
+
 def clear_clients() -> None:
-    """Forget every kept client and session (a test starting a fresh container)."""
+    """Forget every kept client (a test starting a fresh container); a session makes them anew."""
     _client.cache_clear()
-    _session.cache_clear()
 
 
 def _configuration() -> str:
@@ -77,6 +83,13 @@ def _client(name: str, config: Config, configuration: str) -> Any:
 def _session(configuration: str) -> boto3.session.Session:
     """One session per configuration: a session keeps the credentials it resolved first."""
     return boto3.session.Session()
+
+
+def backoff(attempt: int, *, max_attempts: int, base_delay: float, sleep: Callable[[float], None]) -> None:
+    """Full-jitter exponential backoff after failed attempt `attempt` (from 0) of a call the code retries itself
+    (partial batch failures botocore cannot see); none after the last one."""
+    if attempt + 1 < max_attempts:
+        sleep(random.uniform(0, base_delay * 2**attempt))
 
 
 def error_code(error: BaseException) -> str:
