@@ -73,7 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lodbrok", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_model_commands(commands)
+    _add_held_commands(commands)
+    _add_version_commands(commands)
+    _add_clients_commands(commands)
+    _add_memory_commands(commands)
+    _add_candidate_commands(commands)
+    return parser
 
+
+def _add_model_commands(commands: Any) -> None:
+    """Offline commands on a bundle file: train, evaluate, predict, finetune."""
     train = commands.add_parser("train", help="train a new model bundle from a labelled dataset")
     train.add_argument("--data", help="CSV/TSV/JSONL dataset (default: the SMS spam demo data)")
     train.add_argument("--out", required=True, help="where to write the bundle (.lbk)")
@@ -135,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--json", action="store_true", help="print the outcome, held verdicts included, as JSON")
     finetune.set_defaults(handler=_finetune)
 
+
+def _add_held_commands(commands: Any) -> None:
+    """Review of the verdicts held back from learning."""
     held = commands.add_parser("held", help="review verdicts held back from learning (list, accept, reject, clear)")
     held_commands = held.add_subparsers(dest="held_command", required=True, metavar="ACTION")
     held_list = held_commands.add_parser("list", help="held verdicts with the reason and evidence")
@@ -166,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(clear)
     clear.set_defaults(handler=_held_clear)
 
+
+def _add_version_commands(commands: Any) -> None:
+    """A bundle's metadata, and the stored versions of the model: publish, list, roll back, approve, keep."""
     inspect = commands.add_parser("inspect", help="show a bundle's metadata")
     inspect.add_argument("bundle", help="bundle file")
     inspect.add_argument("--json", action="store_true", help="print the whole metadata.json")
@@ -204,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(keep)
     keep.set_defaults(handler=_keep)
 
+
+def _add_clients_commands(commands: Any) -> None:
+    """API keys, one per client, and their roles."""
     clients = commands.add_parser("clients", help="API keys, one per client, and their roles (add, list, role, revoke)")
     client_commands = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
     client_add = client_commands.add_parser("add", help="give a new client its own API key (printed once)")
@@ -223,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (client_add, client_list, client_role, client_revoke):
         _add_client_arguments(command)
 
+
+def _add_memory_commands(commands: Any) -> None:
+    """The verdict memory's entries."""
     memory = commands.add_parser("memory", help="the verdict memory's entries (list, forget)")
     memory_commands = memory.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
     memory_list = memory_commands.add_parser("list", help="every entry: input digest, whose, label, verdict id, when")
@@ -237,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--client", help="only this client's own entries (default: every entry)")
         _add_client_arguments(command)
 
+
+def _add_candidate_commands(commands: Any) -> None:
+    """Candidates the gate did not promote, and promoting one by hand."""
     candidates = commands.add_parser("candidates", help="list fine-tuned candidates that the gate did not promote")
     _add_store_arguments(candidates)
     candidates.set_defaults(handler=_candidates)
@@ -245,7 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(promote)
     promote.add_argument("candidate", help="candidate key or file name (see `lodbrok candidates`)")
     promote.set_defaults(handler=_promote)
-    return parser
 
 
 _ROLES_HELP = (
