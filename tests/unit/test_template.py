@@ -259,6 +259,51 @@ def test_template_retrain_image_command_runs_the_retrain_handler() -> None:
     assert handler.__name__ == "lambda_handler"
 
 
+# --- environment and settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", ["PredictFunction", "RetrainFunction"])
+def test_template_environment_variables_are_settings_aliases(template: dict[str, Any], function: str) -> None:
+    # Given the variables the function gets
+    variables = environment(template, function)
+    own = {name for name in variables if name not in TOOLING_VARIABLES and not name.startswith(TOOLING_PREFIXES)}
+
+    # Then each one is read by lodbrok.settings.Settings (a misspelt name would silently be ignored)
+    assert own - settings_aliases() == set()
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"), [("PredictFunction", PREDICT_VARIABLES), ("RetrainFunction", RETRAIN_VARIABLES)]
+)
+def test_template_sets_every_variable_the_function_needs(
+    template: dict[str, Any], function: str, expected: set[str]
+) -> None:
+    # Given the variables the function gets
+    variables = environment(template, function)
+
+    # Then it gets every variable its code reads
+    assert expected - set(variables) == set()
+
+
+@pytest.mark.parametrize("env", ["default", "dev", "prod"])
+def test_template_environment_validates_as_settings(
+    template: dict[str, Any], samconfig: dict[str, Any], env: str
+) -> None:
+    # Given each function's environment with the parameters of a samconfig environment
+    overrides = parameter_overrides(samconfig, env)
+    for function in ("PredictFunction", "RetrainFunction"):
+        resolved = {
+            name: resolve(value, template, overrides) for name, value in environment(template, function).items()
+        }
+
+        # When the function reads its settings
+        settings = Settings.from_env(resolved)
+
+        # Then they validate, and the values arrive under the intended fields
+        assert settings.model_name == resolved["MODEL_NAME"]
+        assert settings.model_bucket == "ModelBucket-physical-id"
+
+
 def test_template_powertools_names_match_observability(template: dict[str, Any], resources: dict[str, Any]) -> None:
     # Given the Powertools variables and the alarm on a business metric
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
