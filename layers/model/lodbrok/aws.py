@@ -16,10 +16,10 @@ there is one session and one client per service and config, as before.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -32,26 +32,34 @@ PREDICT_BEST_EFFORT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={
 RETRAIN_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
 
 
-# What boto3 takes from the environment when it makes a session or a client (AWS_ENDPOINT_URL_<SERVICE> too).
-_CONFIGURING = frozenset(
-    {
-        "AWS_ENDPOINT_URL",
-        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_PROFILE",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    }
-)
+# What of the environment a client is made with, besides AWS_ENDPOINT_URL_<SERVICE>: checked on every call, so
+# only what a process may change (credentials are told apart by their key id).
+_CONFIGURING = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID")
+
+
+@dataclass(frozen=True)
+class _Kept:
+    client: Any
+    configuration: tuple[str | None, ...]
+    endpoint_variable: str  # AWS_ENDPOINT_URL_<service id>, as botocore names it
+    endpoint: str | None
+
+    def still_configured(self, configuration: tuple[str | None, ...]) -> bool:
+        return configuration == self.configuration and os.environ.get(self.endpoint_variable) == self.endpoint
+
+
+_kept: dict[tuple[str, Config], _Kept] = {}
 
 
 def client(name: str, config: Config = RETRAIN_CONFIG) -> Any:
     """The boto3 client for service `name` with `config`, one per process and AWS configuration."""
-    return _client(name, config, _configuration())
+    configuration = _configuration()
+    kept = _kept.get((name, config))
+    if kept is None or not kept.still_configured(configuration):
+        made = _session(configuration).client(name, config=config)
+        variable = "AWS_ENDPOINT_URL_" + made.meta.service_model.service_id.replace(" ", "_").upper()
+        kept = _kept[(name, config)] = _Kept(made, configuration, variable, os.environ.get(variable))
+    return kept.client
 
 
 def session() -> boto3.session.Session:
@@ -61,26 +69,15 @@ def session() -> boto3.session.Session:
 
 def clear_clients() -> None:
     """Forget every kept client (a test starting a fresh container); a session makes them anew."""
-    _client.cache_clear()
+    _kept.clear()
 
 
-def _configuration() -> str:
-    """A digest of the environment's AWS configuration: a cache key that holds no credential."""
-    configuring = sorted(
-        (name, value)
-        for name, value in os.environ.items()
-        if name in _CONFIGURING or name.startswith("AWS_ENDPOINT_URL_")
-    )
-    return hashlib.sha256(repr(configuring).encode()).hexdigest()
+def _configuration() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in _CONFIGURING)
 
 
 @cache
-def _client(name: str, config: Config, configuration: str) -> Any:
-    return _session(configuration).client(name, config=config)
-
-
-@cache
-def _session(configuration: str) -> boto3.session.Session:
+def _session(configuration: tuple[str | None, ...]) -> boto3.session.Session:
     """One session per configuration: a session keeps the credentials it resolved first."""
     return boto3.session.Session()
 
