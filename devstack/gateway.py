@@ -40,6 +40,21 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+    def invoke(self, handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any]) -> Any:
+        """Call `handler` as this function, its log lines naming it. Powertools keeps the Lambda context in keys
+        the process shares, and here one process runs every function at once (the API's threads, the queue's
+        poller): without a copy of its own in this thread, a line would name whichever function started last."""
+        from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
+
+        from lodbrok.observability import logger
+
+        keys = build_lambda_context_model(self).__dict__
+        logger.thread_safe_append_keys(**keys)
+        try:
+            return handler(event, self)
+        finally:
+            logger.thread_safe_remove_keys(keys)
+
 
 def proxy_event(
     route: Route,
@@ -136,7 +151,7 @@ class LocalGateway:
         event = proxy_event(route, method, target, headers, body, source_ip, given_key if key_id else None, key_id)
         with self._invoke_lock:
             try:
-                response = self.handler(event, LambdaContext(self.function_name))
+                response = LambdaContext(self.function_name).invoke(self.handler, event)
             except Exception as error:  # a crashed function is a 502 from API Gateway
                 self.log(f"{self.function_name} raised {type(error).__name__}: {error}")
                 return _gateway_error(502, "Internal server error")

@@ -76,7 +76,8 @@ class QueuePoller:
         event = {"Records": [self._record(message) for message in messages]}
         started = time.perf_counter()
         try:
-            response = self.handler(event, LambdaContext(self.function_name, timeout_seconds=self.timeout_seconds))
+            context = LambdaContext(self.function_name, timeout_seconds=self.timeout_seconds)
+            response = context.invoke(self.handler, event)
             failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
             if not self.trigger.report_batch_item_failures:
                 failed = {message["MessageId"] for message in messages} if failed else set()

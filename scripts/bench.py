@@ -24,7 +24,6 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from benchlib import time_calls
 
 from lodbrok.model.bundle import Bundle
 from lodbrok.model.data import items_from_jsonl, load_demo_dataset
@@ -33,6 +32,7 @@ from lodbrok.model.evaluation import compute_metrics
 from lodbrok.model.features import Featurizer
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import load_keras_model, train_bundle
+from scripts.benchlib import time_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -199,7 +199,7 @@ def main() -> int:
         bench_cold_start(report, bundle_path)
     save(report)
     for module_name in ("bench_quality", "bench_moderation", "bench_predict", "bench_learning", "bench_retrain_image"):
-        importlib.import_module(module_name).run(report)
+        importlib.import_module(f"scripts.{module_name}").run(report)
         save(report)  # after every section, so a long run that fails late keeps what it measured
     print(f"\nwrote {RESULTS / 'bench.json'}")
     return 0

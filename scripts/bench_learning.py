@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -46,8 +45,6 @@ from devstack.gateway import LambdaContext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench_quality import DEFAULT_YOUTUBE, Contender, char_svc, lodbrok_contender, sklearn_contender, word_char_svc
-
 from lodbrok.learning.proposal import LearningConfig, Proposal, propose
 from lodbrok.model.bundle import Bundle
 from lodbrok.model.data import LabelledItem, deduplicate, items_from_jsonl, load_demo_dataset
@@ -55,6 +52,14 @@ from lodbrok.model.evaluation import Metrics, compute_metrics
 from lodbrok.model.features import canonical_key
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import FinetuneConfig, TrainingConfig, evaluate, finetune_bundle, train_bundle
+from scripts.benchlib import (
+    DEFAULT_YOUTUBE,
+    Contender,
+    char_svc,
+    lodbrok_contender,
+    sklearn_contender,
+    word_char_svc,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -431,11 +436,11 @@ def handler_path(base: Bundle, items: list[LabelledItem], size: int) -> dict[str
 
 
 def _load_retrain_app() -> Any:
-    """Import functions/retrain/app.py as Lambda would (by its file), with a fresh container state."""
-    spec = importlib.util.spec_from_file_location("bench_retrain_app", RETRAIN_APP)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """functions/retrain/app.py imported as Lambda would (by its file), with a fresh container state."""
+    from devstack.template import load_handler_module
+
+    module = load_handler_module("bench_retrain_app", RETRAIN_APP)
+    module.get_learning_loop.cache_clear()  # built against this run's bucket and settings
     return module
 
 

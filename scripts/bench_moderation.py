@@ -27,14 +27,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from bench_quality import FOLDS, LABELS, POSITIVE, REPEATS, RESULTS
-from benchlib import time_calls, write_results
 
 from lodbrok.model.data import LabelledItem, deduplicate, load_demo_dataset, stratified_folds
 from lodbrok.model.evaluation import compute_metrics
 from lodbrok.model.explanation import Occlusion, explain
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import TrainingConfig, export_bundle, fit_base_model
+from scripts.benchlib import FOLDS, LABELS, POSITIVE, REPEATS, RESULTS, time_calls, write_results
 
 BANDS = [(0.4, 0.6), (0.3, 0.7), (0.2, 0.8), (0.1, 0.9), (0.05, 0.95), (0.02, 0.98)]
 TOP_KS = (1, 3, 5)

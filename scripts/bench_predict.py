@@ -28,10 +28,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchlib import time_calls
-
 from devstack.gateway import LambdaContext
 from devstack.seed import default_seed_model, ensure_seed_model
+from scripts.benchlib import time_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE_REPEATS = 300

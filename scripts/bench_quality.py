@@ -28,7 +28,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,109 +36,32 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from benchlib import write_results
 
 from lodbrok.model.data import DataError, LabelledItem, deduplicate, load_dataset, load_demo_dataset, stratified_folds
-from lodbrok.model.decision import DecisionRule, choose_labels, fit_rule
 from lodbrok.model.evaluation import average_precision, compute_metrics
 from lodbrok.model.features import FeaturizerConfig
 from lodbrok.training.network import NetworkConfig
-from lodbrok.training.trainer import TrainingConfig, fit_base_model, keras_probabilities
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
-DEFAULT_YOUTUBE = ROOT.parent / "shared" / "data" / "youtube-comments-3-videos.csv"
-FOLDS = 5
-REPEATS = 2
-INNER_FOLDS = 5
-POSITIVE = "spam"
-LABELS = ["ham", "spam"]
-
-# Each contender: training items -> a scorer of held-out texts returning (spam scores, decided labels).
-Scorer = Callable[[Sequence[LabelledItem]], tuple[np.ndarray, list[str]]]
-Contender = Callable[[Sequence[LabelledItem]], Scorer]
+from lodbrok.training.trainer import TrainingConfig
+from scripts.benchlib import (
+    DEFAULT_YOUTUBE,
+    FOLDS,
+    LABELS,
+    POSITIVE,
+    REPEATS,
+    RESULTS,
+    Contender,
+    char_svc,
+    lodbrok_contender,
+    sklearn_contender,
+    word_char_logreg,
+    write_results,
+)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     config: TrainingConfig
-
-
-def lodbrok_contender(config: TrainingConfig) -> Contender:
-    def train(items: Sequence[LabelledItem]) -> Scorer:
-        model, rule = fit_base_model(items, LABELS, config)
-
-        def score(held_out: Sequence[LabelledItem]) -> tuple[np.ndarray, list[str]]:
-            probabilities = keras_probabilities(model, config.featurizer, held_out)
-            return probabilities[:, 1], [LABELS[index] for index in choose_labels(rule, LABELS, probabilities)]
-
-        return score
-
-    return train
-
-
-def sklearn_contender(make_pipeline: Callable[[], Any], *, tuned: bool) -> Contender:
-    """A scikit-learn text pipeline; `tuned` picks its threshold on inner out-of-fold scores."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    def margins(pipeline: Any, texts: list[str]) -> np.ndarray:
-        return np.asarray(pipeline.decision_function(texts), dtype=np.float64)
-
-    def train(items: Sequence[LabelledItem]) -> Scorer:
-        texts, truth = [str(item.input) for item in items], [item.label for item in items]
-        pipeline = make_pipeline().fit(texts, truth)
-        rule: DecisionRule | None = None
-        if tuned:
-            inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=0)
-            oof = cross_val_predict(make_pipeline(), texts, truth, cv=inner, method="decision_function")
-            rule = fit_rule(LABELS, _as_probabilities(np.asarray(oof)), truth, scores_from="inner out-of-fold")
-
-        def score(held_out: Sequence[LabelledItem]) -> tuple[np.ndarray, list[str]]:
-            probabilities = _as_probabilities(margins(pipeline, [str(item.input) for item in held_out]))
-            return probabilities[:, 1], [LABELS[index] for index in choose_labels(rule, LABELS, probabilities)]
-
-        return score
-
-    return train
-
-
-def _as_probabilities(margins: np.ndarray) -> np.ndarray:
-    """A monotone squash of margins into [0, 1], so one threshold search serves every contender."""
-    spam = 1 / (1 + np.exp(-margins))
-    return np.stack([1 - spam, spam], axis=1)
-
-
-def char_svc() -> Any:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
-
-    return make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), LinearSVC())
-
-
-def word_char_logreg() -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    return make_pipeline(_word_char_features(), LogisticRegression(C=30, max_iter=2000))
-
-
-def word_char_svc() -> Any:
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
-
-    return make_pipeline(_word_char_features(), LinearSVC())
-
-
-def _word_char_features() -> Any:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_union
-
-    return make_union(
-        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-    )
 
 
 def baseline_contenders() -> dict[str, Contender]:

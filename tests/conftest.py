@@ -35,9 +35,9 @@ def tiny_bundle_bytes(tiny_bundle: Bundle) -> bytes:
 @pytest.fixture(autouse=True)
 def fresh_aws_clients() -> Iterator[None]:
     """Each test starts like a fresh container: no client cached from another test's moto or environment."""
-    aws_clients.client.cache_clear()
+    aws_clients.clear_clients()
     yield
-    aws_clients.client.cache_clear()
+    aws_clients.clear_clients()
 
 
 @pytest.fixture(autouse=True)

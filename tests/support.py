@@ -198,8 +198,8 @@ class RecordedActions(set[str]):
 
 @contextlib.contextmanager
 def recorded_aws_actions() -> Iterator[RecordedActions]:
-    """Every IAM action the clients of boto3's default session need while the block runs (create clients inside)."""
-    import boto3
+    """Every IAM action the clients of `aws.client` need while the block runs (create clients inside)."""
+    from lodbrok import aws
 
     actions = RecordedActions()
 
@@ -209,7 +209,7 @@ def recorded_aws_actions() -> Iterator[RecordedActions]:
             actions.list_prefixes.append(params.get("Prefix"))
         actions.update(needed)
 
-    session = boto3._get_default_session()
+    session = aws.session()
     session.events.register("before-parameter-build", record)
     try:
         yield actions
@@ -274,7 +274,7 @@ def fresh_container() -> None:
     from retrain import app
 
     get_settings.cache_clear()
-    aws_clients.client.cache_clear()
+    aws_clients.clear_clients()
     app.get_learning_loop.cache_clear()
 
 

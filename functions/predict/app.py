@@ -11,7 +11,6 @@ TensorFlow is never imported.
 
 from __future__ import annotations
 
-import json
 import warnings
 from functools import cache
 from http import HTTPStatus
@@ -22,21 +21,17 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 import lodbrok
 from lodbrok.access.roles import Role, RolesUnavailable
 from lodbrok.observability import logger, metrics, tracer
 from lodbrok.serving.call_log import MAX_PAGE_TOKEN_CHARS, Origin
 from lodbrok.serving.model_provider import ModelUnavailable
-from lodbrok.serving.openapi import with_limits
+from lodbrok.serving.openapi import configure_openapi, documented, served_document
 from lodbrok.serving.schemas import (
-    ErrorResponse,
-    GatewayResponse,
     ModelInfo,
     PredictRequest,
     PredictResponse,
@@ -47,7 +42,6 @@ from lodbrok.serving.schemas import (
     parse_json_body,
 )
 from lodbrok.serving.service import PredictService
-from lodbrok.serving.verdict_queue import MAX_MESSAGE_BYTES
 from lodbrok.settings import get_settings
 
 # Routes such as GET /openapi.json record no business metric; that is expected, not worth a warning per call.
@@ -81,44 +75,11 @@ ROUTE_ROLES: dict[str, Role] = {
 }
 
 
-def _documented(model: type[BaseModel], status: int, *errors: int) -> dict[str, Any]:
-    """OpenAPI responses of a route (its model, and ErrorResponse for each error status) and its 500 on a bad answer.
-
-    403 is API Gateway's (a missing or unknown key) or ours (a role that does not allow the route): either body."""
-    content: dict[int, Any] = {status: {content_types.APPLICATION_JSON: {"model": model}}}
-    content.update({code: {content_types.APPLICATION_JSON: {"model": ErrorResponse}} for code in (*errors, 500)})
-    content[429] = {content_types.APPLICATION_JSON: {"model": GatewayResponse}}
-    content[403] = {content_types.APPLICATION_JSON: {"model": ErrorResponse | GatewayResponse}}
-    return {
-        "responses": {
-            code: {"description": HTTPStatus(code).phrase, "content": body} for code, body in content.items()
-        },
-        "custom_response_validation_http_code": HTTPStatus.INTERNAL_SERVER_ERROR,
-    }
-
-
 app = APIGatewayRestResolver(
     enable_validation=True,
     json_body_deserializer=_parse_body,
 )
-app.configure_openapi(
-    title="Lodbrok predict API",
-    version=lodbrok.__version__,
-    description=(
-        "Classify texts and flat records with the active Lodbrok model; send verdicts to retrain it. The schemas "
-        "state every rule the API enforces, with this deployment's limits, except three that JSON Schema cannot: "
-        "the ids given to items must be unique within a request (422 duplicate_ids), an explained request may "
-        "hold at most EXPLAIN_MAX_CHARS characters in all (422 explain_budget_exceeded), a body may have at most "
-        "MAX_BODY_BYTES bytes (413 body_too_large), and each verdict must fit one queue message of "
-        f"{MAX_MESSAGE_BYTES} bytes as UTF-8 JSON (413 verdict_too_large; a text within the limits always fits, a "
-        "very large record may not). Each route needs a role of your key (403 forbidden otherwise): POST /verdicts "
-        "needs 'feedback' (your verdicts then answer only you at once) or 'reviewer' (they answer every client at "
-        "once); every other route needs 'predict'."
-    ),
-    # API Gateway checks the key before any route: every method, declared or not, needs it.
-    security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
-    security=[{"apiKey": []}],
-)
+configure_openapi(app, version=lodbrok.__version__)
 app.enable_swagger(path="/swagger")
 app.include_router(errors.router)
 
@@ -137,14 +98,14 @@ def _origin() -> Origin:
 @app.post(
     "/predict",
     summary="Classify one text, many texts, or items",
-    **_documented(PredictResponse, 200, 400, 413, 415, 422, 503),
+    **documented(PredictResponse, 200, 400, 413, 415, 422, 503),
 )
 def predict(request: PredictRequest) -> PredictResponse:
     return get_service().answer(request, _origin())
 
 
 @app.get(
-    "/predict", summary="Classify one text given in the query string", **_documented(PredictResponse, 200, 422, 503)
+    "/predict", summary="Classify one text given in the query string", **documented(PredictResponse, 200, 422, 503)
 )
 def predict_query(
     text: Annotated[Text, Query(description="the text to classify")],
@@ -156,7 +117,7 @@ def predict_query(
     return get_service().answer(request, _origin())
 
 
-@app.get("/model", summary="The active model's metadata", **_documented(ModelInfo, 200, 422, 503))
+@app.get("/model", summary="The active model's metadata", **documented(ModelInfo, 200, 422, 503))
 def model() -> ModelInfo:
     return get_service().model_info()
 
@@ -165,7 +126,7 @@ def model() -> ModelInfo:
     "/verdicts",
     status_code=HTTPStatus.ACCEPTED,
     summary="Queue verdicts (correct labels) for retraining",
-    **_documented(VerdictsAccepted, 202, 400, 413, 415, 422, 503),
+    **documented(VerdictsAccepted, 202, 400, 413, 415, 422, 503),
 )
 def verdicts(request: VerdictsRequest) -> VerdictsAccepted:
     return get_service().submit_verdicts(request, _origin())
@@ -174,7 +135,7 @@ def verdicts(request: VerdictsRequest) -> VerdictsAccepted:
 @app.get(
     "/calls/recent",
     summary="Your own recent prediction requests, newest first",
-    **_documented(RecentCalls, 200, 404, 422),
+    **documented(RecentCalls, 200, 404, 422),
 )
 def recent_calls(
     limit: Annotated[int, Query(ge=1, le=100, description="calls per page")] = 20,
@@ -201,21 +162,13 @@ def _openapi_json() -> str:
         labels: tuple[str, ...] = tuple(get_service().models.current().labels)
     except ModelUnavailable:
         labels = ()
-    return _openapi_json_for(settings.max_items, settings.max_text_chars, settings.explain_max_items, labels)
-
-
-@cache
-def _openapi_json_for(max_items: int, max_text_chars: int, explain_max_items: int, labels: tuple[str, ...]) -> str:
-    """Generated once per set of limits and labels (the routes are fixed), not per request."""
-    document = json.loads(app.get_openapi_json_schema())
-    limited = with_limits(
-        document,
-        max_items=max_items,
-        max_text_chars=max_text_chars,
-        explain_max_items=explain_max_items,
+    return served_document(
+        app,
+        max_items=settings.max_items,
+        max_text_chars=settings.max_text_chars,
+        explain_max_items=settings.explain_max_items,
         labels=labels,
     )
-    return json.dumps(limited)
 
 
 # --- entry point -------------------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class Api:
     def rebuild(self, **overrides: Any) -> None:
         """Re-read the environment and start a fresh service (as a new Lambda container would)."""
         get_settings.cache_clear()
-        aws_clients.client.cache_clear()
+        aws_clients.clear_clients()
         self.use_service(
             PredictService(get_settings(), clock=self.clock, now=self.clock, sleep=lambda _: None, **overrides)
         )

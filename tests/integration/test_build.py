@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.template import Template
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECKER = ROOT / "scripts" / "check_artifacts.py"
 RUNTIME_GLIBC = (2, 34)
@@ -44,8 +46,14 @@ def run_checker(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def runtime_version() -> list[int]:
+    """The Python the template runs the predict function on (python3.13 -> [3, 13]): the layer must run under it."""
+    runtime = str(Template().properties("PredictFunction")["Runtime"])
+    return [int(part) for part in runtime.removeprefix("python").split(".")]
+
+
 def find_python313() -> str | None:
-    """A real CPython 3.13 on this host, if any (pyenv shims that do not run 3.13 are skipped)."""
+    """A real CPython of the runtime's version on this host, if any (pyenv shims that run another are skipped)."""
     candidates = [
         os.environ.get("LODBROK_PYTHON313"),
         shutil.which("python3.13"),
@@ -53,7 +61,7 @@ def find_python313() -> str | None:
     ]
     for candidate in filter(None, candidates):
         probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
+            [candidate, "-c", f"import sys; print(list(sys.version_info[:2]) == {runtime_version()})"],
             capture_output=True,
             text=True,
             check=False,
@@ -199,7 +207,7 @@ def test_build_layer_predicts_under_python313(build_dir: Path, tiny_bundle_bytes
     # Then it predicts a label for each text, on 3.13, without TensorFlow or Keras
     assert completed.returncode == 0, completed.stderr[-4000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["version"] == [3, 13]
+    assert result["version"] == runtime_version()
     assert len(result["labels"]) == 2 and set(result["labels"]) <= {"ham", "spam"}
     assert result["heavy"] == []
 

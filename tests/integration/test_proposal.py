@@ -1,7 +1,8 @@
 """Proposals (lodbrok.learning.proposal): a candidate that only memorised its verdicts is rejected on the verdicts
 of each fine-tune.
 
-Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py.
+Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py; `propose` itself
+on the tiny model in memory, without AWS.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from lodbrok.learning.proposal import LearningConfig, nearest_trusted_items
+from lodbrok.learning.proposal import LearningConfig, nearest_trusted_items, propose
 from lodbrok.learning.screening import ScreeningConfig, TokenIndex
+from lodbrok.model.bundle import Bundle
 from lodbrok.model.data import LabelledItem
+from lodbrok.model.predictor import Predictor
 from lodbrok.registry.store import ModelRef, ModelStore
-from support import TINY_FEATURIZER
+from support import PROBE, TINY_FEATURIZER, flipped_template_spam, zorblax_verdicts
 
 
 def test_retrain_rejects_verdicts_it_can_only_memorise(
@@ -61,3 +64,42 @@ def test_nearest_trusted_items_are_the_rehearsal_and_gate_items_near_each_learne
 
     # Then it holds the near items of both kinds, never the item the verdict relabels, nor the far ones
     assert near == [REHEARSAL[0], GATE[0]]
+
+
+# ---- propose, on the tiny model in memory ------------------------------------------------------------------------
+
+
+def _items(verdicts: list[dict[str, Any]]) -> list[LabelledItem]:
+    return [LabelledItem(verdict["text"], verdict["label"]) for verdict in verdicts]
+
+
+def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_bundle: Bundle) -> None:
+    # Given a spam campaign the tiny model has never seen, and a lie among it
+    campaign, lies = _items(zorblax_verdicts(12)), _items(flipped_template_spam(2))
+
+    # When a candidate is proposed from them
+    proposal = propose(tiny_bundle, campaign + lies, LearningConfig(), version="v-next", parent_version="v-base")
+
+    # Then the lie is held, the campaign learned, and the gate promotes a candidate that calls the campaign spam
+    assert proposal.screening.learn == campaign and [held.item for held in proposal.screening.held] == lies
+    assert proposal.candidate is not None and proposal.decision is not None
+    assert proposal.decision.promote, proposal.decision.reason
+    assert [check.name for check in proposal.decision.checks if check.passed] == [
+        "gate-set",
+        "per-label",
+        "near-verdicts",
+        "held-out-verdicts",
+    ]
+    assert proposal.candidate.version == "v-next"
+    assert Predictor(tiny_bundle).predict([PROBE])[0].label == "ham"
+    assert Predictor(proposal.candidate).predict([PROBE])[0].label == "spam"
+
+
+def test_propose_with_fewer_than_two_learnable_verdicts_fine_tunes_nothing(tiny_bundle: Bundle) -> None:
+    # Given one verdict to learn, and lies the screening holds
+    verdicts = _items(zorblax_verdicts(1)) + _items(flipped_template_spam(3))
+
+    # When a candidate is proposed, Then there is none (nothing could be held out), only the screening
+    proposal = propose(tiny_bundle, verdicts, LearningConfig())
+    assert proposal.candidate is None and proposal.decision is None
+    assert len(proposal.screening.learn) == 1 and len(proposal.screening.held) == 3

@@ -7,15 +7,17 @@ It composes the parts, each in its own module:
 - `lodbrok.learning.holding`: the verdicts the screening held, written beside the archive for review;
 - `lodbrok.learning.state`: the archive cursor of the last attempt and of the last promotion.
 
-A retrain (`LearningLoop.retrain`) reads the verdicts archived since the last training attempt (or, on
-the schedule, since the last promotion), leaves out the ones held for review, and keeps per input the
-verdict received last. Suspended senders' verdicts are held before screening, and a sender the screening
-mostly holds is suspended with the rest of its batch (`lodbrok.learning.holding`). Held verdicts are written
-under the archive's `held/` prefix before the cursor moves, so a crash never loses them. The candidate
-is promoted only if the gate passes; otherwise it is saved as a candidate with the reason and the
-active model is left alone. Promotion is a conditional write on the active model's ETag: if another
-promotion won the race the fine-tune is redone from the new parent (bounded attempts), so a candidate
-trained on a stale parent is never published.
+The retrain function hands each SQS batch to `LearningLoop.learn_from_batch`, which knows the order: archive
+each message (partial batch failures), remember the batch's verdicts, retrain if due. A retrain
+(`LearningLoop.retrain`: gather, propose, then publish or reject, each a method of its own) reads the verdicts
+archived since the last training attempt (or, on the schedule, since the last promotion), leaves out the ones
+held for review, and keeps per input the verdict received last. Suspended senders' verdicts are held before
+screening, and a sender the screening mostly holds is suspended with the rest of its batch
+(`lodbrok.learning.holding`). Held verdicts are written under the archive's `held/` prefix before the cursor moves, so
+a crash never loses them. The candidate is promoted only if the gate passes; otherwise it is saved as a
+candidate with the reason and the active model is left alone. Promotion is a conditional write on the active
+model's ETag: if another promotion won the race the fine-tune is redone from the new parent (bounded
+attempts), so a candidate trained on a stale parent is never published.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
@@ -35,10 +40,10 @@ from lodbrok.clock import utc_iso, utc_now
 from lodbrok.learning.gate import GateDecision
 from lodbrok.learning.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
 from lodbrok.learning.intake import MessageResult, VerdictIntake
-from lodbrok.learning.proposal import LearningConfig, Screener, propose
-from lodbrok.learning.state import AttemptRecord, Mode, RetrainStateStore, archive_cursor_of
+from lodbrok.learning.proposal import LearningConfig, Proposal, Screener, propose
+from lodbrok.learning.state import AttemptRecord, Mode, RetrainState, RetrainStateStore, archive_cursor_of
 from lodbrok.model.bundle import Bundle, BundleError
-from lodbrok.model.data import dataset_fingerprint
+from lodbrok.model.data import LabelledItem, dataset_fingerprint
 from lodbrok.model.features import canonical_key
 from lodbrok.model.predictor import Predictor
 from lodbrok.observability import MetricUnit, digest, error_fields, logger, metrics
@@ -106,6 +111,45 @@ class ActiveBundle:
     bundle: Bundle
 
 
+@dataclass
+class Gathered:
+    """One attempt's verdicts: read from the archive since the cursor, one per input, held ones set aside."""
+
+    mode: Mode
+    attempt: int
+    active: ActiveBundle
+    state: RetrainState
+    model_cursor: ArchiveCursor
+    pending: PendingKeys
+    listed_at: datetime
+    records: list[ArchivedVerdict]
+    items: list[LabelledItem]
+    fingerprint: str
+    outcome: RetrainOutcome  # what the attempt reports so far
+
+    def tried_before(self) -> bool:
+        """On the schedule: these very verdicts were already tried on this very model."""
+        last = self.state.last_attempt
+        return (
+            self.mode is Mode.SINCE_PROMOTION
+            and last is not None
+            and last.fingerprint == self.fingerprint
+            and last.parent_version_id == self.active.ref.version_id
+        )
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A candidate the gate judged, with the archive positions its verdicts span."""
+
+    candidate: Bundle
+    decision: GateDecision
+    learned: int
+    settled: str
+    considered: ArchiveCursor
+    outcome: RetrainOutcome
+
+
 class LearningLoop:
     """Verdict intake and the retrain/gate/promote cycle for one model."""
 
@@ -148,6 +192,29 @@ class LearningLoop:
                 extra=error_fields(error),
             )
             return None
+
+    def learn_from_batch(self, event: dict[str, Any], lambda_context: Any = None) -> PartialItemFailureResponse:
+        """One SQS batch of verdict messages, start to end: each message archived (a failed one is reported
+        alone, so one bad message never blocks the others), the batch's verdicts remembered so the predict
+        function answers their inputs at once, then a retrain if enough verdicts are pending."""
+        self.start_batch(lambda_context)
+        response = process_partial_response(
+            event=event,
+            record_handler=self._accept_record,
+            processor=BatchProcessor(event_type=EventType.SQS),
+            context=lambda_context,
+        )
+        self.remember_batch()
+        self.retrain_if_due(lambda_context)
+        return response
+
+    def _accept_record(self, record: SQSRecord) -> dict[str, Any]:
+        result = self.accept(record.body, message_id=record.message_id, sent_timestamp=record.attributes.sent_timestamp)
+        return {
+            "archived": result.archived,
+            "duplicates": result.duplicates,
+            "quarantined": bool(result.quarantine_key),
+        }
 
     def start_batch(self, lambda_context: Any = None) -> None:
         self.intake.start_batch(lambda_context)
@@ -225,152 +292,179 @@ class LearningLoop:
             return None
 
     def retrain(self, mode: Mode = Mode.PENDING) -> RetrainOutcome:
-        """One retrain cycle; see the module docstring. Raises on failure with the active model untouched."""
-        min_verdicts = self.config.min_verdicts if mode is Mode.PENDING else 1
-        for attempt in range(1, self.config.max_attempts + 1):
-            active = self._active()
-            state, _ = self.state.load()
-            model_cursor = archive_cursor_of(active.bundle)
-            if mode is Mode.PENDING:
-                cursor = ArchiveCursor.merge(state.cursor, model_cursor)
-            else:  # a rollback restores an older cursor; what the rolled-back model learned is not relearned
-                cursor = ArchiveCursor.merge(state.promoted_cursor, model_cursor)
-            listed_at = utc_now()
-            pending = self.archive.pending(cursor, limit=self.config.max_verdicts)
-            outcome = RetrainOutcome(
-                status="waiting", mode=mode, pending=len(pending.keys), min_verdicts=min_verdicts, attempts=attempt
-            )
-            metrics.add_metric(name="VerdictsPending", unit=MetricUnit.Count, value=len(pending.keys))
-            if len(pending.keys) < min_verdicts:
-                logger.info("waiting for more verdicts", extra={"pending": len(pending.keys), "min": min_verdicts})
-                return outcome
-            held_before = self.archive.held_archive_keys()
-            records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
-            records, unknown_label = hold_unknown_labels(self.archive, records, active.bundle.labels)
-            records, suspended = hold_suspended(self.archive, records)
-            held_unscreened = unknown_label + suspended
-            items = [record.verdict.to_labelled_item() for record in records]
-            outcome = outcome.model_copy(update={"verdicts": len(items), "held": held_unscreened})
-            fingerprint = dataset_fingerprint(items)
-            if not items:  # all held: a label the model lacks, a suspended sender, or an attempt that crashed
-                return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
-            if len(items) < min_verdicts:
-                return outcome
-            last = state.last_attempt
-            if (
-                mode is Mode.SINCE_PROMOTION
-                and last is not None
-                and last.fingerprint == fingerprint
-                and last.parent_version_id == active.ref.version_id
-            ):
-                logger.info("these verdicts were already tried on this model", extra={"verdicts": len(items)})
-                return outcome.model_copy(update={"status": "up-to-date"})
+        """One retrain cycle; see the module docstring. Raises on failure with the active model untouched.
 
-            settled = self._settled_position(pending, listed_at)
-            considered = ArchiveCursor.merge(state.cursor, model_cursor).advance(pending.keys, settled)
-            version = self.store.next_version_label()
-            logger.info("screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(items)})
-            screener = self._screener_of(active)
-            reviewed = {canonical_key(record.verdict.input) for record in records if record.trusted}
-            held = hold_screened(
-                self.archive, records, screener.screen(items, self.config.screening, reviewed=reviewed)
-            )
-            outcome = outcome.model_copy(
-                update={"held": held.count + held_unscreened, "suspect_sources": held.suspects}
-            )
-            proposal = propose(
-                active.bundle,
-                items,
-                self.config,
-                reviewed=reviewed,
-                version=version,
-                parent_version=active.bundle.version,
-                screener=screener,
-                screening=held.screening,
-            )
-            if proposal.candidate is None or proposal.decision is None:
-                if proposal.screening.learn:
-                    logger.info("one verdict to learn: waiting for another, so that one can be held out")
-                    return outcome
-                return self._record_held(outcome, fingerprint, model_cursor, pending, listed_at, active)
-            decision, learned = proposal.decision, len(proposal.screening.learn)
-            candidate = proposal.candidate.with_metadata(
-                parent_version=active.bundle.version,
-                parent_version_id=active.ref.version_id,
-                verdict_count=learned,
-                metrics={**proposal.candidate.metadata.get("metrics", {}), "gate": decision.candidate_gate},
-                learning={
-                    "mode": str(mode),
-                    "verdict_count": learned,
-                    "held": held.count,
-                    "verdicts_fingerprint": fingerprint,
-                    "first_key": pending.keys[0],
-                    "last_key": pending.keys[-1],
-                    "archive_cursor": considered.model_dump(mode="json"),
-                    "decision": decision.model_dump(mode="json"),
-                    "finetune_seconds": round(proposal.seconds, 3),
-                    "attempt": attempt,
-                    "decided_at": utc_iso(precision="seconds"),
-                },
-            )
-            outcome = outcome.model_copy(
-                update={
-                    "verdicts": learned,
-                    "version": candidate.version,
-                    "parent_version": active.bundle.version,
-                    "parent_version_id": active.ref.version_id,
-                    "decision": decision,
-                    "finetune_seconds": round(proposal.seconds, 3),
-                }
-            )
-            metrics.add_metric(name="FineTuneSeconds", unit=MetricUnit.Seconds, value=proposal.seconds)
-            if decision.promote:
-                try:
-                    ref = self.store.publish(candidate, expected=active.ref, action="promote", verdict_count=learned)
-                except ConcurrentUpdate:
-                    metrics.add_metric(name="RetrainConflicts", unit=MetricUnit.Count, value=1)
-                    logger.warning(
-                        "the active model changed during retraining; retrying from the new parent",
-                        extra={"attempt": attempt, "stale_parent": active.ref.version_id},
-                    )
-                    continue
-                outcome = outcome.model_copy(update={"status": "promoted", "version_id": ref.version_id})
-                self._forget_what_the_model_learned(candidate, records)
-                self._record_attempt(
-                    outcome, fingerprint, model_cursor, pending.keys, settled, promoted=considered, must_succeed=False
-                )
-                metrics.add_metric(name="CandidatePromoted", unit=MetricUnit.Count, value=1)
-                metrics.add_metric(name="VerdictsLearned", unit=MetricUnit.Count, value=learned)
-                logger.info("candidate promoted", extra=_log_fields(outcome))
+        Each attempt gathers the pending verdicts, proposes a candidate from them, and publishes it or records
+        the rejection; an attempt that lost the promotion race is redone from the new parent."""
+        for attempt in range(1, self.config.max_attempts + 1):
+            gathered = self._gather(mode, attempt)
+            if isinstance(gathered, RetrainOutcome):
+                return gathered
+            proposed = self._propose(gathered)
+            if isinstance(proposed, RetrainOutcome):
+                return proposed
+            if not proposed.decision.promote:
+                return self._reject(gathered, proposed)
+            outcome = self._publish(gathered, proposed)
+            if outcome is not None:
                 return outcome
-            key = self.store.save_candidate(candidate, decision.reason)
-            outcome = outcome.model_copy(update={"status": "rejected", "candidate_key": key})
-            self._record_attempt(
-                outcome, fingerprint, model_cursor, pending.keys, settled, promoted=None, must_succeed=True
-            )
-            metrics.add_metric(name="CandidateRejected", unit=MetricUnit.Count, value=1)
-            logger.warning("candidate rejected by the gate", extra=_log_fields(outcome))
-            return outcome
         raise RetrainConflict(
             f"the active model changed during each of {self.config.max_attempts} retrain attempts; "
             "the verdicts stay pending and are retried with the next batch or schedule"
         )
 
-    def _record_held(
-        self,
-        outcome: RetrainOutcome,
-        fingerprint: str,
-        model_cursor: ArchiveCursor,
-        pending: PendingKeys,
-        listed_at: datetime,
-        active: ActiveBundle,
-    ) -> RetrainOutcome:
-        """Nothing left to learn: every verdict is held for review; move the cursor past them."""
-        outcome = outcome.model_copy(update={"status": "held", "parent_version_id": active.ref.version_id})
-        settled = self._settled_position(pending, listed_at)
-        self._record_attempt(
-            outcome, fingerprint, model_cursor, pending.keys, settled, promoted=None, must_succeed=True
+    def _gather(self, mode: Mode, attempt: int) -> Gathered | RetrainOutcome:
+        """The verdicts pending since the cursor, one per input, without those held unscreened; an outcome
+        instead when there is nothing to learn yet (too few, all held, or already tried on this model)."""
+        min_verdicts = self.config.min_verdicts if mode is Mode.PENDING else 1
+        active = self._active()
+        state, _ = self.state.load()
+        model_cursor = archive_cursor_of(active.bundle)
+        # A rollback restores an older cursor; what the rolled-back model learned is not relearned.
+        since = state.cursor if mode is Mode.PENDING else state.promoted_cursor
+        listed_at = utc_now()
+        pending = self.archive.pending(ArchiveCursor.merge(since, model_cursor), limit=self.config.max_verdicts)
+        outcome = RetrainOutcome(
+            status="waiting", mode=mode, pending=len(pending.keys), min_verdicts=min_verdicts, attempts=attempt
         )
+        metrics.add_metric(name="VerdictsPending", unit=MetricUnit.Count, value=len(pending.keys))
+        if len(pending.keys) < min_verdicts:
+            logger.info("waiting for more verdicts", extra={"pending": len(pending.keys), "min": min_verdicts})
+            return outcome
+        held_before = self.archive.held_archive_keys()
+        records = latest_records([r for r in self.archive.read(pending.keys) if r.key not in held_before])
+        records, unknown_label = hold_unknown_labels(self.archive, records, active.bundle.labels)
+        records, suspended = hold_suspended(self.archive, records)
+        items = [record.verdict.to_labelled_item() for record in records]
+        gathered = Gathered(
+            mode=mode,
+            attempt=attempt,
+            active=active,
+            state=state,
+            model_cursor=model_cursor,
+            pending=pending,
+            listed_at=listed_at,
+            records=records,
+            items=items,
+            fingerprint=dataset_fingerprint(items),
+            outcome=outcome.model_copy(update={"verdicts": len(items), "held": unknown_label + suspended}),
+        )
+        if not items:  # all held: a label the model lacks, a suspended sender, or an attempt that crashed
+            return self._record_held(gathered)
+        if len(items) < min_verdicts:
+            return gathered.outcome
+        if gathered.tried_before():
+            logger.info("these verdicts were already tried on this model", extra={"verdicts": len(items)})
+            return gathered.outcome.model_copy(update={"status": "up-to-date"})
+        return gathered
+
+    def _propose(self, gathered: Gathered) -> Proposed | RetrainOutcome:
+        """Screen the gathered verdicts (holding what the screening holds), fine-tune a candidate and judge it;
+        an outcome instead when the screening left nothing to learn or a single verdict."""
+        active = gathered.active
+        logger.info(
+            "screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(gathered.items)}
+        )
+        screener = self._screener_of(active)
+        reviewed = {canonical_key(record.verdict.input) for record in gathered.records if record.trusted}
+        screening = screener.screen(gathered.items, self.config.screening, reviewed=reviewed)
+        held = hold_screened(self.archive, gathered.records, screening)
+        gathered.outcome = gathered.outcome.model_copy(
+            update={"held": held.count + gathered.outcome.held, "suspect_sources": held.suspects}
+        )
+        proposal = propose(
+            active.bundle,
+            gathered.items,
+            self.config,
+            reviewed=reviewed,
+            version=self.store.next_version_label(),
+            parent_version=active.bundle.version,
+            screener=screener,
+            screening=held.screening,
+        )
+        if proposal.candidate is None or proposal.decision is None:
+            if proposal.screening.learn:
+                logger.info("one verdict to learn: waiting for another, so that one can be held out")
+                return gathered.outcome
+            return self._record_held(gathered)
+        metrics.add_metric(name="FineTuneSeconds", unit=MetricUnit.Seconds, value=proposal.seconds)
+        return self._proposed(gathered, proposal, proposal.candidate, proposal.decision, held.count)
+
+    def _proposed(
+        self, gathered: Gathered, proposal: Proposal, candidate: Bundle, decision: GateDecision, held: int
+    ) -> Proposed:
+        """The candidate with its lineage and what it learned from, and the outcome that reports it."""
+        active, pending, learned = gathered.active, gathered.pending, len(proposal.screening.learn)
+        settled = self._settled_position(pending, gathered.listed_at)
+        considered = ArchiveCursor.merge(gathered.state.cursor, gathered.model_cursor).advance(pending.keys, settled)
+        candidate = candidate.with_metadata(
+            parent_version=active.bundle.version,
+            parent_version_id=active.ref.version_id,
+            verdict_count=learned,
+            metrics={**candidate.metadata.get("metrics", {}), "gate": decision.candidate_gate},
+            learning={
+                "mode": str(gathered.mode),
+                "verdict_count": learned,
+                "held": held,
+                "verdicts_fingerprint": gathered.fingerprint,
+                "first_key": pending.keys[0],
+                "last_key": pending.keys[-1],
+                "archive_cursor": considered.model_dump(mode="json"),
+                "decision": decision.model_dump(mode="json"),
+                "finetune_seconds": round(proposal.seconds, 3),
+                "attempt": gathered.attempt,
+                "decided_at": utc_iso(precision="seconds"),
+            },
+        )
+        outcome = gathered.outcome.model_copy(
+            update={
+                "verdicts": learned,
+                "version": candidate.version,
+                "parent_version": active.bundle.version,
+                "parent_version_id": active.ref.version_id,
+                "decision": decision,
+                "finetune_seconds": round(proposal.seconds, 3),
+            }
+        )
+        return Proposed(candidate, decision, learned, settled, considered, outcome)
+
+    def _publish(self, gathered: Gathered, proposed: Proposed) -> RetrainOutcome | None:
+        """Promote the candidate over the parent it was trained on; None when another promotion won the race."""
+        try:
+            ref = self.store.publish(
+                proposed.candidate, expected=gathered.active.ref, action="promote", verdict_count=proposed.learned
+            )
+        except ConcurrentUpdate:
+            metrics.add_metric(name="RetrainConflicts", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "the active model changed during retraining; retrying from the new parent",
+                extra={"attempt": gathered.attempt, "stale_parent": gathered.active.ref.version_id},
+            )
+            return None
+        outcome = proposed.outcome.model_copy(update={"status": "promoted", "version_id": ref.version_id})
+        self._forget_what_the_model_learned(proposed.candidate, gathered.records)
+        self._record_attempt(outcome, gathered, proposed.settled, promoted=proposed.considered, must_succeed=False)
+        metrics.add_metric(name="CandidatePromoted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="VerdictsLearned", unit=MetricUnit.Count, value=proposed.learned)
+        logger.info("candidate promoted", extra=_log_fields(outcome))
+        return outcome
+
+    def _reject(self, gathered: Gathered, proposed: Proposed) -> RetrainOutcome:
+        """Save the candidate the gate refused, with the reason; the active model is left alone."""
+        key = self.store.save_candidate(proposed.candidate, proposed.decision.reason)
+        outcome = proposed.outcome.model_copy(update={"status": "rejected", "candidate_key": key})
+        self._record_attempt(outcome, gathered, proposed.settled, promoted=None, must_succeed=True)
+        metrics.add_metric(name="CandidateRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("candidate rejected by the gate", extra=_log_fields(outcome))
+        return outcome
+
+    def _record_held(self, gathered: Gathered) -> RetrainOutcome:
+        """Nothing left to learn: every verdict is held for review; move the cursor past them."""
+        outcome = gathered.outcome.model_copy(
+            update={"status": "held", "parent_version_id": gathered.active.ref.version_id}
+        )
+        settled = self._settled_position(gathered.pending, gathered.listed_at)
+        self._record_attempt(outcome, gathered, settled, promoted=None, must_succeed=True)
         logger.warning("every pending verdict is held for review", extra=_log_fields(outcome))
         return outcome
 
@@ -424,9 +518,7 @@ class LearningLoop:
     def _record_attempt(
         self,
         outcome: RetrainOutcome,
-        fingerprint: str,
-        model_cursor: ArchiveCursor,
-        keys: list[str],
+        gathered: Gathered,
         settled: str,
         *,
         promoted: ArchiveCursor | None,
@@ -437,7 +529,7 @@ class LearningLoop:
             mode=outcome.mode,
             status=outcome.status,
             verdicts=outcome.verdicts,
-            fingerprint=fingerprint,
+            fingerprint=gathered.fingerprint,
             parent_version_id=outcome.parent_version_id or "",
             version=outcome.version,
             version_id=outcome.version_id,
@@ -445,7 +537,9 @@ class LearningLoop:
             held=outcome.held,
         )
         try:
-            self.state.record_attempt(record, model_cursor.advance(keys, settled), promoted=promoted)
+            self.state.record_attempt(
+                record, gathered.model_cursor.advance(gathered.pending.keys, settled), promoted=promoted
+            )
         except (ClientError, ModelStoreError) as error:
             if must_succeed:
                 raise

@@ -387,12 +387,12 @@ class ModelStore:
             sequence=highest,
             replaces=expected.version_id if expected is not None else "",
         )
-        arguments: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": self.active_key,
-            "Body": body,
-            "Metadata": {**metadata, **_required(self.signer).sign(approval)},
-        }
+        return self._write_active(body, {**metadata, **_required(self.signer).sign(approval)}, expected)
+
+    def _write_active(self, body: bytes, metadata: dict[str, str], expected: ModelRef | None) -> ModelRef:
+        """One conditional write over the active key: refused as a `ConcurrentUpdate` if `expected` is no longer
+        the active version (or, for the first version, if there is one)."""
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": self.active_key, "Body": body, "Metadata": metadata}
         if expected is None:  # the first version (the seed) is never tagged, so it never expires
             arguments["IfNoneMatch"] = "*"
         else:

@@ -24,7 +24,6 @@ the same round trip.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -87,7 +86,7 @@ def batch_get_items(
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
-            _backoff(attempt, max_attempts=max_attempts, base_delay=base_delay, sleep=sleep)
+            aws.backoff(attempt, max_attempts=max_attempts, base_delay=base_delay, sleep=sleep)
         else:
             raise CacheUnavailable(f"{sum(len(part['Keys']) for part in pending.values())} keys still unprocessed")
     return found
@@ -167,7 +166,7 @@ class PredictionCache:
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
-            _backoff(attempt, max_attempts=self.max_attempts, base_delay=self.base_delay, sleep=self._sleep)
+            aws.backoff(attempt, max_attempts=self.max_attempts, base_delay=self.base_delay, sleep=self._sleep)
         raise CacheUnavailable(f"{len(pending[self.table_name])} items still unwritten after retries")
 
     def report(self, operation: str, error: Exception) -> None:
@@ -187,12 +186,6 @@ def _parse_item(item: Mapping[str, Any], now: float) -> Prediction | None:
         return Prediction(label=item["label"]["S"], probabilities={str(k): float(v) for k, v in probabilities.items()})
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-
-
-def _backoff(attempt: int, *, max_attempts: int, base_delay: float, sleep: Callable[[float], None]) -> None:
-    """Full-jitter exponential backoff before the next attempt; none after the last one."""
-    if attempt + 1 < max_attempts:
-        sleep(random.uniform(0, base_delay * 2**attempt))
 
 
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:

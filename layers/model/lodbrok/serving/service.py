@@ -41,6 +41,7 @@ from lodbrok.serving.schemas import (
     ItemPrediction,
     LimitExceeded,
     ModelInfo,
+    PredictionInput,
     PredictRequest,
     PredictResponse,
     RecentCalls,
@@ -310,6 +311,38 @@ class PredictService:
             else self.review_band.decision(result.prediction.label, result.prediction.probabilities)
             for result in served
         ]
+        self._account(model, inputs, served, decisions, novelty, origin)
+        return PredictResponse(
+            model_version=model.version_id,
+            model_label=model.version_label,
+            predictions=[
+                ItemPrediction(
+                    id=item.id,
+                    label=result.prediction.label,
+                    decision=decision,
+                    probabilities=result.prediction.probabilities,
+                    from_cache=result.from_cache,
+                    source=result.source,
+                    verdict=VerdictSource(id=result.verdict.id_for(origin.key_id), at=result.verdict.decided_at)
+                    if result.verdict
+                    else None,
+                    input=item.input if request.echo_input else None,
+                    explanation=_explanation_info(result.explanation) if result.explanation else None,
+                )
+                for item, result, decision in zip(inputs, served, decisions, strict=True)
+            ],
+        )
+
+    def _account(
+        self,
+        model: ActiveModel,
+        inputs: Sequence[PredictionInput],
+        served: Sequence[ServedPrediction],
+        decisions: Sequence[str],
+        novelty: TokenNovelty | None,
+        origin: Origin,
+    ) -> None:
+        """What one answer leaves behind: drift signals, a log line of counts, and the caller's call log entry."""
         DriftSignals(
             labels=Counter(result.prediction.label for result in served),
             in_review_band=decisions.count(REVIEW_DECISION) if self.review_band.bands else None,
@@ -334,26 +367,6 @@ class PredictService:
                 predictions=[(item.id, result.prediction.label) for item, result in zip(inputs, served, strict=True)],
             )
             self.call_log.record(origin, entry)
-        return PredictResponse(
-            model_version=model.version_id,
-            model_label=model.version_label,
-            predictions=[
-                ItemPrediction(
-                    id=item.id,
-                    label=result.prediction.label,
-                    decision=decision,
-                    probabilities=result.prediction.probabilities,
-                    from_cache=result.from_cache,
-                    source=result.source,
-                    verdict=VerdictSource(id=result.verdict.id_for(origin.key_id), at=result.verdict.decided_at)
-                    if result.verdict
-                    else None,
-                    input=item.input if request.echo_input else None,
-                    explanation=_explanation_info(result.explanation) if result.explanation else None,
-                )
-                for item, result, decision in zip(inputs, served, decisions, strict=True)
-            ],
-        )
 
     def model_info(self) -> ModelInfo:
         """GET /model."""

@@ -15,7 +15,6 @@ when it was not.
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -145,8 +144,7 @@ class VerdictQueue:
                 pending = retry
             if not pending:
                 return
-            if attempt + 1 < self.max_attempts:
-                self._sleep(random.uniform(0, self.base_delay * 2**attempt))
+            aws.backoff(attempt, max_attempts=self.max_attempts, base_delay=self.base_delay, sleep=self._sleep)
 
 
 def _messages(pieces: Sequence[str], provenance: Provenance) -> list[list[int]]:
