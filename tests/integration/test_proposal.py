@@ -88,7 +88,7 @@ def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_b
         "gate-set",
         "per-label",
         "near-verdicts",
-        "held-out-verdicts",
+        "out-of-fold-verdicts",
     ]
     assert proposal.candidate.version == "v-next"
     assert Predictor(tiny_bundle).predict([PROBE])[0].label == "ham"
