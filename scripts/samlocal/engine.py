@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.process import stop_gracefully
+from scripts.debian_packages import install_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = ROOT / ".cache" / "samlocal"
@@ -27,8 +28,6 @@ RECIPE = Path(__file__).with_name("build-rootfs.sh")
 IMAGE = "lodbrok-local/lambda-python:3.13"
 BRIDGE = "docker0"
 APT_SOURCES = Path("/etc/apt")
-# Debian package of each command this module runs.
-PACKAGES = {"docker": "docker.io", "dockerd": "docker.io", "debootstrap": "debootstrap"}
 ENGINE_START_SECONDS = 60
 # The image configuration `docker import` gives the root filesystem, as the Lambda base image has it.
 IMAGE_CHANGES = ("ENV LAMBDA_TASK_ROOT=/var/task", "WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]')
@@ -68,7 +67,7 @@ def ensure_engine() -> Engine:
             "no Docker engine answers (`docker info` fails) and starting one needs root: as root, "
             "`apt-get install -y docker.io debootstrap` and `dockerd --storage-driver=vfs &`"
         )
-    _install_missing("docker", "dockerd")
+    install_missing({"docker": "docker.io", "dockerd": "docker.io"})
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     log_path = CACHE_DIR / "dockerd.log"
     log(f"starting dockerd --storage-driver=vfs (log: {log_path})")
@@ -121,7 +120,7 @@ def build_rootfs_tarball(tarball: Path) -> None:
     """Run build-rootfs.sh into a scratch directory and keep only its tarball (replacing tarballs of older recipes)."""
     if os.geteuid() != 0:
         raise EngineUnavailable(f"{IMAGE} is not built yet and building it (debootstrap) needs root")
-    _install_missing("debootstrap")
+    install_missing({"debootstrap": "debootstrap"})
     mirror = debian_mirror()
     tarball.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -196,15 +195,3 @@ def _image_recipe() -> str | None:
         if name == "LODBROK_ROOTFS_RECIPE":
             return value
     return None
-
-
-def _install_missing(*commands: str) -> None:
-    packages = sorted({PACKAGES[command] for command in commands if shutil.which(command) is None})
-    if not packages:
-        return
-    if os.geteuid() != 0:
-        raise EngineUnavailable(f"missing {', '.join(packages)}: `apt-get install -y {' '.join(packages)}` as root")
-    log(f"installing {', '.join(packages)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", *packages], env=env, stdout=subprocess.DEVNULL, check=True)
