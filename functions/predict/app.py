@@ -178,11 +178,15 @@ def _openapi_json() -> str:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return errors.form_body_refused(event) or _role_refused(event) or app.resolve(event, context)
+    return _role_refused(event) or app.resolve(event, context)
 
 
 def _role_refused(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The 403 (or 503) answer when the caller's role does not allow the route, else None."""
+    """The 403 (or 503) answer when the caller's role does not allow the route, else None.
+
+    Checked before `app.resolve`: Powertools runs its request validation, which reads the body, before any
+    middleware, and a caller without the role must not learn what its body would have got.
+    """
     required = ROUTE_ROLES.get(str(event.get("resource") or ""), Role.ADMIN)
     if required == Role.PREDICT:
         return None  # every key API Gateway lets through has at least this role: no lookup

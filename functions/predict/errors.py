@@ -65,6 +65,8 @@ def _rejected(error: RequestRejected) -> Response:
 
 @router.exception_handler(RequestValidationError)
 def _invalid(error: RequestValidationError) -> Response:
+    if _sent_as_form():
+        return _unsupported_media(error)
     details = [_validation_detail(entry) for entry in error.errors()]
     return error_response(
         HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", "the request does not match the API schema", details
@@ -115,24 +117,18 @@ def _no_call_log(error: CallLogDisabled) -> Response:
 
 
 UNSUPPORTED_MEDIA_MESSAGE = "send the body as JSON with Content-Type: application/json"
-# Powertools parses these for routes with form parameters, before any handler runs; ours take JSON only.
+# Powertools parses these itself (not through our JSON deserializer) and then fails on them as a schema problem,
+# or, for multipart without a boundary, with a ValueError; every body of this API is JSON, so either is a 415.
 FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
+def _sent_as_form() -> bool:
+    return str(router.current_event.headers.get("content-type") or "").lower().startswith(FORM_MEDIA_TYPES)
+
+
 @router.exception_handler(RequestUnsupportedContentType)
-def _unsupported_media(error: RequestUnsupportedContentType) -> Response:
+def _unsupported_media(error: Exception) -> Response:
     return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
-
-
-def form_body_refused(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 415 for a form-encoded request, which Powertools would otherwise try (and maybe fail) to parse."""
-    headers = event.get("headers") or {}
-    content_type = next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
-    if not content_type.lower().startswith(FORM_MEDIA_TYPES):
-        return None
-    return proxy_response(
-        error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", UNSUPPORTED_MEDIA_MESSAGE)
-    )
 
 
 def proxy_response(response: Response) -> dict[str, Any]:
@@ -167,6 +163,11 @@ def _not_utf8(error: UnicodeDecodeError) -> Response:
     # A base64-encoded body (binary to API Gateway) that is not UTF-8 text cannot be JSON.
     message = "the request body is not UTF-8 JSON"
     return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", message, [{"field": "body"}])
+
+
+@router.exception_handler(ValueError)
+def _value_error(error: ValueError) -> Response:
+    return _unsupported_media(error) if _sent_as_form() else _unexpected(error)
 
 
 @router.exception_handler(Exception)

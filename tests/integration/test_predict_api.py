@@ -536,7 +536,13 @@ def test_predict_bad_explain_value_is_a_validation_error(api: Api, published_mod
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded; charset=utf-8"]
+    "content_type",
+    [
+        "text/plain",
+        "multipart/form-data",
+        "multipart/form-data; boundary=lodbrok",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    ],
 )
 def test_predict_non_json_content_type_is_415(api: Api, content_type: str) -> None:
     # Given a JSON body sent as another media type (a form type without its boundary, too)
