@@ -44,6 +44,17 @@ def image_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     return [*project["dependencies"], *project["optional-dependencies"]["train"]]
 
 
+def read_lock(lock: Path = LOCK) -> dict[str, tuple[str, list[str]]]:
+    """Canonical name -> (pinned version, hashes) of every requirement line in the lock."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line and not line.startswith("#"):
+            requirement, *hashes = line.split(" --hash=")
+            name, version = requirement.split("==")
+            pins[canonicalize_name(name)] = (version, hashes)
+    return pins
+
+
 def source_digest(requirements: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
 

@@ -30,8 +30,10 @@ from typing import Any
 
 import boto3
 import pytest
+from packaging.utils import canonicalize_name
 
 from devstack.process import stop_gracefully
+from scripts.lock_retrain import read_lock
 from support import EVENTS_DIR
 
 pytestmark = pytest.mark.samlocal
@@ -243,6 +245,27 @@ def test_layer_imports_and_predicts_in_the_base_image(stack: dict[str, Any]) -> 
     assert all(files[name].startswith("/opt/python/") for name in ("ai_edge_litert.interpreter", "lodbrok", "numpy"))
     assert files["boto3"].startswith("/var/runtime/")  # the runtime's, which the layer leaves out
     assert result["heavy"] == []
+
+
+def test_retrain_image_holds_exactly_the_locked_distributions(stack: dict[str, Any]) -> None:
+    # Given the retrain image built from the Dockerfile, and the lock made from pyproject.toml
+    listing = (
+        "import importlib.metadata as m, json\n"
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions(path=['/var/task'])}))\n"
+    )
+    command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", stack["retrain_image"]]
+
+    # When the distributions installed where the function's code lives are listed
+    completed = subprocess.run(
+        [*command, "-c", listing], capture_output=True, text=True, timeout=INVOKE_TIMEOUT_SECONDS, check=False
+    )
+
+    # Then they are the lock's, at the lock's versions: nothing more, nothing resolved on its own
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    installed = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert {canonicalize_name(name): version for name, version in installed.items()} == {
+        name: version for name, (version, _) in read_lock().items()
+    }
 
 
 # --- sam local start-api ----------------------------------------------------------------------------------------
