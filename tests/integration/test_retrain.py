@@ -150,17 +150,22 @@ def test_handler_scheduled_event_retrains_from_verdicts_since_the_last_promotion
 # --- what it logs and what it calls ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def logged(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """Everything the function wrote so far: its structured log and anything printed."""
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    return lambda: stream.getvalue() + capsys.readouterr().out
+
+
 def test_retrain_logs_never_contain_user_text(
     base_ref: ModelRef,
     invoke: Callable[..., dict[str, Any]],
     send: Any,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    logged: Callable[[], str],
 ) -> None:
     # Given the structured log captured, and a marker text in verdicts that are learned, held and refused,
     # and in an archive row that cannot be read
-    stream = io.StringIO()
-    monkeypatch.setattr(logger.registered_handler, "stream", stream)
     marker = "QUOKKA-TRAMLINE-4417"
     archive = learning_loop().archive
     archive.s3.put_object(
@@ -178,21 +183,19 @@ def test_retrain_logs_never_contain_user_text(
     invoke(load_event("retrain_schedule.json"))
 
     # Then the steps were logged, but the text appears in nothing the function wrote
-    logged = stream.getvalue() + capsys.readouterr().out
-    assert "skipping an unreadable archive row" in logged and "verdict message quarantined" in logged
-    assert marker not in logged
+    written = logged()
+    assert "skipping an unreadable archive row" in written and "verdict message quarantined" in written
+    assert marker not in written
 
 
 def test_retrain_logs_carry_no_ids_labels_field_names_keys_or_sources(
     base_ref: ModelRef,
     invoke: Callable[..., dict[str, Any]],
     send: Any,
-    capsys: pytest.CaptureFixture[str],
+    logged: Callable[[], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given the structured log captured, and unique markers as ids, labels, field names, unknown keys and sources
-    stream = io.StringIO()
-    monkeypatch.setattr(logger.registered_handler, "stream", stream)
     marker = {
         name: f"MARK{name.upper()}{index}X" for index, name in enumerate(["id", "label", "field", "key", "source"])
     }
@@ -224,7 +227,7 @@ def test_retrain_logs_carry_no_ids_labels_field_names_keys_or_sources(
     invoke(send(lies, learned, record))
 
     # Then every path logged, but no marker appears in anything the function wrote
-    logged = stream.getvalue() + capsys.readouterr().out
+    written = logged()
     for message in (
         "verdict message quarantined",
         "verdict held for review",
@@ -233,9 +236,9 @@ def test_retrain_logs_carry_no_ids_labels_field_names_keys_or_sources(
         "verdicts held for review",
         "suspended_senders",
     ):
-        assert message in logged, message
-    assert "candidate promoted" in logged or "candidate rejected by the gate" in logged
-    assert "MARK" not in logged
+        assert message in written, message
+    assert "candidate promoted" in written or "candidate rejected by the gate" in written
+    assert "MARK" not in written
 
 
 def test_retrain_function_calls_exactly_what_its_role_allows(

@@ -13,7 +13,7 @@ Verdicts a reviewer vouched for (`trusted`) are never held for their sender. Log
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lodbrok.learning.screening import HeldVerdict, Screening
@@ -65,13 +65,11 @@ def hold_screened(archive: VerdictArchive, records: Sequence[ArchivedVerdict], s
     """Hold what the screening held, with its reason and evidence; suspend the senders it mostly held and hold
     the rest of their verdicts too. `records` are the screened verdicts, one per input."""
     by_input = {canonical_key(record.verdict.input): record for record in records}
-    screened = Counter(sender_of(record) for record in records if not record.trusted)
-    held_by_sender: Counter[str] = Counter()
     for verdict in screening.held:
-        record = by_input[canonical_key(verdict.item.input)]
-        archive.hold(record, verdict.reason, verdict.evidence)
-        held_by_sender[sender_of(record)] += 1
-    suspects = suspect_senders(screened, held_by_sender)
+        archive.hold(by_input[canonical_key(verdict.item.input)], verdict.reason, verdict.evidence)
+    suspects = suspects_among(
+        screening, {key: sender_of(record) for key, record in by_input.items() if not record.trusted}
+    )
     learn, held = [], list(screening.held)
     for item in screening.learn:
         record = by_input[canonical_key(item.input)]
@@ -89,6 +87,13 @@ def hold_screened(archive: VerdictArchive, records: Sequence[ArchivedVerdict], s
     if suspects:
         metrics.add_metric(name="VerdictSourcesSuspect", unit=MetricUnit.Count, value=len(suspects))
     return Held(Screening(learn, held), _count_held(len(held)), digests)
+
+
+def suspects_among(screening: Screening, senders: Mapping[str, str]) -> dict[str, str]:
+    """The senders a screening mostly held; `senders` names the sender of each screened input (canonical key)."""
+    held_keys = (canonical_key(verdict.item.input) for verdict in screening.held)
+    held = Counter(senders[key] for key in held_keys if key in senders)
+    return suspect_senders(Counter(senders.values()), held)
 
 
 def suspect_senders(screened: Counter[str], held: Counter[str]) -> dict[str, str]:

@@ -22,7 +22,6 @@ attempts), so a candidate trained on a stale parent is never published.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +37,7 @@ from lodbrok import aws
 from lodbrok.access.roles import Role
 from lodbrok.clock import utc_iso, utc_now
 from lodbrok.learning.gate import GateDecision
-from lodbrok.learning.holding import hold_screened, hold_suspended, hold_unknown_labels, suspect_senders
+from lodbrok.learning.holding import hold_screened, hold_suspended, hold_unknown_labels, suspects_among
 from lodbrok.learning.intake import MessageResult, VerdictIntake
 from lodbrok.learning.proposal import LearningConfig, Proposal, Screener, propose
 from lodbrok.learning.state import AttemptRecord, Mode, RetrainState, RetrainStateStore, archive_cursor_of
@@ -57,12 +56,12 @@ from lodbrok.verdicts.archive import (
     ArchivedVerdict,
     PendingKeys,
     VerdictArchive,
+    judged_sender,
     sender_digest,
-    unverified_sender,
 )
 from lodbrok.verdicts.attestation import Attester, Provenance
 from lodbrok.verdicts.memory import VerdictMemory, entry_key
-from lodbrok.verdicts.verdict import Verdict, latest_per_input, received_instant
+from lodbrok.verdicts.verdict import latest_per_input, received_instant
 
 MIN_SECONDS_LEFT_TO_TRAIN = 360  # screening, two probes and the candidate for up to MAX_VERDICTS_PER_RETRAIN
 
@@ -246,9 +245,11 @@ class LearningLoop:
         }
         feedback = [(verdict, provenance) for verdict, provenance in latest.values() if not _trusted(provenance)]
         screening = screener.screen([verdict.to_labelled_item() for verdict, _ in feedback], self.config.screening)
-        senders = {canonical_key(verdict.input): _sender(verdict, provenance) for verdict, provenance in feedback}
-        held = Counter(senders[canonical_key(verdict.item.input)] for verdict in screening.held)
-        distrusted = set(suspect_senders(Counter(senders.values()), held))
+        senders = {
+            canonical_key(verdict.input): judged_sender(provenance.sender, verdict.source)
+            for verdict, provenance in feedback
+        }
+        distrusted = set(suspects_among(screening, senders))
         learnable = {
             key
             for key in (canonical_key(item.input) for item in screening.learn)
@@ -589,11 +590,6 @@ def latest_records(records: Sequence[ArchivedVerdict]) -> list[ArchivedVerdict]:
 
 def _trusted(provenance: Provenance) -> bool:
     return provenance.role.allows(Role.REVIEWER)
-
-
-def _sender(verdict: Verdict, provenance: Provenance) -> str:
-    """Who a verdict's trust is judged by, as `archive.sender_of` judges its archived copy."""
-    return provenance.sender or unverified_sender(verdict.source)
 
 
 def is_scheduled_event(event: Any) -> bool:

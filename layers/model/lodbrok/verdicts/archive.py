@@ -104,12 +104,12 @@ class ArchivedVerdict:
 
 
 def sender_of(record: ArchivedVerdict) -> str:
+    return judged_sender(record.sender, record.verdict.source)
+
+
+def judged_sender(sender: str | None, source: str | None) -> str:
     """Who a verdict's trust is judged by: its verified sender, or its unverified `source`, marked as such."""
-    return record.sender or unverified_sender(record.verdict.source)
-
-
-def unverified_sender(source: str | None) -> str:
-    return f"{UNVERIFIED_PREFIX}{source or 'unknown'}"
+    return sender or f"{UNVERIFIED_PREFIX}{source or 'unknown'}"
 
 
 def sender_digest(sender: str) -> str:
@@ -381,7 +381,7 @@ def _parse_row(key: str, line: str) -> ArchivedVerdict:
 
 def held_sender(record: dict[str, Any]) -> str:
     """The sender of a held record; records held before senders were kept name the verdict's source."""
-    return record.get("sender") or unverified_sender(record["verdict"].get("source"))
+    return judged_sender(record.get("sender"), record["verdict"].get("source"))
 
 
 def _safe(value: str) -> str:
