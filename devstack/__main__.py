@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     # One client to start with, an admin; `lodbrok clients add NAME --role ROLE` makes more.
     keys = ClientKeys(created["LodbrokApiUsagePlan"], roles=ClientRoles(predict_env["CLIENTS_TABLE"]))
     api_key = keys.add("local", key=arguments.api_key or secrets.token_urlsafe(24), role=Role.ADMIN).key
-    gateway = LocalGateway(
-        "PredictFunction", template.handler("PredictFunction"), template.routes("PredictFunction"), keys.authorize
-    )
+    gateway = LocalGateway.from_template(template, "PredictFunction", keys.authorize)
     server = gateway.serve(arguments.host, arguments.port)
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
 

@@ -39,6 +39,14 @@ class Route:
 
 
 @dataclass(frozen=True)
+class GatewayAnswer:
+    """One of API Gateway's own responses (a Gateway Response): its status and JSON body."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
 class QueueTrigger:
     queue_logical_id: str
     batch_size: int
@@ -107,6 +115,15 @@ class Template:
             required = spec.get("Auth", {}).get("ApiKeyRequired", api_auth)
             routes.append(Route(spec["Path"], spec["Method"].upper(), bool(self.resolve(required))))
         return routes
+
+    def gateway_responses(self) -> dict[str, GatewayAnswer]:
+        """The REST API's Gateway Responses by response type (INVALID_API_KEY, ...), with their JSON bodies."""
+        answers = {}
+        for spec in self.resources_of_type("AWS::Serverless::Api").values():
+            for response_type, response in spec.get("Properties", {}).get("GatewayResponses", {}).items():
+                body = self.resolve(response.get("ResponseTemplates", {}).get("application/json", ""))
+                answers[response_type] = GatewayAnswer(int(self.resolve(response["StatusCode"])), str(body))
+        return answers
 
     def timeout_seconds(self, function_logical_id: str) -> int:
         return int(self.resolve(self.properties(function_logical_id).get("Timeout", 3)))

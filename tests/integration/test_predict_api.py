@@ -264,6 +264,22 @@ def test_openapi_states_the_deployments_limits_labels_and_one_of_rules(
     assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
 
 
+@pytest.mark.parametrize(("request_path", "server"), [("/Prod/openapi.json", "/Prod"), ("/openapi.json", "/")])
+def test_openapi_and_swagger_servers_are_the_url_the_browser_called(api: Api, request_path: str, server: str) -> None:
+    # Given a request on the stage's own URL (/Prod/...) or through a custom domain or `make local` (no stage)
+    event, swagger = load_event("openapi_get.json"), load_event("openapi_get.json")
+    event["requestContext"]["path"] = request_path
+    swagger["resource"] = swagger["requestContext"]["resourcePath"] = "/swagger"
+    swagger["requestContext"]["path"] = request_path.replace("openapi.json", "swagger")
+    # When the document and the Swagger UI's document are fetched
+    document = api.call(event).body
+    page_document = api.call(swagger, path="/swagger", query={"format": "json"}).body
+    # Then both name the server a browser's "Try it out" must call, and the key it must send
+    assert document["servers"] == page_document["servers"] == [{"url": server}]
+    assert page_document["security"] == [{"apiKey": []}]
+    assert page_document["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
+
+
 def test_swagger_ui_is_served(api: Api) -> None:
     # Given the API
     # When the Swagger UI path is requested
