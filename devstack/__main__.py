@@ -18,13 +18,12 @@ import threading
 from pathlib import Path
 
 from devstack.seed import default_seed_model, publish_seed_model
-from devstack.template import Template, queue_url
+from devstack.template import FAST_LOOP, Template, queue_url
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in arguments.parameter_overrides)
-    template = Template(parameter_overrides=overrides)
+    arguments = build_parser().parse_args(argv)
+    template = Template(parameter_overrides=parameter_overrides(arguments))
 
     from moto.server import ThreadedMotoServer
 
@@ -104,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def parameter_overrides(arguments: argparse.Namespace) -> dict[str, str]:
+    """The template parameters to override: --fast's, then --parameter-overrides (which win)."""
+    chosen = [*(FAST_LOOP if arguments.fast else ()), *arguments.parameter_overrides]
+    return dict(item.split("=", 1) for item in chosen)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -120,11 +125,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ready-file", help="write the stack's URLs, API key and names here as JSON once it serves")
     parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"a learning loop that answers in seconds, not minutes: {' '.join(FAST_LOOP)} "
+        "(by default verdicts are batched for up to 60 s, and a warm API looks for a new model every 60 s)",
+    )
+    parser.add_argument(
         "--parameter-overrides",
         nargs="*",
         default=[],
         metavar="NAME=VALUE",
-        help="template parameters, as for sam deploy (e.g. MinVerdictsToTrain=5)",
+        help="template parameters, as for sam deploy (e.g. RetrainBatchSize=10)",
     )
     return parser
 

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.process import stop_gracefully
-from devstack.template import ROOT
+from devstack.template import FAST_LOOP, ROOT
 
-FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
 # Spam probabilities from 0.2 to 0.8 are answered with the decision "review": the campaign, new to the seed model.
 REVIEW_BAND = 'ReviewBand={"spam": [0.2, 0.8]}'
 EXPLAINED = "FREE entry to win a holiday! Text CLAIM to 80085 now"

@@ -23,6 +23,9 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 LOCAL_PREFIX = "lodbrok-local"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# Parameter overrides for a learning loop that answers in seconds: verdicts are batched for 2 s (not 60) and a warm
+# predict function looks for a new model every 2 s (not 60). `python -m devstack --fast`, the demo and the tests.
+FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def test_openapi_document_needs_no_key_and_names_the_local_server(stack: StackIn
         document = json.loads(response.read())
     # Then it answers, with the root as its server (the local API has no stage in its URL)
     assert document["servers"] == [{"url": "/"}]
-    # And a keyed route still refuses a call without a key
+    # And a keyed route still refuses a call without a key, saying where the key goes
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{stack.api_url}/model", timeout=30)
     assert refused.value.code == 403
+    assert "x-api-key" in json.loads(refused.value.read())["message"]
