@@ -154,7 +154,9 @@ def _add_client_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--stack", help="deployed stack whose UsagePlanId, ClientsTableName (and table) outputs to use"
     )
-    command.add_argument("--usage-plan", help="API Gateway usage plan id (default: the output of --stack)")
+    command.add_argument(
+        "--usage-plan", help="API Gateway usage plan id (default: $USAGE_PLAN_ID, or the output of --stack)"
+    )
     command.add_argument(
         "--clients-table", help="the clients table (default: $CLIENTS_TABLE, or the output of --stack)"
     )
@@ -298,12 +300,14 @@ def _client_roles(arguments: argparse.Namespace) -> Any:
 
 def _client_keys(arguments: argparse.Namespace) -> Any:
     from lodbrok.access.api_keys import ClientKeys
+    from lodbrok.settings import get_settings
 
-    if arguments.usage_plan:
-        return ClientKeys(arguments.usage_plan, roles=_client_roles(arguments))
-    if arguments.stack:
-        return ClientKeys(_stack_output(arguments.stack, "UsagePlanId"), roles=_client_roles(arguments))
-    raise CliError("no usage plan: pass --stack STACK or --usage-plan ID")
+    usage_plan = arguments.usage_plan or (
+        _stack_output(arguments.stack, "UsagePlanId") if arguments.stack else get_settings().usage_plan_id
+    )
+    if not usage_plan:
+        raise CliError("no usage plan: pass --usage-plan ID or --stack STACK, or set USAGE_PLAN_ID")
+    return ClientKeys(usage_plan, roles=_client_roles(arguments))
 
 
 def _clients_add(arguments: argparse.Namespace) -> int:
