@@ -20,10 +20,13 @@ from pathlib import Path
 
 from devstack.seed import default_seed_model, publish_seed_model
 from devstack.template import FAST_LOOP, REGION, QueueTrigger, Template, queue_url
+from lodbrok_cli.quiet import quiet_tensorflow
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if argv is None:  # the program, not a test calling it: before the seed training or retrain imports TensorFlow
+        quiet_tensorflow()
     template = Template(parameter_overrides=parameter_overrides(arguments))
 
     from moto.server import ThreadedMotoServer
@@ -161,7 +164,14 @@ def _use_emulation(endpoint: str) -> None:
 
 
 # What the `lodbrok` stack commands read from the environment (lodbrok.settings), as the functions name them.
-CLI_VARIABLES = ("MODEL_BUCKET", "MODEL_NAME", "MODEL_SIGNING_KEY", "VERDICT_MEMORY_TABLE", "CLIENTS_TABLE")
+CLI_VARIABLES = (
+    "MODEL_BUCKET",
+    "MODEL_NAME",
+    "MODEL_SIGNING_KEY",
+    "MODEL_REFRESH_SECONDS",
+    "VERDICT_MEMORY_TABLE",
+    "CLIENTS_TABLE",
+)
 
 
 def cli_environment(

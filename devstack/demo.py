@@ -8,6 +8,7 @@ again -> trust decides reach: a `feedback` client's correction answers that clie
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -312,7 +313,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m devstack.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     print("starting the local stack (moto + API + retrain poller) ...", flush=True)
     log_path = ROOT / ".cache" / "demo-stack.log"
     log_path.parent.mkdir(exist_ok=True)

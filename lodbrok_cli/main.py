@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ from lodbrok.registry.signing import SigningNotConfigured
 from lodbrok.registry.store import ModelStoreError
 from lodbrok_cli import model_commands, stack_commands
 from lodbrok_cli.common import CliError
+from lodbrok_cli.quiet import quiet_tensorflow
 
 DESCRIPTION = """\
 Lodbrok: a text classifier that learns from its users' verdicts.
@@ -31,7 +31,7 @@ Typical first steps:
 Against a deployed (or `make local`) stack:
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
-  lodbrok rollback --to VERSION_ID --bucket BUCKET
+  lodbrok rollback --to v1 --bucket BUCKET         a label (or version id) from `versions`
   lodbrok approve --bucket BUCKET                re-approve the active model once after an upgrade
   lodbrok clients add NAME --role feedback --stack STACK   one API key per client, with its role (list, role, revoke)
   lodbrok memory list --stack STACK              the verdict memory's entries (forget --text T removes one)
@@ -42,9 +42,11 @@ named record fields (see README.md).
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `lodbrok` program (arguments from the command line), or one command called with `argv`."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if argv is None:
+        quiet_tensorflow()
     try:
         return int(arguments.handler(arguments) or 0)
     except (

@@ -30,6 +30,7 @@ FUNCTION_ENV = {
     "VERDICT_MEMORY_TABLE": "lodbrok-local-verdictmemorytable",
     "CLIENTS_TABLE": "lodbrok-local-clientstable",
     "CACHE_TABLE": "lodbrok-local-cachetable",
+    "MODEL_REFRESH_SECONDS": "2",
 }
 
 
@@ -47,6 +48,7 @@ def test_cli_environment_gives_the_cli_every_name_it_reads_from_settings() -> No
     assert settings.model_signing_key == FUNCTION_ENV["MODEL_SIGNING_KEY"]
     assert settings.verdict_memory_table == FUNCTION_ENV["VERDICT_MEMORY_TABLE"]
     assert settings.clients_table == FUNCTION_ENV["CLIENTS_TABLE"] and settings.usage_plan_id == "p1"
+    assert settings.model_refresh_seconds == 2
     assert exports["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5055" and exports["AWS_DEFAULT_REGION"] == "us-east-1"
     assert (exports["LODBROK_API_URL"], exports["LODBROK_API_KEY"]) == ("http://127.0.0.1:3000", "key-with-$-and-'")
 
