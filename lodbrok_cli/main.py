@@ -28,10 +28,11 @@ Typical first steps:
   lodbrok predict --model model.lbk "WIN a prize now!"
   lodbrok finetune --model model.lbk --data verdicts.jsonl --out model-v2.lbk
 
-Against a deployed (or `make local`) stack:
+Against a deployed stack, or `make local` (paste the `export` block its banner prints, then leave out
+--bucket, --signing-key and --usage-plan):
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
-  lodbrok rollback --to v1 --bucket BUCKET         a label (or version id) from `versions`
+  lodbrok rollback --to v1 --bucket BUCKET       make v1 active again (a label or version id)
   lodbrok approve --bucket BUCKET                re-approve the active model once after an upgrade
   lodbrok clients add NAME --role feedback --stack STACK   one API key per client, with its role (list, role, revoke)
   lodbrok memory list --stack STACK              the verdict memory's entries (forget --text T removes one)
