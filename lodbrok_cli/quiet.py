@@ -6,7 +6,8 @@ warnings, and one spurious `use_unbounded_threadpool` error from tf.data. TF_CPP
 INFO and WARNING lines logged after absl starts, and the "tensorflow" logger at ERROR hides the retracing
 warnings. The lines logged before absl starts ignore both, so what C++ code writes to file descriptor 2 goes
 through a filter that drops exactly those known lines (`NOISE`); Python's own stderr (progress bars, warnings,
-tracebacks) bypasses it and reaches the terminal unchanged. Only programs call `quiet_tensorflow()`, before
+tracebacks) bypasses it and reaches the terminal unchanged. The root logger gets a handler at WARNING, so absl's
+first message no longer gives it one at INFO that repeats the functions' INFO lines on stderr. Only programs call `quiet_tensorflow()`, before
 TensorFlow is imported: the functions of a test process keep their stderr as pytest captures it.
 """
 
@@ -35,6 +36,12 @@ def quiet_tensorflow() -> None:
     if not getattr(quiet_tensorflow, "filtering", False):
         quiet_tensorflow.filtering = True  # type: ignore[attr-defined]
         _filter_stderr()
+    if not logging.root.handlers:
+        # absl's first message gives a root logger without handlers one at INFO (logging.basicConfig), which then
+        # repeats every INFO line of the functions' own loggers on stderr; one at WARNING keeps what matters.
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        logging.root.addHandler(handler)
 
 
 def _filter_stderr() -> None:

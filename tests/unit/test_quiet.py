@@ -47,6 +47,23 @@ def test_noise_leaves_real_errors(line: bytes) -> None:
     assert not NOISE.match(line)
 
 
+def test_quiet_tensorflow_keeps_info_lines_of_other_loggers_off_stderr_after_absl_logs() -> None:
+    # Given a program that silences TensorFlow, then absl logs (as Keras does) and a logger logs INFO and ERROR
+    completed = _run(
+        "import logging\n"
+        "from lodbrok_cli.quiet import quiet_tensorflow\n"
+        "quiet_tensorflow()\n"
+        "from absl import logging as absl_logging\n"
+        "absl_logging.warning('absl warns')\n"
+        "logging.getLogger('lodbrok').setLevel(logging.INFO)\n"  # as Powertools sets it from LOG_LEVEL
+        "logging.getLogger('lodbrok').info('an info line')\n"
+        "logging.getLogger('lodbrok').error('a real error')\n"
+    )
+    # Then the warning and the error reach stderr, the info line does not
+    assert completed.returncode == 0
+    assert completed.stderr.splitlines() == [b"absl warns", b"a real error"]
+
+
 def test_quiet_tensorflow_drops_the_noise_of_importing_tensorflow_and_keeps_errors() -> None:
     # Given a program that silences TensorFlow, imports it, then writes a real C++ error and fails
     completed = _run(
