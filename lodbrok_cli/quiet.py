@@ -7,8 +7,8 @@ INFO and WARNING lines logged after absl starts, and the "tensorflow" logger at 
 warnings. The lines logged before absl starts ignore both, so what C++ code writes to file descriptor 2 goes
 through a filter that drops exactly those known lines (`NOISE`); Python's own stderr (progress bars, warnings,
 tracebacks) bypasses it and reaches the terminal unchanged. The root logger gets a handler at WARNING, so absl's
-first message no longer gives it one at INFO that repeats the functions' INFO lines on stderr. Only programs call `quiet_tensorflow()`, before
-TensorFlow is imported: the functions of a test process keep their stderr as pytest captures it.
+first message no longer gives it one at INFO that repeats the functions' INFO lines on stderr. Only programs
+call `quiet_tensorflow()`, before TensorFlow is imported: a test process keeps its stderr as pytest captures it.
 """
 
 from __future__ import annotations
