@@ -12,19 +12,22 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from devstack.seed import default_seed_model, publish_seed_model
-from devstack.template import Template, queue_url
+from devstack.template import FAST_LOOP, REGION, QueueTrigger, Template, queue_url
+from lodbrok_cli.quiet import quiet_tensorflow
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in arguments.parameter_overrides)
-    template = Template(parameter_overrides=overrides)
+    arguments = build_parser().parse_args(argv)
+    if argv is None:  # the program, not a test calling it: before the seed training or retrain imports TensorFlow
+        quiet_tensorflow()
+    template = Template(parameter_overrides=parameter_overrides(arguments))
 
     from moto.server import ThreadedMotoServer
 
@@ -58,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # One client to start with, an admin; `lodbrok clients add NAME --role ROLE` makes more.
     keys = ClientKeys(created["LodbrokApiUsagePlan"], roles=ClientRoles(predict_env["CLIENTS_TABLE"]))
     api_key = keys.add("local", key=arguments.api_key or secrets.token_urlsafe(24), role=Role.ADMIN).key
-    gateway = LocalGateway(
-        "PredictFunction", template.handler("PredictFunction"), template.routes("PredictFunction"), keys.authorize
-    )
+    gateway = LocalGateway.from_template(template, "PredictFunction", keys.authorize)
     server = gateway.serve(arguments.host, arguments.port)
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
 
@@ -77,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     poller.start()
 
-    _print_banner(arguments, api_key, endpoint, predict_env, seed_ref, trigger, keys.usage_plan_id)
+    api_url = f"http://{arguments.host}:{arguments.port}"
+    exports = cli_environment(api_url, api_key, endpoint, predict_env, keys.usage_plan_id)
+    print(banner(exports, seed_ref, trigger), flush=True)
     if arguments.ready_file:
         ready = {
-            "api_url": f"http://{arguments.host}:{arguments.port}",
+            "api_url": api_url,
             "api_key": api_key,
             "aws_endpoint": endpoint,
             "model_bucket": predict_env["MODEL_BUCKET"],
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "clients_table": predict_env["CLIENTS_TABLE"],
             "verdict_memory_table": predict_env["VERDICT_MEMORY_TABLE"],
             "seed_version_id": seed_ref,
+            "exports": exports,
         }
         Path(arguments.ready_file).write_text(json.dumps(ready, indent=2))
     stopped = threading.Event()
@@ -106,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def parameter_overrides(arguments: argparse.Namespace) -> dict[str, str]:
+    """The template parameters to override: --fast's, then --parameter-overrides (which win)."""
+    chosen = [*(FAST_LOOP if arguments.fast else ()), *arguments.parameter_overrides]
+    return dict(item.split("=", 1) for item in chosen)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -122,61 +132,87 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ready-file", help="write the stack's URLs, API key and names here as JSON once it serves")
     parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"a learning loop that answers in seconds, not minutes: {' '.join(FAST_LOOP)} "
+        "(by default verdicts are batched for up to 60 s, and a warm API looks for a new model every 60 s)",
+    )
+    parser.add_argument(
         "--parameter-overrides",
         nargs="*",
         default=[],
         metavar="NAME=VALUE",
-        help="template parameters, as for sam deploy (e.g. MinVerdictsToTrain=5)",
+        help="template parameters, as for sam deploy (e.g. RetrainBatchSize=10)",
     )
     return parser
 
 
+def _emulation(endpoint: str) -> dict[str, str]:
+    """What points boto3 (and the `aws` CLI) at the emulation instead of an AWS account."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
 def _use_emulation(endpoint: str) -> None:
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-        }
-    )
+    os.environ.update(_emulation(endpoint))
     os.environ.pop("AWS_PROFILE", None)
 
 
-def _print_banner(
-    arguments: argparse.Namespace,
-    api_key: str,
-    endpoint: str,
-    env: dict[str, str],
-    seed: str,
-    trigger: object,
-    usage_plan: str,
-) -> None:
-    url = f"http://{arguments.host}:{arguments.port}"
-    print(
-        f"""
+# What the `lodbrok` stack commands read from the environment (lodbrok.settings), as the functions name them.
+CLI_VARIABLES = (
+    "MODEL_BUCKET",
+    "MODEL_NAME",
+    "MODEL_SIGNING_KEY",
+    "MODEL_REFRESH_SECONDS",
+    "VERDICT_MEMORY_TABLE",
+    "CLIENTS_TABLE",
+)
+
+
+def cli_environment(
+    api_url: str, api_key: str, endpoint: str, function_env: dict[str, str], usage_plan: str
+) -> dict[str, str]:
+    """The variables that let every `lodbrok` command and every curl example of the banner and the docs run
+    unchanged against this stack: the emulation's endpoint and credentials, the names the CLI reads, the usage
+    plan of `lodbrok clients`, and the API's URL and key."""
+    return {
+        **_emulation(endpoint),
+        **{name: function_env.get(name, "default" if name == "MODEL_NAME" else "") for name in CLI_VARIABLES},
+        "USAGE_PLAN_ID": usage_plan,
+        "LODBROK_API_URL": api_url,
+        "LODBROK_API_KEY": api_key,
+    }
+
+
+def banner(exports: dict[str, str], seed: str, trigger: QueueTrigger) -> str:
+    """What `make local` prints once it serves: where things are, an `export` block, and examples that use it."""
+    export_block = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in exports.items())
+    url = exports["LODBROK_API_URL"]
+    return f"""
 Lodbrok is running locally (Ctrl-C stops it).
-  API            {url}   (API key of client "local", an admin: {api_key}; usage plan {usage_plan})
-  Swagger UI     {url}/swagger
-  AWS emulation  {endpoint}   bucket {env["MODEL_BUCKET"]}, seed model version {seed}
-  signing key    {env["MODEL_SIGNING_KEY"]}
-  retraining     {trigger}
+  API            {url}   (API key of client "local", an admin: {exports["LODBROK_API_KEY"]})
+  Swagger UI     {url}/swagger   (opens without a key; "Authorize" takes the API key)
+  AWS emulation  {exports["AWS_ENDPOINT_URL"]}   bucket {exports["MODEL_BUCKET"]}, seed model version {seed}
+  retraining     up to {trigger.batch_size} verdicts per batch, gathered for up to {trigger.batching_window_seconds} s
+
+Paste this block into another shell: then the examples below, the docs' and every `lodbrok` command run unchanged.
+unset AWS_PROFILE
+{export_block}
 
 Try:
-  curl -s -X POST {url}/predict -H 'x-api-key: {api_key}' -H 'content-type: application/json' \\
+  curl -s -X POST "$LODBROK_API_URL/predict" -H "x-api-key: $LODBROK_API_KEY" -H 'content-type: application/json' \\
        -d '{{"texts": ["WINNER! Claim your free prize now, call 09061701461", "see you at lunch?"]}}'
-  curl -s {url}/model -H 'x-api-key: {api_key}'
-  curl -s -X POST {url}/verdicts -H 'x-api-key: {api_key}' -H 'content-type: application/json' \\
+  curl -s "$LODBROK_API_URL/model" -H "x-api-key: $LODBROK_API_KEY"
+  curl -s -X POST "$LODBROK_API_URL/verdicts" -H "x-api-key: $LODBROK_API_KEY" -H 'content-type: application/json' \\
        -d '{{"verdicts": [{{"id": "v1", "text": "zorblax airdrop, claim your tokens", "label": "spam"}}]}}'
-  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
-       .venv/bin/lodbrok versions --bucket {env["MODEL_BUCKET"]}
-  (rollback, publish, promote and approve also need --signing-key {env["MODEL_SIGNING_KEY"]})
-  Other clients, with the same variables (roles: predict < feedback < reviewer < admin):
-  CLIENTS_TABLE={env["CLIENTS_TABLE"]} .venv/bin/lodbrok clients add NAME --role feedback --usage-plan {usage_plan}
-""",
-        flush=True,
-    )
+  .venv/bin/lodbrok versions
+  .venv/bin/lodbrok clients add NAME --role feedback    (roles: predict < feedback < reviewer < admin)
+"""
 
 
 if __name__ == "__main__":

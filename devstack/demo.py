@@ -8,6 +8,7 @@ again -> trust decides reach: a `feedback` client's correction answers that clie
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -26,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.process import stop_gracefully
-from devstack.template import ROOT
+from devstack.template import FAST_LOOP, ROOT
 
-FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
 # Spam probabilities from 0.2 to 0.8 are answered with the decision "review": the campaign, new to the seed model.
 REVIEW_BAND = 'ReviewBand={"spam": [0.2, 0.8]}'
 EXPLAINED = "FREE entry to win a holiday! Text CLAIM to 80085 now"
@@ -58,6 +58,7 @@ class StackInfo:
     clients_table: str
     verdict_memory_table: str
     seed_version_id: str
+    exports: dict[str, str]  # the banner's `export` block
 
 
 class ApiClient:
@@ -232,7 +233,7 @@ def run_scenario(stack: StackInfo, say: Callable[[str], None] = print, promotion
 def _trust_decides_reach(stack: StackInfo, report: Report, say: Callable[[str], None]) -> None:
     """A feedback client's correction answers only that client; a reviewer's answers everyone."""
     keys = {
-        name: json.loads(_lodbrok_cli(stack, "clients", "add", name, "--role", role, "--json", store=False))["key"]
+        name: json.loads(_lodbrok_cli(stack, "clients", "add", name, "--role", role, "--json"))["key"]
         for name, role in CLIENTS.items()
     }
     report.add(say, "clients added with the CLI", roles=CLIENTS)
@@ -294,21 +295,15 @@ def _poll(answer: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any
         time.sleep(0.2)
 
 
-def _lodbrok_cli(stack: StackInfo, *arguments: str, store: bool = True) -> str:
-    """Run `lodbrok` against the stack; `store` commands get the model bucket and signing key options."""
-    environment = {
-        **os.environ,
-        "VERDICT_MEMORY_TABLE": stack.verdict_memory_table,
-        "CLIENTS_TABLE": stack.clients_table,
-        "AWS_ENDPOINT_URL": stack.aws_endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    options = ["--bucket", stack.model_bucket, "--model-name", stack.model_name, "--signing-key", stack.signing_key]
-    if not store:
-        options = ["--usage-plan", stack.usage_plan]
-    command = [sys.executable, "-m", "lodbrok_cli", *arguments, *options]
+# What a shell passes every command besides the pasted exports: where programs and this checkout's code are.
+PROCESS_VARIABLES = ("PATH", "HOME", "LANG", "PYTHONPATH")
+
+
+def _lodbrok_cli(stack: StackInfo, *arguments: str) -> str:
+    """Run `lodbrok` against the stack as someone who pasted the banner's `export` block: no other setting, no
+    option naming the stack's bucket, key, tables or usage plan."""
+    environment = {name: os.environ[name] for name in PROCESS_VARIABLES if name in os.environ} | stack.exports
+    command = [sys.executable, "-m", "lodbrok_cli", *arguments]
     return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
 
 
@@ -318,7 +313,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m devstack.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     print("starting the local stack (moto + API + retrain poller) ...", flush=True)
     log_path = ROOT / ".cache" / "demo-stack.log"
     log_path.parent.mkdir(exist_ok=True)

@@ -1,4 +1,10 @@
-"""Local API Gateway: HTTP requests -> the REST proxy events the template routes to a function."""
+"""Local API Gateway: HTTP requests -> the REST proxy events the template routes to a function.
+
+Before the function runs it refuses what API Gateway refuses, with API Gateway's answers: a route or method the
+template does not declare is 403 MISSING_AUTHENTICATION_TOKEN (never a 404), a keyed route without a valid
+x-api-key is 403 INVALID_API_KEY, a body over the REST payload limit is 413. Their bodies are the template's
+Gateway Responses where it declares them, else API Gateway's defaults.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,22 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.template import Route
+from devstack.template import GatewayAnswer, Route, Template
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST payload limit
 STAGE = "local"
+# What API Gateway answers when the template customises none of these response types.
+DEFAULT_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": GatewayAnswer(403, '{"message": "Missing Authentication Token"}'),
+    "INVALID_API_KEY": GatewayAnswer(403, '{"message": "Forbidden"}'),
+    "REQUEST_TOO_LARGE": GatewayAnswer(413, '{"message": "Request Too Long"}'),
+}
 
 
 @dataclass
@@ -86,7 +98,9 @@ def proxy_event(
         "requestContext": {
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{STAGE}{url.path}",
+            # The path as called: the local API is served at the root, as through a custom domain, so the
+            # Swagger UI's server (Powertools derives it from this path and the stage) is the root too.
+            "path": url.path,
             "stage": STAGE,
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
@@ -114,16 +128,32 @@ class LocalGateway:
         handler: Callable[[dict[str, Any], Any], dict[str, Any]],
         routes: list[Route],
         authorize: Callable[[str | None], str | None],
+        responses: Mapping[str, GatewayAnswer] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
-        """`authorize` maps an x-api-key value to its key id, or None for a key API Gateway would refuse."""
+        """`authorize` maps an x-api-key value to its key id, or None for a key API Gateway would refuse;
+        `responses` are the template's Gateway Responses by type."""
         self.function_name = function_name
         self.handler = handler
         self.routes = {(route.path, route.method): route for route in routes}
         self.authorize = authorize
+        self.responses = {**DEFAULT_RESPONSES, **(responses or {})}
         self.log = log
         # One warm "container": Powertools' resolver keeps per-request state on the app object.
         self._invoke_lock = threading.Lock()
+
+    @classmethod
+    def from_template(
+        cls, template: Template, function_logical_id: str, authorize: Callable[[str | None], str | None]
+    ) -> LocalGateway:
+        """The function's routes, handler and the API's Gateway Responses, as template.yaml declares them."""
+        return cls(
+            function_logical_id,
+            template.handler(function_logical_id),
+            template.routes(function_logical_id),
+            authorize,
+            responses=template.gateway_responses(),
+        )
 
     def invoke(
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
@@ -141,13 +171,13 @@ class LocalGateway:
         path = urlsplit(target).path
         route = self.routes.get((path, method))
         if route is None:
-            return _gateway_error(403, "Missing Authentication Token")
+            return self._answer("MISSING_AUTHENTICATION_TOKEN")
         given_key = next((value for name, value in headers.items() if name.lower() == "x-api-key"), None)
         key_id = self.authorize(given_key)
         if route.api_key_required and key_id is None:
-            return _gateway_error(403, "Forbidden")
+            return self._answer("INVALID_API_KEY")
         if len(body) > MAX_PAYLOAD_BYTES:
-            return _gateway_error(413, "Request Too Long")
+            return self._answer("REQUEST_TOO_LARGE")
         event = proxy_event(route, method, target, headers, body, source_ip, given_key if key_id else None, key_id)
         with self._invoke_lock:
             try:
@@ -161,6 +191,10 @@ class LocalGateway:
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         return int(response.get("statusCode", 200)), response_headers, data
+
+    def _answer(self, response_type: str) -> tuple[int, dict[str, str], bytes]:
+        answer = self.responses[response_type]
+        return answer.status, {"Content-Type": "application/json"}, answer.body.encode()
 
     def serve(self, host: str, port: int) -> ThreadingHTTPServer:
         gateway = self

@@ -23,6 +23,9 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 LOCAL_PREFIX = "lodbrok-local"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# Parameter overrides for a learning loop that answers in seconds: verdicts are batched for 2 s (not 60) and a warm
+# predict function looks for a new model every 2 s (not 60). `python -m devstack --fast`, the demo and the tests.
+FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
@@ -36,6 +39,14 @@ class Route:
     path: str
     method: str
     api_key_required: bool
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    """One of API Gateway's own responses (a Gateway Response): its status and JSON body."""
+
+    status: int
+    body: str
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,15 @@ class Template:
             required = spec.get("Auth", {}).get("ApiKeyRequired", api_auth)
             routes.append(Route(spec["Path"], spec["Method"].upper(), bool(self.resolve(required))))
         return routes
+
+    def gateway_responses(self) -> dict[str, GatewayAnswer]:
+        """The REST API's Gateway Responses by response type (INVALID_API_KEY, ...), with their JSON bodies."""
+        answers = {}
+        for spec in self.resources_of_type("AWS::Serverless::Api").values():
+            for response_type, response in spec.get("Properties", {}).get("GatewayResponses", {}).items():
+                body = self.resolve(response.get("ResponseTemplates", {}).get("application/json", ""))
+                answers[response_type] = GatewayAnswer(int(self.resolve(response["StatusCode"])), str(body))
+        return answers
 
     def timeout_seconds(self, function_logical_id: str) -> int:
         return int(self.resolve(self.properties(function_logical_id).get("Timeout", 3)))

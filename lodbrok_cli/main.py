@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ from lodbrok.registry.signing import SigningNotConfigured
 from lodbrok.registry.store import ModelStoreError
 from lodbrok_cli import model_commands, stack_commands
 from lodbrok_cli.common import CliError
+from lodbrok_cli.quiet import quiet_tensorflow
 
 DESCRIPTION = """\
 Lodbrok: a text classifier that learns from its users' verdicts.
@@ -28,10 +28,11 @@ Typical first steps:
   lodbrok predict --model model.lbk "WIN a prize now!"
   lodbrok finetune --model model.lbk --data verdicts.jsonl --out model-v2.lbk
 
-Against a deployed (or `make local`) stack:
+Against a deployed stack, or `make local` (paste the `export` block its banner prints, then leave out
+--bucket, --signing-key and --usage-plan):
   lodbrok publish model.lbk --bucket BUCKET      make a bundle the active model
   lodbrok versions --bucket BUCKET               every stored version, * = active
-  lodbrok rollback --to VERSION_ID --bucket BUCKET
+  lodbrok rollback --to v1 --bucket BUCKET       make v1 active again (a label or version id)
   lodbrok approve --bucket BUCKET                re-approve the active model once after an upgrade
   lodbrok clients add NAME --role feedback --stack STACK   one API key per client, with its role (list, role, revoke)
   lodbrok memory list --stack STACK              the verdict memory's entries (forget --text T removes one)
@@ -42,9 +43,11 @@ named record fields (see README.md).
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `lodbrok` program (arguments from the command line), or one command called with `argv`."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if argv is None:
+        quiet_tensorflow()
     try:
         return int(arguments.handler(arguments) or 0)
     except (

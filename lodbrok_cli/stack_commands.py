@@ -31,6 +31,12 @@ def _add_registry_commands(commands: argparse._SubParsersAction) -> None:
     publish = commands.add_parser("publish", help="upload a bundle to the model bucket as the new active version")
     _add_store_arguments(publish)
     publish.add_argument("bundle", help="bundle file to publish (e.g. from `lodbrok train`)")
+    publish.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even when the bundle answers other labels than the active model (clients, verdicts and "
+        "review bands that name the old labels stop working)",
+    )
     publish.set_defaults(handler=_publish)
 
     versions = commands.add_parser("versions", help="list every stored version of the model")
@@ -40,7 +46,13 @@ def _add_registry_commands(commands: argparse._SubParsersAction) -> None:
 
     rollback = commands.add_parser("rollback", help="make an earlier version active again (history is kept)")
     _add_store_arguments(rollback)
-    rollback.add_argument("--to", required=True, metavar="VERSION_ID", help="S3 version id (see `lodbrok versions`)")
+    rollback.add_argument(
+        "--to",
+        required=True,
+        metavar="VERSION",
+        help="a label as `lodbrok versions` lists it (v1 means the version first stored as v1, not a later copy "
+        "of it), or an S3 version id",
+    )
     rollback.epilog = (
         "The restored version is re-approved with your signing key (kms:Sign). Verdict memory entries decided "
         "after it was stored and before the rollback stop answering at once: a rollback undoes what was learned since."
@@ -154,7 +166,9 @@ def _add_client_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--stack", help="deployed stack whose UsagePlanId, ClientsTableName (and table) outputs to use"
     )
-    command.add_argument("--usage-plan", help="API Gateway usage plan id (default: the output of --stack)")
+    command.add_argument(
+        "--usage-plan", help="API Gateway usage plan id (default: $USAGE_PLAN_ID, or the output of --stack)"
+    )
     command.add_argument(
         "--clients-table", help="the clients table (default: $CLIENTS_TABLE, or the output of --stack)"
     )
@@ -227,9 +241,42 @@ def _publish(arguments: argparse.Namespace) -> int:
     store = _store(arguments)
     bundle = Bundle.read(arguments.bundle)
     check_shapes(bundle)  # refused here rather than served: every prediction of a mismatched bundle would fail
-    ref = store.publish(bundle.with_metadata(version=store.next_version_label()), expected=store.head())
-    print(f"published {arguments.bundle} as the active model: version {ref.version_id}")
+    _check_labels(store, bundle, arguments)
+    label = store.next_version_label()
+    ref = store.publish(bundle.with_metadata(version=label), expected=store.head())
+    print(f"published {arguments.bundle} as {label}, the active model (version id {ref.version_id})")
+    print(_serving_switch())
     return 0
+
+
+def _check_labels(store: Any, bundle: Bundle, arguments: argparse.Namespace) -> None:
+    """Refuse (or, with --force, warn about) a bundle whose labels differ from the active model's."""
+    from lodbrok.registry.store import NoActiveModel
+
+    try:
+        active = store.load().bundle()
+    except NoActiveModel:
+        return
+    if set(active.labels) == set(bundle.labels):
+        return
+    change = (
+        f"the active model {active.version} answers the labels {sorted(active.labels)}, {arguments.bundle} answers "
+        f"{sorted(bundle.labels)}: clients, verdicts and review bands that name the old labels stop working"
+    )
+    if not arguments.force:
+        raise CliError(f"{change}; pass --force to publish it anyway")
+    print(f"warning: {change}", file=sys.stderr)
+
+
+def _serving_switch() -> str:
+    """When the API answers with a newly active model: a warm function looks for one every ModelRefreshSeconds."""
+    from lodbrok.settings import get_settings
+
+    seconds = get_settings().model_refresh_seconds
+    return (
+        f"the API serves it within {seconds:g} s (ModelRefreshSeconds, read here from MODEL_REFRESH_SECONDS): "
+        "until a warm predict function looks again it answers with the previous model; GET /model shows which"
+    )
 
 
 def _versions(arguments: argparse.Namespace) -> int:
@@ -240,22 +287,38 @@ def _versions(arguments: argparse.Namespace) -> int:
         print(json.dumps([asdict(version) for version in versions], indent=2))
         return 0
     print(
-        f"{'':2}{'version id':<38}{'label':<7}{'action':<24}{'stored':<27}{'parent':<8}{'verdicts':>8}  gate accuracy"
+        f"{'':2}{'version id':<38}{'label':<8}{'action':<24}{'stored':<27}{'parent':<8}{'verdicts':>8}  gate accuracy"
     )
     for version in versions:
         marker = "* " if version.is_active else "  "
+        label = f"({version.label})" if version.is_copy else version.label
         action = version.action + (f" of {version.restored_from[:8]}" if version.restored_from else "")
         gate = version.metrics.get("accuracy", "")
         print(
-            f"{marker}{version.version_id:<38}{version.label:<7}{action:<24}{version.stored_at:<27}"
+            f"{marker}{version.version_id:<38}{label:<8}{action:<24}{version.stored_at:<27}"
             f"{version.parent:<8}{version.verdict_count:>8}  {gate}"
+        )
+    if any(version.is_copy for version in versions):
+        print(
+            "(vN) = the model vN stored again by a rollback or an approval; `rollback --to vN` means the first vN",
+            file=sys.stderr,
         )
     return 0
 
 
 def _rollback(arguments: argparse.Namespace) -> int:
-    ref = _store(arguments).rollback(arguments.to)
-    print(f"restored version {arguments.to} as the active model (new version {ref.version_id}), re-approved")
+    store = _store(arguments)
+    version_id = store.resolve(arguments.to)
+    listed = store.versions()
+    label = next(version.label for version in listed if version.version_id == version_id)
+    active = next((version for version in listed if version.is_active), None)
+    if active is not None and active.label == label:
+        raise CliError(f"{label} is already the active model (version id {active.version_id})")
+    ref = store.rollback(version_id)
+    print(
+        f"restored {label} (version id {version_id}) as the active model: stored again as {ref.version_id}, re-approved"
+    )
+    print(_serving_switch())
     print("verdict memory entries decided since that version was stored no longer answer")
     return 0
 
@@ -298,12 +361,14 @@ def _client_roles(arguments: argparse.Namespace) -> Any:
 
 def _client_keys(arguments: argparse.Namespace) -> Any:
     from lodbrok.access.api_keys import ClientKeys
+    from lodbrok.settings import get_settings
 
-    if arguments.usage_plan:
-        return ClientKeys(arguments.usage_plan, roles=_client_roles(arguments))
-    if arguments.stack:
-        return ClientKeys(_stack_output(arguments.stack, "UsagePlanId"), roles=_client_roles(arguments))
-    raise CliError("no usage plan: pass --stack STACK or --usage-plan ID")
+    usage_plan = arguments.usage_plan or (
+        _stack_output(arguments.stack, "UsagePlanId") if arguments.stack else get_settings().usage_plan_id
+    )
+    if not usage_plan:
+        raise CliError("no usage plan: pass --usage-plan ID or --stack STACK, or set USAGE_PLAN_ID")
+    return ClientKeys(usage_plan, roles=_client_roles(arguments))
 
 
 def _clients_add(arguments: argparse.Namespace) -> int:
@@ -396,6 +461,7 @@ def _candidates(arguments: argparse.Namespace) -> int:
 def _promote(arguments: argparse.Namespace) -> int:
     ref = _store(arguments).promote_candidate(arguments.candidate)
     print(f"promoted {arguments.candidate} to the active model (version {ref.version_id})")
+    print(_serving_switch())
     return 0
 
 

@@ -32,7 +32,7 @@ from lodbrok.model.evaluation import compute_metrics
 from lodbrok.model.features import Featurizer
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import load_keras_model, train_bundle
-from scripts.benchlib import time_calls
+from scripts.benchlib import parse_no_arguments, time_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -189,6 +189,7 @@ def bench_cold_start(report: dict[str, Any], bundle_path: Path) -> None:
 
 
 def main() -> int:
+    parse_no_arguments(__doc__)
     RESULTS.mkdir(exist_ok=True)
     report: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as workdir:

@@ -4,6 +4,7 @@ base recipe and the scikit-learn baselines; scikit-learn is a bench-only depende
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -131,3 +132,8 @@ def write_results(path: Path, data: Any) -> None:
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
     print(f"\nwrote {path}")
+
+
+def parse_no_arguments(description: str | None) -> None:
+    """A bench script's command line: `--help` prints its description (and runs nothing); it takes no argument."""
+    argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()

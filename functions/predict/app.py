@@ -30,7 +30,7 @@ from lodbrok.access.roles import Role, RolesUnavailable
 from lodbrok.observability import logger, metrics, tracer
 from lodbrok.serving.call_log import MAX_PAGE_TOKEN_CHARS, Origin
 from lodbrok.serving.model_provider import ModelUnavailable
-from lodbrok.serving.openapi import configure_openapi, documented, served_document
+from lodbrok.serving.openapi import base_path, configure_openapi, documented, served_document
 from lodbrok.serving.schemas import (
     ModelInfo,
     PredictRequest,
@@ -65,6 +65,7 @@ def _parse_body(body: str) -> Any:
 
 
 # The least role each route needs; a resource missing here needs admin (API Gateway invokes only declared ones).
+# The document and its Swagger UI need no key at all (template.yaml): "predict" lets them through without a lookup.
 ROUTE_ROLES: dict[str, Role] = {
     "/predict": Role.PREDICT,
     "/model": Role.PREDICT,
@@ -162,8 +163,10 @@ def _openapi_json() -> str:
         labels: tuple[str, ...] = tuple(get_service().models.current().labels)
     except ModelUnavailable:
         labels = ()
+    context = app.current_event.request_context
     return served_document(
         app,
+        server=base_path(context.stage, context.path) or "/",
         max_items=settings.max_items,
         max_text_chars=settings.max_text_chars,
         explain_max_items=settings.explain_max_items,

@@ -20,8 +20,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     ResponseValidationError,
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel
 
 from lodbrok.access.roles import Role, RolesUnavailable
+from lodbrok.model.messages import plain_message
 from lodbrok.observability import MetricUnit, error_fields, logger, metrics
 from lodbrok.serving.call_log import CallLogDisabled
 from lodbrok.serving.model_provider import ModelUnavailable
@@ -33,7 +35,9 @@ from lodbrok.serving.schemas import (
     ExplainBudgetExceeded,
     InvalidJson,
     LimitExceeded,
+    PredictRequest,
     RequestRejected,
+    VerdictsRequest,
 )
 from lodbrok.serving.service import VerdictsNotQueued
 from lodbrok.serving.verdict_queue import QueueNotConfigured, VerdictTooLarge
@@ -186,8 +190,14 @@ def _validation_detail(entry: dict[str, Any]) -> dict[str, Any]:
         if item_id is not None:
             detail["id"] = item_id
     detail["type"] = entry.get("type", "invalid")
-    detail["message"] = str(entry.get("msg", "invalid value"))
+    model = BODY_MODELS.get(router.current_event.resource) if location == "body" else None
+    detail["message"] = plain_message({**entry, "loc": tuple(path)}, model)
     return detail
+
+
+# The model each route validates its body with: where a body holds an unknown field, the message names the
+# fields allowed there.
+BODY_MODELS: dict[str, type[BaseModel]] = {"/predict": PredictRequest, "/verdicts": VerdictsRequest}
 
 
 def _raw_item_id(collection: Any, index: int) -> str | None:

@@ -91,6 +91,24 @@ def test_cli_adds_lists_changes_the_role_of_and_revokes_clients(
     assert json.loads(capsys.readouterr().out)["role"] == "predict"
 
 
+def test_cli_clients_read_the_usage_plan_and_table_from_the_environment(
+    usage_plan: str, clients_table: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no usage plan anywhere, then one in USAGE_PLAN_ID and the table in CLIENTS_TABLE (the banner's exports)
+    get_settings.cache_clear()
+    assert main(["clients", "list"]) == 2
+    assert "set USAGE_PLAN_ID" in capsys.readouterr().err
+    monkeypatch.setenv("USAGE_PLAN_ID", usage_plan)
+    monkeypatch.setenv("CLIENTS_TABLE", clients_table)
+    get_settings.cache_clear()
+    # When a client is added with no option naming them; Then it is in that plan, with its role in that table
+    assert main(["clients", "add", "desk", "--role", "feedback", "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert ClientKeys(usage_plan).authorize(added["key"]) == added["key_id"]
+    assert ClientRoles(clients_table).role_of(added["key_id"]) == Role.FEEDBACK
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def gateway(aws: None, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalGateway, Any]]:
     """The predict function behind the local gateway, with the call log on, wired from template.yaml."""
@@ -104,8 +122,7 @@ def gateway(aws: None, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> 
     ModelStore(environment["MODEL_BUCKET"], signer=signer).publish(tiny_bundle, expected=None)
     keys = ClientKeys(created["LodbrokApiUsagePlan"])
     sys.modules.pop(FUNCTION_MODULE, None)  # a fresh "container" for this moto
-    handler = template.handler("PredictFunction")
-    yield LocalGateway("PredictFunction", handler, template.routes("PredictFunction"), keys.authorize), keys
+    yield LocalGateway.from_template(template, "PredictFunction", keys.authorize), keys
     sys.modules.pop(FUNCTION_MODULE, None)
     get_settings.cache_clear()
 
@@ -128,4 +145,5 @@ def test_call_log_shows_each_client_only_its_own_calls(gateway: tuple[LocalGatew
     assert status == 200 and theirs["caller"] == f"key#{bob.key_id}" and theirs["calls"] == []
     # When alice is revoked, the gateway refuses her key as API Gateway does
     keys.revoke("alice")
-    assert _call(api, "GET", "/calls/recent", alice.key) == (403, {"message": "Forbidden"})
+    status, refused = _call(api, "GET", "/calls/recent", alice.key)
+    assert status == 403 and refused["message"].startswith("Forbidden: send a valid API key in the x-api-key header")

@@ -12,7 +12,7 @@ def test_local_stack_predict_cache_verdicts_promotion_rollback() -> None:
     # Given the local stack with a fast retrain loop (2 s batching window, 2 s model refresh)
     with local_stack() as stack:
         # When a client predicts, sends verdicts about a new campaign, an operator rolls back, and clients of
-        # each role correct one text
+        # each role correct one text (every `lodbrok` command run with only the banner's exports for settings)
         report = run_scenario(stack, say=lambda line: None, promotion_timeout=240)
 
     # Then the second identical request was served from the cache

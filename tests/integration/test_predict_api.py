@@ -195,6 +195,32 @@ def test_predict_bad_input_event_names_each_offending_item(api: Api, published_m
     assert (by_field["items.1.fields.subject"]["index"], by_field["items.1.fields.subject"]["id"]) == (1, "e2")
     assert by_field["colour"]["type"] == "extra_forbidden"
     assert all(set(detail) >= {"location", "field", "type", "message"} for detail in error["details"])
+    # And in plain words: the unknown field with the fields allowed there, no pydantic prefix anywhere
+    assert by_field["colour"]["message"] == (
+        "'colour' is not a field of this object; the fields allowed here are "
+        "text, texts, items, skip_cache, echo_input, explain"
+    )
+    assert not [detail for detail in error["details"] if detail["message"].startswith(("Value error", "Extra inputs"))]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"text": "a", "texts": ["b"]}, "body", "give exactly one of `text`, `texts` or `items`"),
+        (
+            {"items": [{"id": "x", "txt": "a"}]},
+            "items.0.txt",
+            "'txt' is not a field of this object; the fields allowed here are id, text, fields",
+        ),
+    ],
+)
+def test_predict_validation_messages_are_plain_words(
+    api: Api, published_model: ModelRef, body: dict[str, Any], field: str, message: str
+) -> None:
+    # Given a body that breaks the exactly-one rule, or an item with an unknown field; When it is sent
+    error = assert_error(api.call(load_event("predict_single.json"), body=body), 422, "validation_error")
+    # Then the detail says so without pydantic's prefixes, naming the allowed fields of that object
+    assert [(detail["field"], detail["message"]) for detail in error["details"]] == [(field, message)]
 
 
 def test_model_get_event_describes_active_model(api: Api, published_model: ModelRef, tiny_bundle: Bundle) -> None:
@@ -262,6 +288,22 @@ def test_openapi_states_the_deployments_limits_labels_and_one_of_rules(
     # And every route is declared to need the API key, as API Gateway enforces
     assert spec["security"] == [{"apiKey": []}]
     assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+
+
+@pytest.mark.parametrize(("request_path", "server"), [("/Prod/openapi.json", "/Prod"), ("/openapi.json", "/")])
+def test_openapi_and_swagger_servers_are_the_url_the_browser_called(api: Api, request_path: str, server: str) -> None:
+    # Given a request on the stage's own URL (/Prod/...) or through a custom domain or `make local` (no stage)
+    event, swagger = load_event("openapi_get.json"), load_event("openapi_get.json")
+    event["requestContext"]["path"] = request_path
+    swagger["resource"] = swagger["requestContext"]["resourcePath"] = "/swagger"
+    swagger["requestContext"]["path"] = request_path.replace("openapi.json", "swagger")
+    # When the document and the Swagger UI's document are fetched
+    document = api.call(event).body
+    page_document = api.call(swagger, path="/swagger", query={"format": "json"}).body
+    # Then both name the server a browser's "Try it out" must call, and the key it must send
+    assert document["servers"] == page_document["servers"] == [{"url": server}]
+    assert page_document["security"] == [{"apiKey": []}]
+    assert page_document["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
 
 
 def test_swagger_ui_is_served(api: Api) -> None:
@@ -338,6 +380,7 @@ def test_verdicts_invalid_items_are_named_and_nothing_is_queued(
     error = assert_error(response, 400, "invalid_verdicts")
     assert [(d["index"], d["id"]) for d in error["details"]] == [(1, "no-label"), (2, "both"), (3, None)]
     assert "label" in error["details"][0]["error"]
+    assert error["details"][1]["error"] == "item: give exactly one of `text` or `fields`"
     assert queued_messages() == []
     assert read_metrics()["VerdictsRejected"] == 3
 

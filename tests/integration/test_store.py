@@ -167,6 +167,100 @@ def test_cli_publish_versions_rollback(
     get_settings.cache_clear()
 
 
+def test_store_resolve_a_label_means_the_version_first_stored_with_it(
+    model_store: ModelStore, tiny_bundle: Bundle
+) -> None:
+    # Given v1, v2, and a rollback that stored v1 again
+    first = model_store.publish(tiny_bundle.with_metadata(version="v1"), expected=None)
+    second = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=first)
+    copy = model_store.rollback(first.version_id)
+    # When labels and ids are resolved
+    # Then a label names the version first stored with it, not its copy, and an id names itself
+    assert model_store.resolve("v1") == first.version_id and model_store.resolve("v2") == second.version_id
+    assert model_store.resolve(copy.version_id) == copy.version_id
+    assert [(info.label, info.is_copy) for info in model_store.versions()] == [
+        ("v1", True),
+        ("v2", False),
+        ("v1", False),
+    ]
+    with pytest.raises(UnknownVersion, match="no version id or label 'v3'"):
+        model_store.resolve("v3")
+
+
+@pytest.fixture(scope="module")
+def desk_bundle() -> Bundle:
+    """A real four-label model (a support desk's), trained in a few seconds."""
+    from lodbrok.training.trainer import TrainingConfig, train_bundle
+    from support import TINY_FEATURIZER, make_support_desk_dataset
+
+    config = TrainingConfig(featurizer=TINY_FEATURIZER, epochs=4, threshold_folds=0)
+    return train_bundle(make_support_desk_dataset(), config).bundle
+
+
+@pytest.fixture
+def cli_store(model_store: ModelStore, signing_key: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelStore]:
+    """The store, with its bucket, signing key and a 60 s model refresh in the environment, as the CLI reads them."""
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", signing_key)
+    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "60")
+    get_settings.cache_clear()
+    yield model_store
+    get_settings.cache_clear()
+
+
+def test_cli_rollback_to_a_label_and_versions_mark_the_copies(
+    cli_store: ModelStore, tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given v1 and v2 published with the CLI
+    path = tmp_path / "model.lbk"
+    tiny_bundle.write(str(path))
+    assert main(["publish", str(path)]) == 0 and main(["publish", str(path)]) == 0
+    published = capsys.readouterr().out
+    first = cli_store.versions()[-1]
+    # When the operator rolls back to v1 by its label
+    assert main(["rollback", "--to", "v1"]) == 0
+    rolled_back = capsys.readouterr().out
+    # Then v1's model is active again, and both commands said when the API serves the new model
+    assert cli_store.versions()[0].restored_from == first.version_id
+    assert f"restored v1 (version id {first.version_id})" in rolled_back
+    assert published.count("the API serves it within 60 s") == 2 and "within 60 s" in rolled_back
+    # And `versions` shows the copy's label in brackets, with a note, so one row only says v1
+    assert main(["versions"]) == 0
+    listing = capsys.readouterr()
+    rows = listing.out.splitlines()[1:]
+    assert [row[40:48].strip() for row in rows] == ["(v1)", "v2", "v1"]
+    assert "(vN) = the model vN stored again" in listing.err
+    # When v1 is asked for again, it is refused as already active; v2 by label restores v2's own version
+    assert main(["rollback", "--to", "v1"]) == 2
+    assert "v1 is already the active model" in capsys.readouterr().err
+    assert main(["rollback", "--to", "v2"]) == 0
+    assert cli_store.versions()[0].restored_from == cli_store.resolve("v2")
+
+
+def test_cli_publish_of_other_labels_needs_force(
+    cli_store: ModelStore,
+    tiny_bundle: Bundle,
+    desk_bundle: Bundle,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an active two-label model, and a four-label bundle
+    tiny_bundle.write(str(tmp_path / "spam.lbk"))
+    desk_bundle.write(str(tmp_path / "desk.lbk"))
+    assert main(["publish", str(tmp_path / "spam.lbk")]) == 0
+    capsys.readouterr()
+    # When the four-label bundle is published without --force
+    assert main(["publish", str(tmp_path / "desk.lbk")]) == 2
+    # Then it is refused, naming both label sets, and the active model is unchanged
+    refused = capsys.readouterr().err
+    assert "pass --force" in refused and str(sorted(desk_bundle.labels)) in refused
+    assert len(cli_store.versions()) == 1
+    # When it is published with --force, it is active, with a warning
+    assert main(["publish", str(tmp_path / "desk.lbk"), "--force"]) == 0
+    assert capsys.readouterr().err.startswith("warning: the active model v1 answers the labels")
+    assert cli_store.load().bundle().labels == desk_bundle.labels
+
+
 def test_store_only_later_versions_can_expire_and_keep_exempts_one(
     model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,8 +6,10 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from lodbrok.model.items import LIMIT_KEYWORD
-from lodbrok.serving.openapi import with_limits
+from lodbrok.serving.openapi import base_path, with_limits
 
 DOCUMENT: dict[str, Any] = {
     "components": {
@@ -66,3 +68,19 @@ def test_with_limits_leaves_the_document_it_was_given_unchanged() -> None:
     assert original == DOCUMENT
     assert first["components"]["schemas"]["Request"]["properties"]["text"]["maxLength"] == 50
     assert second["components"]["schemas"]["Request"]["properties"]["text"]["maxLength"] == 70
+
+
+@pytest.mark.parametrize(
+    ("stage", "request_path", "expected"),
+    [
+        ("Prod", "/Prod/swagger", "/Prod"),  # the stage's own URL on execute-api
+        ("Prod", "/swagger", ""),  # a custom domain, or `make local`
+        ("$default", "/$default/swagger", ""),
+        (None, None, ""),
+    ],
+)
+def test_base_path_is_the_stage_only_when_the_browser_called_it(
+    stage: str | None, request_path: str | None, expected: str
+) -> None:
+    # Given where a request came in; When its base path is derived; Then it is what the browser must prefix
+    assert base_path(stage, request_path) == expected

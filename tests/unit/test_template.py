@@ -48,6 +48,8 @@ PREDICT_ROUTES = {
     ("/verdicts", "POST"),
     ("/calls/recent", "GET"),
 }
+# A browser opens these without a key; "Try it out" asks for one.
+PUBLIC_ROUTES = {("/openapi.json", "GET"), ("/swagger", "GET")}
 PREDICT_VARIABLES = {
     "MODEL_BUCKET",
     "MODEL_NAME",
@@ -332,6 +334,13 @@ def test_template_api_requires_an_api_key_with_a_usage_plan(resources: dict[str,
     assert "Limit" in auth["UsagePlan"]["Quota"]
 
 
+def test_template_routes_of_the_local_stack_need_a_key_as_deployed() -> None:
+    # Given the routes the local gateway reads from the template
+    routes = Template().routes("PredictFunction")
+    # Then only the API's description and its Swagger UI are open
+    assert {(route.path, route.method) for route in routes if not route.api_key_required} == PUBLIC_ROUTES
+
+
 def test_template_api_routes_are_exactly_the_predict_routes(resources: dict[str, Any]) -> None:
     # Given the API events of every function
     routes = {}
@@ -340,12 +349,13 @@ def test_template_api_routes_are_exactly_the_predict_routes(resources: dict[str,
             if event["Type"] == "Api":
                 routes[(event["Properties"]["Path"], event["Properties"]["Method"].upper())] = (name, event)
 
-    # Then the predict function serves exactly its routes, on the keyed API; no admin route is exposed
+    # Then the predict function serves exactly its routes, on the keyed API, the API's description alone without
+    # a key; no admin route is exposed
     assert set(routes) == PREDICT_ROUTES
-    for function, event in routes.values():
+    for route, (function, event) in routes.items():
         assert function == "PredictFunction"
         assert event["Properties"]["RestApiId"] == {"Ref": "LodbrokApi"}
-        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is True
+        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is (route not in PUBLIC_ROUTES)
     assert not [path for path, _ in routes if re.search(r"rollback|promote|versions|candidates|publish", path)]
 
 
@@ -745,3 +755,12 @@ def test_template_gives_both_functions_the_same_verdict_size_limit(template: dic
     # The queue path must refuse what the API refuses, and accept what it accepts: no verdict is lost between them
     assert environment(template, "PredictFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
     assert environment(template, "RetrainFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
+
+
+def test_template_gateway_responses_tell_a_refused_caller_to_send_x_api_key() -> None:
+    # Given the API's own responses, as the local gateway reads them
+    answers = Template().gateway_responses()
+    # Then a missing or unknown key and an undeclared route are JSON 403s that say where the key goes
+    for response_type in ("INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN"):
+        assert answers[response_type].status == 403
+        assert "x-api-key" in json.loads(answers[response_type].body)["message"]

@@ -36,6 +36,8 @@ class Settings(BaseModel):
 
     # Client roles (lodbrok.access.roles): the clients table, and how long a warm container keeps a key's role.
     clients_table: str = Field("", alias="CLIENTS_TABLE")
+    # The API's usage plan, where `lodbrok clients` adds keys (the functions never read it).
+    usage_plan_id: str = Field("", alias="USAGE_PLAN_ID")
     role_cache_seconds: float = Field(60.0, ge=0, alias="ROLE_CACHE_SECONDS")
     # KMS HMAC key that attests the verdicts the API queues (lodbrok.verdicts.attestation).
     verdict_attestation_key: str = Field("", alias="VERDICT_ATTESTATION_KEY")

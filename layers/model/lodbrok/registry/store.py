@@ -108,6 +108,10 @@ class StoredModel:
         return bundle
 
 
+# Actions that store an earlier model again as a new version: its label is the earlier one's, it is not a new model.
+COPY_ACTIONS = frozenset({"rollback", "approve"})
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version_id: str
@@ -121,6 +125,11 @@ class VersionInfo:
     metrics: dict[str, Any]
     size: int
     is_active: bool
+
+    @property
+    def is_copy(self) -> bool:
+        """A version that stores an earlier model again (rollback, approve): the label names that model."""
+        return self.action in COPY_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,17 @@ class ModelStore:
         `expected=None` means "only if no model was published yet". A lost race raises ConcurrentUpdate.
         """
         return self._put_active(bundle, expected=expected, action=action, verdict_count=verdict_count)
+
+    def resolve(self, version: str) -> str:
+        """The version id `version` names: a version id as listed, or a label (`v1`), which means the version
+        first stored with it, never a later copy of it (a rollback or approval stores the model again)."""
+        listed = self.versions()
+        if any(info.version_id == version for info in listed):
+            return version
+        originals = [info for info in reversed(listed) if info.label == version]  # oldest first
+        if not originals:
+            raise UnknownVersion(f"no version id or label {version!r} in s3://{self.bucket}; see `lodbrok versions`")
+        return next((info for info in originals if not info.is_copy), originals[0]).version_id
 
     def rollback(self, version_id: str) -> ModelRef:
         """Restore an earlier version as the active model, re-approved; the restore is itself a new version.

@@ -64,18 +64,28 @@ def documented(model: type[BaseModel], status: int, *errors: int) -> dict[str, A
     }
 
 
+def base_path(stage: str | None, request_path: str | None) -> str:
+    """The path prefix a browser must put before a route: `/{stage}` when it called the stage's own URL
+    (`https://ID.execute-api.REGION.amazonaws.com/Prod/...`), none through a custom domain or `make local`.
+    The same rule Powertools applies to the Swagger UI's server, so the page and the document agree."""
+    if stage and stage != "$default" and (request_path or "").startswith(f"/{stage}/"):
+        return f"/{stage}"
+    return ""
+
+
 @cache
 def served_document(
     app: APIGatewayRestResolver,
     *,
+    server: str,
     max_items: int,
     max_text_chars: int,
     explain_max_items: int,
     labels: tuple[str, ...],
 ) -> str:
-    """`app`'s document as JSON with these limits and labels: made once per set of them (the routes are fixed),
-    not per request."""
-    document = json.loads(app.get_openapi_json_schema())
+    """`app`'s document as JSON with this server URL, limits and labels: made once per set of them (the routes are
+    fixed), not per request."""
+    document = {**json.loads(app.get_openapi_json_schema()), "servers": [{"url": server}]}
     limited = with_limits(
         document,
         max_items=max_items,

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from lodbrok.model.data import LabelledItem
 from lodbrok.model.features import canonical_key
 from lodbrok.model.items import LIMIT_KEYWORD, ItemId, ItemInput, Record, Text, input_chars
+from lodbrok.model.messages import plain_message
 
 MAX_LABEL_CHARS = 100
 MAX_VERDICTS_PER_MESSAGE = 100
@@ -160,7 +161,8 @@ def parse_message_body(body: str, *, max_text_chars: int, labels: Sequence[str] 
 def describe(error: ValidationError) -> str:
     """Pydantic's messages with their locations, never the input values."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'item'}: {detail['msg']}" for detail in error.errors()
+        f"{'.'.join(str(part) for part in detail['loc']) or 'item'}: {plain_message(detail, Verdict)}"
+        for detail in error.errors()
     )
 
 
