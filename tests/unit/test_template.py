@@ -39,6 +39,16 @@ SAMCONFIG = ROOT / "samconfig.toml"
 TOOLING_VARIABLES = {"LOG_LEVEL"}
 TOOLING_PREFIXES = ("POWERTOOLS_",)
 
+# The reviewer's console: its routes need a key (and a role the function checks); its page and assets need none.
+CONSOLE_REVIEW_ROUTES = {
+    ("/review/items", "GET"),
+    ("/review/label", "POST"),
+    ("/review/skip", "POST"),
+    ("/review/held", "POST"),
+    ("/model/versions", "GET"),
+    ("/model/rollback", "POST"),
+}
+CONSOLE_PAGES = {("/console", "GET"), ("/console/console.js", "GET"), ("/console/console.css", "GET")}
 PREDICT_ROUTES = {
     ("/predict", "POST"),
     ("/predict", "GET"),
@@ -47,6 +57,8 @@ PREDICT_ROUTES = {
     ("/swagger", "GET"),
     ("/verdicts", "POST"),
     ("/calls/recent", "GET"),
+    *CONSOLE_REVIEW_ROUTES,
+    *CONSOLE_PAGES,
 }
 PREDICT_VARIABLES = {
     "MODEL_BUCKET",
@@ -340,13 +352,15 @@ def test_template_api_routes_are_exactly_the_predict_routes(resources: dict[str,
             if event["Type"] == "Api":
                 routes[(event["Properties"]["Path"], event["Properties"]["Method"].upper())] = (name, event)
 
-    # Then the predict function serves exactly its routes, on the keyed API; no admin route is exposed
+    # Then the predict function serves exactly its routes, on the keyed API, only the console's static page
+    # without a key; the one admin route (rollback) is the function's to refuse to every other role
     assert set(routes) == PREDICT_ROUTES
-    for function, event in routes.values():
+    for route, (function, event) in routes.items():
         assert function == "PredictFunction"
         assert event["Properties"]["RestApiId"] == {"Ref": "LodbrokApi"}
-        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is True
-    assert not [path for path, _ in routes if re.search(r"rollback|promote|versions|candidates|publish", path)]
+        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is (route not in CONSOLE_PAGES)
+    admin_like = {path for path, _ in routes if re.search(r"rollback|promote|versions|candidates|publish", path)}
+    assert admin_like == {"/model/rollback", "/model/versions"}
 
 
 # --- verdicts and retraining ------------------------------------------------------------------------------
