@@ -159,6 +159,7 @@ def _print_banner(
 Lodbrok is running locally (Ctrl-C stops it).
   API            {url}   (API key of client "local", an admin: {api_key}; usage plan {usage_plan})
   Swagger UI     {url}/swagger
+  Console        {url}/console   (the reviewer's console: paste the API key above)
   AWS emulation  {endpoint}   bucket {env["MODEL_BUCKET"]}, seed model version {seed}
   signing key    {env["MODEL_SIGNING_KEY"]}
   retraining     {trigger}

@@ -276,10 +276,11 @@ async function openModel() {
   for (const version of listing.versions) {
     const row = el("tr", null, version.is_active ? "active" : "");
     const how = version.action + (version.restored_from ? ` of ${version.restored_from.slice(0, 8)}` : "");
-    for (const cell of [version.label, version.version_id, how, version.stored_at, version.parent,
-      version.verdict_count, metric(version.metrics, "accuracy"), metric(version.metrics, "macro_f1")]) {
+    for (const cell of [version.label, version.version_id.slice(0, 12), how, version.stored_at.slice(0, 19),
+      version.parent, version.verdict_count, metric(version.metrics, "accuracy"), metric(version.metrics, "macro_f1")]) {
       row.append(el("td", cell));
     }
+    row.cells[1].title = version.version_id;
     const actions = el("td");
     if (!version.is_active) {
       const button = el("button", `Roll back to ${version.label}`);
