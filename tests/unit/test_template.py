@@ -100,6 +100,9 @@ BUSINESS_METRICS = {
     "ReviewBandItems",
     "InputTokens",
     "UnseenInputTokens",
+    "ReviewQueueDepth",
+    "ReviewsDone",
+    "ReviewItemsQueued",
 }
 REQUIRED_OUTPUTS = {
     "ApiUrl",
@@ -759,3 +762,27 @@ def test_template_gives_both_functions_the_same_verdict_size_limit(template: dic
     # The queue path must refuse what the API refuses, and accept what it accepts: no verdict is lost between them
     assert environment(template, "PredictFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
     assert environment(template, "RetrainFunction")["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
+
+
+def test_template_review_queue_is_encrypted_with_its_own_key_expires_and_alarms_when_it_grows(
+    resources: dict[str, Any],
+) -> None:
+    # Given the review queue, the one table that keeps user text
+    table = properties(resources, "ReviewQueueTable")
+    key = properties(resources, "ReviewQueueKey")
+    alarm = properties(resources, "ReviewQueueDepthAlarm")
+
+    # Then it is encrypted with a customer key of the stack (rotated), expires by TTL, and is read by priority
+    assert table["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "ReviewQueueKey"},
+    }
+    assert key["KeyUsage"] == "ENCRYPT_DECRYPT" and key["EnableKeyRotation"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["by_priority"]
+    # And its depth raises an alarm past the stack's parameter
+    assert (alarm["MetricName"], alarm["Statistic"]) == ("ReviewQueueDepth", "Maximum")
+    assert alarm["Threshold"] == {"Ref": "ReviewQueueAlarmDepth"}
+    environment = properties(resources, "PredictFunction")["Environment"]["Variables"]
+    assert environment["REVIEW_QUEUE_TTL_SECONDS"] == {"Ref": "ReviewQueueTtlSeconds"}
