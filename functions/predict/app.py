@@ -217,7 +217,9 @@ def review_label(request: ReviewLabelRequest) -> ReviewDone:
 
 
 @app.post(
-    "/review/skip", summary="Skip a queued item: it goes behind the others", **documented(ReviewDone, 200, 404, 422)
+    "/review/skip",
+    summary="Skip a queued item: it goes behind the others",
+    **documented(ReviewDone, 200, 400, 404, 413, 415, 422),
 )
 def review_skip(request: ReviewSkipRequest) -> ReviewDone:
     return get_service().desk.skip(request.id)
@@ -226,7 +228,7 @@ def review_skip(request: ReviewSkipRequest) -> ReviewDone:
 @app.post(
     "/review/held",
     summary="Accept or reject a held verdict (as `lodbrok held accept|reject`)",
-    **documented(HeldReviewed, 200, 404, 409, 415, 422),
+    **documented(HeldReviewed, 200, 400, 404, 409, 413, 415, 422),
 )
 def review_held(request: HeldReviewRequest) -> HeldReviewed:
     return get_service().desk.judge_held(request, _origin())
@@ -240,7 +242,7 @@ def model_versions() -> ModelVersions:
 @app.post(
     "/model/rollback",
     summary="Make an earlier version active again (as `lodbrok rollback --to`); admin only",
-    **documented(RolledBack, 200, 404, 409, 415, 422, 503),
+    **documented(RolledBack, 200, 400, 404, 409, 413, 415, 422, 503),
 )
 def model_rollback(request: RollbackRequest) -> RolledBack:
     return get_service().desk.rollback(request.to)
