@@ -236,7 +236,11 @@ def test_openapi_get_event_serves_the_spec(api: Api) -> None:
     spec = response.body
     assert spec["openapi"].startswith("3.")
     assert spec["info"]["version"] == lodbrok.__version__
-    assert set(spec["paths"]) == {"/predict", "/model", "/verdicts", "/calls/recent"}
+    reviewer_routes = {"/review/items", "/review/label", "/review/skip", "/review/held"}
+    assert set(spec["paths"]) == {"/predict", "/model", "/verdicts", "/calls/recent", *reviewer_routes} | {
+        "/model/versions",
+        "/model/rollback",
+    }
     assert set(spec["paths"]["/predict"]) == {"get", "post"}
     assert "202" in spec["paths"]["/verdicts"]["post"]["responses"]
     error_ref = spec["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
