@@ -35,7 +35,7 @@ from lodbrok.serving.schemas import (
     VerdictsAccepted,
     VerdictsRequest,
 )
-from lodbrok.verdicts.archive import ReviewError, VerdictArchive
+from lodbrok.verdicts.archive import HeldNotFound, VerdictArchive
 from lodbrok.verdicts.memory import VerdictMemory
 from lodbrok.verdicts.review import review_held
 
@@ -128,10 +128,8 @@ class ReviewDesk:
             record, remembered = review_held(
                 self.archive, self.memory, request.key, status, reviewer=origin.caller, note=request.note
             )
-        except ReviewError as error:
-            if str(error).startswith("no held verdict"):
-                raise HeldVerdictNotFound(str(error)) from error
-            raise
+        except HeldNotFound as error:
+            raise HeldVerdictNotFound(str(error)) from error
         metrics.add_metric(name="ReviewsDone", unit=MetricUnit.Count, value=1)
         logger.info("held verdict reviewed", extra={"status": status, "remembered": remembered})
         remaining = len(self.archive.held("held"))
