@@ -197,6 +197,7 @@ def banner(exports: dict[str, str], seed: str, trigger: QueueTrigger) -> str:
 Lodbrok is running locally (Ctrl-C stops it).
   API            {url}   (API key of client "local", an admin: {exports["LODBROK_API_KEY"]})
   Swagger UI     {url}/swagger   (opens without a key; "Authorize" takes the API key)
+  Console        {url}/console   (the reviewer's console: paste the API key above)
   AWS emulation  {exports["AWS_ENDPOINT_URL"]}   bucket {exports["MODEL_BUCKET"]}, seed model version {seed}
   retraining     up to {trigger.batch_size} verdicts per batch, gathered for up to {trigger.batching_window_seconds} s
 

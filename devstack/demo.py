@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     log_path = ROOT / ".cache" / "demo-stack.log"
     log_path.parent.mkdir(exist_ok=True)
     with local_stack(log_path=log_path) as stack:
-        print(f"stack up at {stack.api_url} (log: {log_path})\n", flush=True)
+        print(f"stack up at {stack.api_url} (log: {log_path})", flush=True)
+        print(f"reviewer's console: {stack.api_url}/console (API key {stack.api_key})\n", flush=True)
         run_scenario(stack, say=lambda line: print(line, flush=True))
     print("\ndemo finished; the stack was stopped.")
     return 0

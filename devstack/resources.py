@@ -66,15 +66,20 @@ def create_queues(template: Template, session: boto3.session.Session | None = No
 def create_table(
     template: Template, logical_id: str, name: str | None = None, session: boto3.session.Session | None = None
 ) -> str:
-    """Create one DynamoDB table of the template (keys, on-demand billing, TTL) under `name` or its local name."""
+    """Create one DynamoDB table of the template (keys, indexes, on-demand billing, TTL) under `name` or its own."""
     properties = template.resolve(template.resources[logical_id].get("Properties", {}))
     name = name or template.physical_name(logical_id)
     dynamodb = (session or boto3.session.Session()).client("dynamodb")
+    indexes = [
+        {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+        for index in properties.get("GlobalSecondaryIndexes", [])
+    ]
     dynamodb.create_table(
         TableName=name,
         KeySchema=properties["KeySchema"],
         AttributeDefinitions=properties["AttributeDefinitions"],
         BillingMode="PAY_PER_REQUEST",
+        **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
     )
     ttl = properties.get("TimeToLiveSpecification")
     if ttl and str(ttl.get("Enabled")).lower() == "true":

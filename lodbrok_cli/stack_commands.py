@@ -506,20 +506,16 @@ def _held_clear(arguments: argparse.Namespace) -> int:
 
 
 def _review_one(archive: Any, memory: Any, key: str, arguments: argparse.Namespace) -> None:
-    from lodbrok.clock import utc_iso
     from lodbrok.verdicts.archive import ReviewError
-    from lodbrok.verdicts.attestation import Provenance
-    from lodbrok.verdicts.verdict import Verdict
+    from lodbrok.verdicts.review import review_held
 
     try:
-        record = archive.review(key, arguments.status, reviewer=arguments.reviewer, note=arguments.note)
+        record, remembered = review_held(
+            archive, memory, key, arguments.status, reviewer=arguments.reviewer, note=arguments.note
+        )
     except ReviewError as error:  # ReviewConflict too: another reviewer's decision stands
         raise CliError(str(error)) from error
     follow_up = f" (archived again as trusted: {record['accepted_key']})" if record.get("accepted_key") else ""
-    # An accepted verdict answers its input at once, as one that was never held does after intake; a reviewer
-    # decided it, so it answers everyone.
-    verdict = Verdict.model_validate(record["verdict"])
-    provenance = Provenance(sender=None, role=Role.REVIEWER, received_at=verdict.received_at or utc_iso())
-    if memory is not None and memory.remember([(verdict, provenance)]):
+    if remembered:
         follow_up += ", answered from the verdict memory"
     print(f"{arguments.status} {key}{follow_up}")

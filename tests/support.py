@@ -122,6 +122,11 @@ PLATFORM_ACTIONS = {
         "logs:PutLogEvents",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
+        # DynamoDB uses the review queue's own key on the function's behalf (kms:ViaService)
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "kms:DescribeKey",
     },
     "RetrainFunctionRole": {
         "logs:CreateLogStream",
@@ -149,6 +154,13 @@ CODE_ACTIONS = {
         "dynamodb:PutItem",
         "dynamodb:Query",
         "sqs:SendMessage",
+        # the reviewer's console: the review queue, held verdicts judged (and accepted ones remembered), rollback
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:GetBucketVersioning",
+        "kms:Sign",
     },
     "RetrainFunctionRole": {
         "s3:ListBucket",
@@ -222,6 +234,7 @@ def recorded_aws_actions() -> Iterator[RecordedActions]:
 CACHE_TABLE = "lodbrok-predictions-test"
 CALL_LOG_TABLE = "lodbrok-calls-test"
 MEMORY_TABLE = "lodbrok-verdict-memory-test"
+REVIEW_QUEUE_TABLE = "lodbrok-review-queue-test"
 CLIENTS_TABLE = "lodbrok-clients-test"
 EVENT_KEY_ID = "k7x2mq9zb1"  # the API key id of the events/ files: an admin's in the tests' clients table
 
@@ -372,3 +385,13 @@ def attested(
     provenance = Provenance(sender=sender, role=Role(role), received_at=received_at)
     attestation = Attester(os.environ["VERDICT_ATTESTATION_KEY"]).attest(provenance, parsed)
     return envelope_body([verdict_json(verdict) for verdict in parsed], attestation)
+
+
+def hold_verdict(archive: Any, text: str, label: str, reason: str = "contradicts trusted data") -> str:
+    """Archive a verdict and hold it for review as screening does; the held record's key."""
+    from lodbrok.verdicts.verdict import Verdict
+
+    verdict = Verdict(id=f"held-{abs(hash(text)) % 10**8}", text=text, label=label, source="test")
+    key = archive.write(verdict, message_id="m-held", sent_at=None)
+    (record,) = archive.read([key])
+    return str(archive.hold(record, reason, {"model_label": "ham", "verdict_label_probability": 0.01}))

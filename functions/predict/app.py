@@ -16,6 +16,7 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
+import console
 import errors
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -32,10 +33,20 @@ from lodbrok.serving.call_log import MAX_PAGE_TOKEN_CHARS, Origin
 from lodbrok.serving.model_provider import ModelUnavailable
 from lodbrok.serving.openapi import base_path, configure_openapi, documented, served_document
 from lodbrok.serving.schemas import (
+    HeldReviewed,
+    HeldReviewRequest,
     ModelInfo,
+    ModelVersions,
     PredictRequest,
     PredictResponse,
     RecentCalls,
+    ReviewDone,
+    ReviewItems,
+    ReviewKind,
+    ReviewLabelRequest,
+    ReviewSkipRequest,
+    RollbackRequest,
+    RolledBack,
     Text,
     VerdictsAccepted,
     VerdictsRequest,
@@ -73,6 +84,16 @@ ROUTE_ROLES: dict[str, Role] = {
     "/openapi.json": Role.PREDICT,
     "/swagger": Role.PREDICT,
     "/verdicts": Role.FEEDBACK,
+    # The reviewer's console: the page asks for a key; what it shows needs a reviewer's (rollback an admin's).
+    "/console": Role.PREDICT,
+    "/console/console.js": Role.PREDICT,
+    "/console/console.css": Role.PREDICT,
+    "/review/items": Role.REVIEWER,
+    "/review/label": Role.REVIEWER,
+    "/review/skip": Role.REVIEWER,
+    "/review/held": Role.REVIEWER,
+    "/model/versions": Role.REVIEWER,
+    "/model/rollback": Role.ADMIN,
 }
 
 
@@ -172,6 +193,77 @@ def _openapi_json() -> str:
         explain_max_items=settings.explain_max_items,
         labels=labels,
     )
+
+
+# --- the reviewer's console (issue 31): its routes, then the page itself ----------------------------------------
+
+
+@app.get(
+    "/review/items",
+    summary="The next items for people: queued `review` answers (most uncertain first) or held verdicts",
+    **documented(ReviewItems, 200, 404, 422, 503),
+)
+def review_items(
+    kind: Annotated[ReviewKind, Query(description="review: the review queue; held: held verdicts")] = "review",
+    limit: Annotated[int, Query(ge=1, le=50, description="items per answer")] = 10,
+) -> ReviewItems:
+    return get_service().desk.items(kind, limit)
+
+
+@app.post(
+    "/review/label",
+    summary="Label a queued item: it becomes a trusted verdict, sent as POST /verdicts sends it",
+    **documented(ReviewDone, 200, 400, 404, 413, 415, 422, 503),
+)
+def review_label(request: ReviewLabelRequest) -> ReviewDone:
+    return get_service().desk.label(request, _origin())
+
+
+@app.post(
+    "/review/skip",
+    summary="Skip a queued item: it goes behind the others",
+    **documented(ReviewDone, 200, 400, 404, 413, 415, 422),
+)
+def review_skip(request: ReviewSkipRequest) -> ReviewDone:
+    return get_service().desk.skip(request.id)
+
+
+@app.post(
+    "/review/held",
+    summary="Accept or reject a held verdict (as `lodbrok held accept|reject`)",
+    **documented(HeldReviewed, 200, 400, 404, 409, 413, 415, 422),
+)
+def review_held(request: HeldReviewRequest) -> HeldReviewed:
+    return get_service().desk.judge_held(request, _origin())
+
+
+@app.get("/model/versions", summary="Every version of the model, newest first", **documented(ModelVersions, 200, 503))
+def model_versions() -> ModelVersions:
+    return get_service().desk.versions()
+
+
+@app.post(
+    "/model/rollback",
+    summary="Make an earlier version active again (as `lodbrok rollback --to`); admin only",
+    **documented(RolledBack, 200, 400, 404, 409, 413, 415, 422, 503),
+)
+def model_rollback(request: RollbackRequest) -> RolledBack:
+    return get_service().desk.rollback(request.to)
+
+
+@app.get("/console", include_in_schema=False)
+def console_page() -> Response[str]:
+    return console.asset("index.html")
+
+
+@app.get("/console/console.js", include_in_schema=False)
+def console_script() -> Response[str]:
+    return console.asset("console.js")
+
+
+@app.get("/console/console.css", include_in_schema=False)
+def console_style() -> Response[str]:
+    return console.asset("console.css")
 
 
 # --- entry point -------------------------------------------------------------------------------------------------

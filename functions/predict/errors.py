@@ -25,8 +25,11 @@ from pydantic import BaseModel
 from lodbrok.access.roles import Role, RolesUnavailable
 from lodbrok.model.messages import plain_message
 from lodbrok.observability import MetricUnit, error_fields, logger, metrics
+from lodbrok.registry.store import ModelStoreError, UnknownVersion
 from lodbrok.serving.call_log import CallLogDisabled
 from lodbrok.serving.model_provider import ModelUnavailable
+from lodbrok.serving.review_desk import HeldVerdictNotFound, ReviewQueueDisabled
+from lodbrok.serving.review_queue import ReviewItemNotFound
 from lodbrok.serving.schemas import (
     BodyTooLarge,
     DuplicateIds,
@@ -41,6 +44,7 @@ from lodbrok.serving.schemas import (
 )
 from lodbrok.serving.service import VerdictsNotQueued
 from lodbrok.serving.verdict_queue import QueueNotConfigured, VerdictTooLarge
+from lodbrok.verdicts.archive import ReviewError
 from lodbrok.verdicts.verdict import VerdictError
 
 router = APIGatewayRouter()
@@ -118,6 +122,23 @@ def _no_model(error: ModelUnavailable) -> Response:
 @router.exception_handler(CallLogDisabled)
 def _no_call_log(error: CallLogDisabled) -> Response:
     return error_response(HTTPStatus.NOT_FOUND, "call_log_disabled", str(error))
+
+
+# The reviewer's console: what it asked for is gone, or was decided first by someone else.
+_REVIEW_ERRORS: dict[type[Exception], tuple[HTTPStatus, str]] = {
+    ReviewQueueDisabled: (HTTPStatus.NOT_FOUND, "review_queue_disabled"),
+    ReviewItemNotFound: (HTTPStatus.NOT_FOUND, "review_item_not_found"),
+    HeldVerdictNotFound: (HTTPStatus.NOT_FOUND, "held_verdict_not_found"),
+    ReviewError: (HTTPStatus.CONFLICT, "already_reviewed"),
+    UnknownVersion: (HTTPStatus.NOT_FOUND, "unknown_version"),
+    ModelStoreError: (HTTPStatus.CONFLICT, "model_store_conflict"),
+}
+
+
+@router.exception_handler(list(_REVIEW_ERRORS))
+def _review_error(error: Exception) -> Response:
+    status, code = next(mapped for kind, mapped in _REVIEW_ERRORS.items() if isinstance(error, kind))
+    return error_response(status, code, str(error))
 
 
 UNSUPPORTED_MEDIA_MESSAGE = "send the body as JSON with Content-Type: application/json"

@@ -34,6 +34,7 @@ from support import (
     EVENT_KEY_ID,
     MEMORY_TABLE,
     RETRAIN_BUCKET,
+    REVIEW_QUEUE_TABLE,
     emitted_metric_values,
     fresh_container,
 )
@@ -193,6 +194,11 @@ def verdict_memory_table(aws: None) -> str:
 
 
 @pytest.fixture
+def review_queue_table(aws: None) -> str:
+    return create_table(Template(), "ReviewQueueTable", REVIEW_QUEUE_TABLE)
+
+
+@pytest.fixture
 def call_log_table(aws: None) -> str:
     return create_table(Template(), "CallLogTable", CALL_LOG_TABLE)
 
@@ -236,6 +242,7 @@ def predict_env(
     verdict_queue: str,
     clients_table: str,
     attestation_key: str,
+    review_queue_table: str,
 ) -> Iterator[None]:
     """The environment template.yaml gives the predict function, pointing at the moto resources."""
     for name, value in {
@@ -249,6 +256,7 @@ def predict_env(
         "CLIENTS_TABLE": clients_table,
         "VERDICT_ATTESTATION_KEY": attestation_key,
         "MODEL_REFRESH_SECONDS": "60",
+        "REVIEW_QUEUE_TABLE": review_queue_table,
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("MODEL_VERSION", "MAX_ITEMS", "MAX_TEXT_CHARS", "MAX_BODY_BYTES", "POWERTOOLS_DEV"):

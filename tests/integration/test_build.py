@@ -139,9 +139,12 @@ def test_build_function_holds_only_handler_code(build_dir: Path) -> None:
         path.relative_to(build_dir / "PredictFunction") for path in (build_dir / "PredictFunction").rglob("*")
     )
 
-    # Then it is the handler module (and any sibling modules), nothing else: dependencies come from the layer
+    # Then it is the handler module (and any sibling modules) and the console's static files, nothing else:
+    # dependencies come from the layer
     assert Path("app.py") in files
-    assert all(path.suffix == ".py" and len(path.parts) == 1 for path in files), files
+    console = {Path("console"), *(Path("console") / name for name in ("index.html", "console.js", "console.css"))}
+    assert console <= set(files)
+    assert all((path.suffix == ".py" and len(path.parts) == 1) or path in console for path in files), files
 
 
 @pytest.mark.build

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 
 import lodbrok
@@ -24,12 +25,14 @@ from lodbrok.observability import logger
 from lodbrok.registry.store import ModelRef, ModelStore
 from lodbrok.serving import call_log, prediction_cache
 from lodbrok.settings import Settings
+from lodbrok.verdicts.archive import VerdictArchive
 from lodbrok.verdicts.verdict import parse_message_body
 from predict import app as predict_app
 from support import (
     CODE_ACTIONS,
     EVENT_KEY_ID,
     assert_error,
+    hold_verdict,
     load_event,
     predict_texts,
     recorded_aws_actions,
@@ -259,7 +262,11 @@ def test_openapi_get_event_serves_the_spec(api: Api) -> None:
     spec = response.body
     assert spec["openapi"].startswith("3.")
     assert spec["info"]["version"] == lodbrok.__version__
-    assert set(spec["paths"]) == {"/predict", "/model", "/verdicts", "/calls/recent"}
+    reviewer_routes = {"/review/items", "/review/label", "/review/skip", "/review/held"}
+    assert set(spec["paths"]) == {"/predict", "/model", "/verdicts", "/calls/recent", *reviewer_routes} | {
+        "/model/versions",
+        "/model/rollback",
+    }
     assert set(spec["paths"]["/predict"]) == {"get", "post"}
     assert "202" in spec["paths"]["/verdicts"]["post"]["responses"]
     error_ref = spec["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
@@ -683,10 +690,14 @@ def test_logs_never_contain_ids_labels_field_names_keys_or_sources(
 
 
 def test_predict_function_calls_exactly_what_its_role_allows(
-    api: Api, model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+    api: Api, model_store: ModelStore, tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch, model_bucket: str
 ) -> None:
+    # Given a held verdict, and a review band every answer falls in
+    held_key = hold_verdict(VerdictArchive(model_bucket, s3=boto3.client("s3")), "held for review", "spam")
+    monkeypatch.setenv("REVIEW_BAND", '{"spam": [0.0, 1.0]}')
     # When a fresh container (its clients created inside the recording) goes through every route: no model
-    # yet, a model, a repeated request, model info, verdicts, the call log, then a pinned version
+    # yet, a model, a repeated request, model info, verdicts, the call log, the reviewer's routes (an item
+    # queued, listed and labelled; a held verdict accepted; the versions, a rollback), then a pinned version
     with recorded_aws_actions() as used:
         api.rebuild()
         assert api.call(load_event("predict_single.json")).status == 503
@@ -696,10 +707,26 @@ def test_predict_function_calls_exactly_what_its_role_allows(
         assert api.call(load_event("model_get.json")).status == 200
         assert api.call(load_event("verdicts_post.json")).status == 202
         assert api.call(load_event("calls_recent_get.json")).status == 200
+        _review_every_way(api, held_key)
+        second = model_store.publish(tiny_bundle, expected=model_store.head())
+        assert api.call(load_event("model_rollback_post.json"), body={"to": ref.version_id}).status == 200
+        assert second.version_id != ref.version_id
         monkeypatch.setenv("MODEL_VERSION", ref.version_id)
         api.rebuild()
         assert api.call(load_event("predict_single.json")).status == 200
     # Then it needed exactly the actions of its role (template.yaml, checked in tests/unit/test_template.py)
     assert used == CODE_ACTIONS["PredictFunctionRole"]
-    # And it listed key names under models/ only, as the role's s3:prefix condition allows
-    assert used.list_prefixes and all(str(prefix).startswith("models/") for prefix in used.list_prefixes)
+    # And it listed key names under models/ and verdicts/held/ only, as the role's s3:prefix conditions allow
+    assert used.list_prefixes
+    assert all(str(prefix).startswith(("models/", "verdicts/held/")) for prefix in used.list_prefixes)
+
+
+def _review_every_way(api: Api, held_key: str) -> None:
+    assert api.call(load_event("predict_single.json"), body={"text": "too close", "review": True}).status == 200
+    (item,) = api.call(load_event("review_items_get.json")).body["items"]
+    assert api.call(load_event("review_skip_post.json"), body={"id": item["id"]}).status == 200
+    assert api.call(load_event("review_label_post.json"), body={"id": item["id"], "label": "spam"}).status == 200
+    accepted = api.call(load_event("review_held_post.json"), body={"key": held_key, "decision": "accept"})
+    assert accepted.status == 200
+    assert api.call(load_event("review_items_get.json"), query={"kind": "held"}).status == 200
+    assert api.call(load_event("model_versions_get.json")).status == 200

@@ -39,6 +39,16 @@ SAMCONFIG = ROOT / "samconfig.toml"
 TOOLING_VARIABLES = {"LOG_LEVEL"}
 TOOLING_PREFIXES = ("POWERTOOLS_",)
 
+# The reviewer's console: its routes need a key (and a role the function checks); its page and assets need none.
+CONSOLE_REVIEW_ROUTES = {
+    ("/review/items", "GET"),
+    ("/review/label", "POST"),
+    ("/review/skip", "POST"),
+    ("/review/held", "POST"),
+    ("/model/versions", "GET"),
+    ("/model/rollback", "POST"),
+}
+CONSOLE_PAGES = {("/console", "GET"), ("/console/console.js", "GET"), ("/console/console.css", "GET")}
 PREDICT_ROUTES = {
     ("/predict", "POST"),
     ("/predict", "GET"),
@@ -47,9 +57,11 @@ PREDICT_ROUTES = {
     ("/swagger", "GET"),
     ("/verdicts", "POST"),
     ("/calls/recent", "GET"),
+    *CONSOLE_REVIEW_ROUTES,
+    *CONSOLE_PAGES,
 }
-# A browser opens these without a key; "Try it out" asks for one.
-PUBLIC_ROUTES = {("/openapi.json", "GET"), ("/swagger", "GET")}
+# A browser opens these without a key; "Try it out" and the console ask for one.
+PUBLIC_ROUTES = {("/openapi.json", "GET"), ("/swagger", "GET"), *CONSOLE_PAGES}
 PREDICT_VARIABLES = {
     "MODEL_BUCKET",
     "MODEL_NAME",
@@ -90,6 +102,9 @@ BUSINESS_METRICS = {
     "ReviewBandItems",
     "InputTokens",
     "UnseenInputTokens",
+    "ReviewQueueDepth",
+    "ReviewsDone",
+    "ReviewItemsQueued",
 }
 REQUIRED_OUTPUTS = {
     "ApiUrl",
@@ -349,14 +364,15 @@ def test_template_api_routes_are_exactly_the_predict_routes(resources: dict[str,
             if event["Type"] == "Api":
                 routes[(event["Properties"]["Path"], event["Properties"]["Method"].upper())] = (name, event)
 
-    # Then the predict function serves exactly its routes, on the keyed API, the API's description alone without
-    # a key; no admin route is exposed
+    # Then the predict function serves exactly its routes, on the keyed API, the API's description and the console's
+    # static files alone without a key; the one admin route (rollback) is the function's to refuse to other roles
     assert set(routes) == PREDICT_ROUTES
     for route, (function, event) in routes.items():
         assert function == "PredictFunction"
         assert event["Properties"]["RestApiId"] == {"Ref": "LodbrokApi"}
         assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is (route not in PUBLIC_ROUTES)
-    assert not [path for path, _ in routes if re.search(r"rollback|promote|versions|candidates|publish", path)]
+    admin_like = {path for path, _ in routes if re.search(r"rollback|promote|versions|candidates|publish", path)}
+    assert admin_like == {"/model/rollback", "/model/versions"}
 
 
 # --- verdicts and retraining ------------------------------------------------------------------------------
@@ -764,3 +780,27 @@ def test_template_gateway_responses_tell_a_refused_caller_to_send_x_api_key() ->
     for response_type in ("INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN"):
         assert answers[response_type].status == 403
         assert "x-api-key" in json.loads(answers[response_type].body)["message"]
+
+
+def test_template_review_queue_is_encrypted_with_its_own_key_expires_and_alarms_when_it_grows(
+    resources: dict[str, Any],
+) -> None:
+    # Given the review queue, the one table that keeps user text
+    table = properties(resources, "ReviewQueueTable")
+    key = properties(resources, "ReviewQueueKey")
+    alarm = properties(resources, "ReviewQueueDepthAlarm")
+
+    # Then it is encrypted with a customer key of the stack (rotated), expires by TTL, and is read by priority
+    assert table["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "ReviewQueueKey"},
+    }
+    assert key["KeyUsage"] == "ENCRYPT_DECRYPT" and key["EnableKeyRotation"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["by_priority"]
+    # And its depth raises an alarm past the stack's parameter
+    assert (alarm["MetricName"], alarm["Statistic"]) == ("ReviewQueueDepth", "Maximum")
+    assert alarm["Threshold"] == {"Ref": "ReviewQueueAlarmDepth"}
+    environment = properties(resources, "PredictFunction")["Environment"]["Variables"]
+    assert environment["REVIEW_QUEUE_TTL_SECONDS"] == {"Ref": "ReviewQueueTtlSeconds"}

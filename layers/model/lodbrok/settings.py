@@ -60,6 +60,9 @@ class Settings(BaseModel):
     call_log_ttl_seconds: int = Field(7 * 86_400, ge=60, alias="CALL_LOG_TTL_SECONDS")
 
     verdict_queue_url: str = Field("", alias="VERDICT_QUEUE_URL")
+    # Items answered `review` that a request asked people to label (lodbrok.serving.review_queue); empty: none.
+    review_queue_table: str = Field("", alias="REVIEW_QUEUE_TABLE")
+    review_queue_ttl_seconds: int = Field(14 * 86_400, ge=60, alias="REVIEW_QUEUE_TTL_SECONDS")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     verdict_archive_prefix: str = Field("verdicts/", alias="VERDICT_ARCHIVE_PREFIX")
     min_verdicts_to_train: int = Field(1, ge=1, alias="MIN_VERDICTS_TO_TRAIN")

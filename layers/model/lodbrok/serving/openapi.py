@@ -33,7 +33,8 @@ DESCRIPTION = (
     f"{MAX_MESSAGE_BYTES} bytes as UTF-8 JSON (413 verdict_too_large; a text within the limits always fits, a "
     "very large record may not). Each route needs a role of your key (403 forbidden otherwise): POST /verdicts "
     "needs 'feedback' (your verdicts then answer only you at once) or 'reviewer' (they answer every client at "
-    "once); every other route needs 'predict'."
+    "once); the reviewer's routes (/review/..., GET /model/versions) need 'reviewer', POST /model/rollback needs "
+    "'admin'; every other route needs 'predict'."
 )
 
 

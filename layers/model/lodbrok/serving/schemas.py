@@ -134,6 +134,12 @@ class PredictRequest(BaseModel):
         "explain_budget_exceeded). Explained requests neither read nor write the prediction cache",
     )
 
+    review: StrictBool = Field(
+        False,
+        description="queue every item answered with the decision `review` for people to label (the review queue "
+        "of the reviewer's console; the one place that keeps inputs: encrypted, expired after a TTL, never logged)",
+    )
+
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
         given = [name for name in ("text", "texts", "items") if getattr(self, name) is not None]
@@ -354,6 +360,97 @@ class RecentCalls(BaseModel):
     caller: str = Field(description="the API key id, or the source IP for calls without a key")
     calls: list[CallRecord] = Field(description="newest first")
     next_token: str | None = Field(description="pass as `next_token` for the next page; null on the last page")
+
+
+# --- the review queue and held verdicts (the reviewer's console) ----------------------------------------------
+
+ReviewKind = Literal["review", "held"]
+
+
+class ReviewItem(BaseModel):
+    kind: ReviewKind = Field(
+        description="`review`: answered too close to call and queued by a client; `held`: a verdict screening held "
+        "back from learning"
+    )
+    id: str = Field(description="the queue entry's id, or the held verdict's key; what the label/held routes take")
+    input: EchoedInput = Field(description="the text or record")
+    label: str = Field(description="the model's label (review), or the label the verdict claims (held)")
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description="the model's scores when it was queued (held: the model's, if recorded)"
+    )
+    explanation: ExplanationInfo | None = Field(None, description="why the model answered so, when it was explained")
+    reason: str | None = Field(None, description="held: why screening held the verdict")
+    seen: int = Field(1, description="how many requests asked for this input to be reviewed")
+    queued_at: str = Field(description="when it was first queued or held (UTC, ISO 8601)")
+
+
+class ReviewItems(BaseModel):
+    items: list[ReviewItem] = Field(description="most uncertain first (skipped ones last); held: oldest first")
+    remaining: int = Field(description="how many items of this kind wait, these included")
+
+
+class ReviewLabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=64, description="the queue entry's id")]
+    label: Annotated[str, Field(min_length=1, max_length=256, description="a label of the active model")]
+
+
+class ReviewSkipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=64, description="the queue entry's id")]
+
+
+class ReviewDone(BaseModel):
+    id: str
+    remaining: int = Field(description="how many review items still wait")
+    message_id: str | None = Field(
+        None, description="a label: the SQS message id of the trusted verdict it became (as POST /verdicts)"
+    )
+
+
+class HeldReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Annotated[str, Field(min_length=1, max_length=1024, description="the held verdict's key (its `id`)")]
+    decision: Literal["accept", "reject"]
+    note: Annotated[str | None, Field(None, max_length=1000, description="why, for the record")] = None
+
+
+class HeldReviewed(BaseModel):
+    key: str
+    status: Literal["accepted", "rejected"]
+    answers_at_once: bool = Field(description="accepted and now answering its exact input for every client")
+    remaining: int = Field(description="how many held verdicts still wait")
+
+
+class ModelVersion(BaseModel):
+    version_id: str
+    label: str
+    created_at: str
+    stored_at: str
+    parent: str
+    action: str = Field(description="how this version became active: publish, promote, rollback, approve")
+    restored_from: str = Field(description="for a rollback, the version id it restored")
+    verdict_count: int
+    metrics: dict[str, Any] = Field(description="gate-set metrics")
+    is_active: bool
+
+
+class ModelVersions(BaseModel):
+    versions: list[ModelVersion] = Field(description="newest first; parent and restored_from give the lineage")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Annotated[str, Field(min_length=1, max_length=1024, description="the S3 version id to restore")]
+
+
+class RolledBack(BaseModel):
+    restored: str = Field(description="the version id that was restored")
+    version_id: str = Field(description="the new active version (the restore is itself a version)")
 
 
 # --- errors on the wire ------------------------------------------------------------------------------------------

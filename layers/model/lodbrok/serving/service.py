@@ -35,6 +35,8 @@ from lodbrok.serving.call_log import CallEntry, CallLog, CallLogDisabled, Origin
 from lodbrok.serving.drift import DriftSignals, TokenNovelty
 from lodbrok.serving.model_provider import ActiveModel, ModelProvider, ModelUnavailable
 from lodbrok.serving.prediction_cache import CacheUnavailable, PredictionCache, batch_get_items
+from lodbrok.serving.review_desk import ReviewDesk
+from lodbrok.serving.review_queue import Candidate, ReviewQueue
 from lodbrok.serving.schemas import (
     DecisionInfo,
     ExplanationInfo,
@@ -53,6 +55,7 @@ from lodbrok.serving.schemas import (
 )
 from lodbrok.serving.verdict_queue import QueueNotConfigured, VerdictQueue
 from lodbrok.settings import Settings
+from lodbrok.verdicts.archive import VerdictArchive
 from lodbrok.verdicts.attestation import Attester, Provenance
 from lodbrok.verdicts.memory import RememberedVerdict, VerdictMemory
 from lodbrok.verdicts.verdict import Verdict, VerdictError, parse_verdicts
@@ -190,6 +193,34 @@ class PredictService:
         )
         return VerdictQueue(self.settings.verdict_queue_url, client=client, attester=attester, sleep=self._sleep)
 
+    @cached_property
+    def review_queue(self) -> ReviewQueue | None:
+        if not self.settings.review_queue_table:
+            return None
+        return ReviewQueue(
+            self.settings.review_queue_table,
+            ttl_seconds=self.settings.review_queue_ttl_seconds,
+            client=self._dynamodb or aws.client("dynamodb", aws.PREDICT_CONFIG),
+            now=self._now,
+        )
+
+    @cached_property
+    def desk(self) -> ReviewDesk:
+        """The reviewer's routes (lodbrok.serving.review_desk)."""
+        archive = VerdictArchive(
+            self.settings.model_bucket,
+            self.settings.verdict_archive_prefix,
+            s3=self._s3 or aws.client("s3", aws.PREDICT_CONFIG),
+        )
+        return ReviewDesk(
+            queue=self.review_queue,
+            archive=archive,
+            memory=self.verdict_memory,
+            models=self.models,
+            submit=self.submit_verdicts,
+            explain_max_items=self.settings.explain_max_items,
+        )
+
     # --- the prediction core ---------------------------------------------------------------------------------
 
     @cached_property
@@ -312,6 +343,8 @@ class PredictService:
             for result in served
         ]
         self._account(model, inputs, served, decisions, novelty, origin)
+        if request.review:
+            self._queue_for_review(model, inputs, served, decisions, origin)
         return PredictResponse(
             model_version=model.version_id,
             model_label=model.version_label,
@@ -367,6 +400,30 @@ class PredictService:
                 predictions=[(item.id, result.prediction.label) for item, result in zip(inputs, served, strict=True)],
             )
             self.call_log.record(origin, entry)
+
+    def _queue_for_review(
+        self,
+        model: ActiveModel,
+        inputs: Sequence[PredictionInput],
+        served: Sequence[ServedPrediction],
+        decisions: Sequence[str],
+        origin: Origin,
+    ) -> None:
+        """Leave the items answered `review` in the review queue (best effort, like the cache)."""
+        if self.review_queue is None:
+            return
+        candidates = [
+            Candidate(
+                input=item.input,
+                label=result.prediction.label,
+                probabilities=result.prediction.probabilities,
+                explanation=asdict(result.explanation) if result.explanation else None,
+            )
+            for item, result, decision in zip(inputs, served, decisions, strict=True)
+            if decision == REVIEW_DECISION
+        ]
+        if candidates:
+            self.review_queue.enqueue(candidates, client=origin.caller, model_version=model.version_id)
 
     def model_info(self) -> ModelInfo:
         """GET /model."""

@@ -121,6 +121,10 @@ class ReviewError(ValueError):
     """A held verdict that does not exist, or was already reviewed."""
 
 
+class HeldNotFound(ReviewError):
+    """No held verdict has this key."""
+
+
 class ReviewConflict(ReviewError):
     """Another review changed the held verdict between this review's read and its write; that one stands."""
 
@@ -315,7 +319,7 @@ class VerdictArchive:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if aws.error_code(error) in {"NoSuchKey", "404"}:
-                raise ReviewError(f"no held verdict at s3://{self.bucket}/{key}") from error
+                raise HeldNotFound(f"no held verdict at s3://{self.bucket}/{key}") from error
             raise
         return json.loads(response["Body"].read()), response["ETag"]
 
