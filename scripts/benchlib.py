@@ -144,7 +144,8 @@ def write_results(section: str, data: Any) -> Path:
 
 
 def run_metadata() -> dict[str, Any]:
-    """When, from which commit and on what machine a section was measured (the load says how busy it was)."""
+    """When, from which commit and on what machine a section was measured; the load average as the section ends
+    says how busy the machine was while it ran."""
     return {
         "date": utc_iso(precision="seconds"),
         "commit": _commit(),

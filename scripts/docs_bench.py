@@ -88,10 +88,11 @@ def run_line(name: str, results: Path = RESULTS) -> str:
     """One line naming the run: when, which commit, which machine, and how busy it was."""
     run = section(name, results)["run"]
     machine = run["machine"]
+    load = machine.get("load_average_1m")
+    busy = f", load average {load} at the end" if load is not None else ""
     return (
         f"*Measured {run['date']} at commit `{run['commit']}` on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"{machine['system']}, Python {machine['python']}, load average {machine['load_average_1m']} at the start; "
-        f"raw numbers: `bench-results/{name}.json`.*"
+        f"{machine['system']}, Python {machine['python']}{busy}; raw numbers: `bench-results/{name}.json`.*"
     )
 
 
