@@ -2,7 +2,7 @@
 
 A page writes `{{ bench("predict_api/single_no_cache/p50_ms") }}`: the first segment names a section file
 (`bench-results/predict_api.json`, written by `scripts.benchlib.write_results`), the rest is a path of keys in
-its `results` ("/" separates them, because keys such as `[0.2, 0.8]` hold dots). An optional format spec formats
+its `results` ("/" separates them, because keys such as `[0.2, 0.8]` hold dots; a number picks a list's item). An optional format spec formats
 the value (`{{ bench("moderation/cost/ratio", ".1f") }}`); without one it is shown as the JSON holds it.
 `{{ bench_rows("quality/cross_validation", "f1", "pr_auc|.3f") }}` renders the body of a table: one row per
 entry of that object (its key first), one cell per column path (`path|spec`); a `{"mean", "std"}` pair is
@@ -51,9 +51,12 @@ def value_at(reference: str, results: Path = RESULTS) -> Any:
     name, *keys = reference.split("/")
     value: Any = section(name, results)["results"]
     for key in keys:
-        if not isinstance(value, dict) or key not in value:
+        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]  # rows of a table, or a before/after pair
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
             raise MissingFigure(f"{reference}: {name}.json has no key {key!r} there")
-        value = value[key]
     return value
 
 

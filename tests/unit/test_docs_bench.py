@@ -22,6 +22,7 @@ def results(tmp_path: Path) -> Path:
         "results": {
             "model": "seed",
             "single": {"p50_ms": 1.2345, "p99_ms": 9.5},
+            "draws": [{"recall": [0.92, 0.95]}],
             "band": {"note": "not a row", "[0.2, 0.8]": {"in_band": {"mean": 0.01, "std": 0.0019}, "n": 3}},
         },
     }
@@ -33,14 +34,15 @@ def results(tmp_path: Path) -> Path:
 def test_render_fills_figures_tables_and_the_run_line(results: Path) -> None:
     # Given a page quoting a figure, a formatted figure and a table of one section, with its run line
     page = (
-        '{{ bench_run("api") }}\n{{ bench("api/single/p50_ms") }} ms, {{ bench("api/single/p99_ms", ".0f") }}\n'
+        '{{ bench_run("api") }}\n{{ bench("api/single/p50_ms") }} ms, {{ bench("api/single/p99_ms", ".0f") }}, '
+        '{{ bench("api/draws/0/recall/1") }}\n'
         '{{ bench_rows("api/band", "in_band|.1%", "n") }}'
     )
     # When it is rendered
     rendered = docs_bench.render(page, results)
     # Then the figures are the section's, rows skip entries that are not objects, and the run is named
     run, figures, table = rendered.splitlines()
-    assert figures == "1.2345 ms, 10"
+    assert figures == "1.2345 ms, 10, 0.95"
     assert table == "| [0.2, 0.8] | 1.0% ± 0.2% | 3 |"
     assert "at commit" in run and "CPUs" in run and "bench-results/api.json" in run
 
@@ -51,6 +53,7 @@ def test_render_fills_figures_tables_and_the_run_line(results: Path) -> None:
         '{{ bench_run("api") }} {{ bench("api/single/p75_ms") }}',  # no such key
         '{{ bench_run("quality") }} {{ bench("quality/items") }}',  # no such section file
         '{{ bench_run("api") }} {{ bench("api/single") }}',  # not a single figure
+        '{{ bench_run("api") }} {{ bench("api/draws/1/recall/0") }}',  # no such row
         '{{ bench("api/single/p50_ms") }}',  # quoted without its run beside it
     ],
 )
