@@ -1,17 +1,18 @@
 """Benchmark figures in the docs come from the committed results, never from a hand-copied number.
 
 A page writes `{{ bench("predict_api/single_no_cache/p50_ms") }}`: the first segment names a section file
-(`bench-results/predict_api.json`, written by `scripts.benchlib.write_results`), the rest is a path of keys in
-its `results` ("/" separates them, because keys such as `[0.2, 0.8]` hold dots; a number picks a list's item). An optional format spec formats
-the value (`{{ bench("moderation/cost/ratio", ".1f") }}`); without one it is shown as the JSON holds it.
-`{{ bench_rows("quality/cross_validation", "f1", "pr_auc|.3f") }}` renders the body of a table: one row per
-entry of that object (its key first), one cell per column path (`path|spec`); a `{"mean", "std"}` pair is
-shown as `mean ± std`. `{{ bench_run("predict_api") }}` shows the run a section's figures come from (date,
-commit, machine) and must be on every page that quotes that section, so no figure appears without its run.
+(`bench-results/predict_api.json`, written by `scripts.benchlib.write_results`), the rest is a path of keys in its
+`results` ("/" separates them, because keys such as `[0.2, 0.8]` hold dots; a number picks a list's item). An
+optional format spec formats the value (`{{ bench("moderation/cost/ratio", ".1f") }}`); without one it is shown
+as the JSON holds it. `{{ bench_rows("quality/cross_validation", "f1", "pr_auc|.3f") }}` renders the body of a
+table: one row per entry of that object (its key first), one cell per column path (`path|spec`); a
+`{"mean", "std"}` pair is shown as `mean ± std`. `{{ bench_run("predict_api") }}` shows the run a section's
+figures come from (date, commit, machine) and must be on every page that quotes that section, so no figure
+appears without its run.
 
 A figure without a source (no such file or key) and a quoted section without its run line stop the build, so
-`mkdocs build --strict` (run by `make test`) fails instead of publishing a stale or invented number. mkdocs
-loads this file as a hook (`hooks:` in mkdocs.yml); the tests import it to check the pages without building.
+`mkdocs build --strict` (run by `make test`) fails instead of publishing a stale or invented number. mkdocs loads
+this file as a hook (`hooks:` in mkdocs.yml); the tests import it to check the pages without building.
 """
 
 from __future__ import annotations
