@@ -60,7 +60,10 @@ def stack() -> Iterator[StackInfo]:
 
 
 def export_block(stack: StackInfo) -> dict[str, str]:
-    """The variables the banner's `export` block sets, with this stack's values."""
+    """The variables the banner's `export` block sets: as the stack wrote them, or else named here."""
+    exports = getattr(stack, "exports", None)
+    if exports:
+        return dict(exports)
     return {
         "AWS_ENDPOINT_URL": stack.aws_endpoint,
         "AWS_ACCESS_KEY_ID": "local",
