@@ -85,6 +85,8 @@ def _shown(reference: str, value: Any, spec: str | None) -> str:
         return f"{_shown(reference, value['mean'], spec)} ± {_shown(reference, value['std'], spec)}"
     if isinstance(value, dict | list):
         raise MissingFigure(f"{reference} is not a single figure")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return format(value, spec) if spec and value is not None else str(value)
 
 

@@ -21,6 +21,7 @@ def results(tmp_path: Path) -> Path:
         "run": run_metadata(),
         "results": {
             "model": "seed",
+            "promoted": True,
             "single": {"p50_ms": 1.2345, "p99_ms": 9.5},
             "draws": [{"recall": [0.92, 0.95]}],
             "band": {"note": "not a row", "[0.2, 0.8]": {"in_band": {"mean": 0.01, "std": 0.0019}, "n": 3}},
@@ -35,14 +36,14 @@ def test_render_fills_figures_tables_and_the_run_line(results: Path) -> None:
     # Given a page quoting a figure, a formatted figure and a table of one section, with its run line
     page = (
         '{{ bench_run("api") }}\n{{ bench("api/single/p50_ms") }} ms, {{ bench("api/single/p99_ms", ".0f") }}, '
-        '{{ bench("api/draws/0/recall/1") }}\n'
+        '{{ bench("api/draws/0/recall/1") }}, {{ bench("api/promoted") }}\n'
         '{{ bench_rows("api/band", "in_band|.1%", "n") }}'
     )
     # When it is rendered
     rendered = docs_bench.render(page, results)
     # Then the figures are the section's, rows skip entries that are not objects, and the run is named
     run, figures, table = rendered.splitlines()
-    assert figures == "1.2345 ms, 10, 0.95"
+    assert figures == "1.2345 ms, 10, 0.95, yes"
     assert table == "| [0.2, 0.8] | 1.0% ± 0.2% | 3 |"
     assert "at commit" in run and "CPUs" in run and "bench-results/api.json" in run
 
