@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test bench bench-predict bench-quality bench-moderation bench-learning bench-retrain-image local demo clean
+.PHONY: install lint format test docs bench bench-predict bench-quality bench-moderation bench-learning bench-retrain-image local demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ format: install
 
 test: lint
 	$(BIN)/pytest
+
+# The docs site on http://127.0.0.1:8000, rebuilt on every change (tests/unit/test_docs_site.py builds it --strict).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # sam and cfn-lint run offline: no telemetry, and a region for the linter (no credentials needed).
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}

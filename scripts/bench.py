@@ -2,7 +2,8 @@
 
 Speed is reported as ratios against a baseline measured in the same process run (Keras
 `model.predict`, the path a user would otherwise ship), never as absolute pass/fail thresholds.
-Writes bench-results/bench.json and prints readable tables.
+Writes one `bench-results/<section>.json` per section (its own: `reference.json`; then quality, moderation,
+predict_api, learning, retrain_image), each with the run's date, commit and machine, and prints readable tables.
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ from lodbrok.model.evaluation import compute_metrics
 from lodbrok.model.features import Featurizer
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import load_keras_model, train_bundle
-from scripts.benchlib import parse_no_arguments, time_calls
+from scripts.benchlib import parse_no_arguments, time_calls, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
 SPEED_REPEATS = 200
 COLD_START_RUNS = 3
 
@@ -188,26 +187,31 @@ def bench_cold_start(report: dict[str, Any], bundle_path: Path) -> None:
     print(json.dumps(report["cold_start"], indent=2))
 
 
+# Each module's `run` fills the report key its section file is named after.
+SECTIONS = {
+    "bench_quality": "quality",
+    "bench_moderation": "moderation",
+    "bench_predict": "predict_api",
+    "bench_learning": "learning",
+    "bench_retrain_image": "retrain_image",
+}
+
+
 def main() -> int:
     parse_no_arguments(__doc__)
-    RESULTS.mkdir(exist_ok=True)
-    report: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    reference: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as workdir:
         bundle_path = Path(workdir) / "bench-model.lbk"
-        bundle = train_reference_bundle(report, bundle_path)
-        bench_quantization(report, bundle)
-        bench_serving_speed(report, bundle)
-        bench_cold_start(report, bundle_path)
-    save(report)
-    for module_name in ("bench_quality", "bench_moderation", "bench_predict", "bench_learning", "bench_retrain_image"):
+        bundle = train_reference_bundle(reference, bundle_path)
+        bench_quantization(reference, bundle)
+        bench_serving_speed(reference, bundle)
+        bench_cold_start(reference, bundle_path)
+    write_results("reference", reference)
+    for module_name, section in SECTIONS.items():
+        report: dict[str, Any] = {}
         importlib.import_module(f"scripts.{module_name}").run(report)
-        save(report)  # after every section, so a long run that fails late keeps what it measured
-    print(f"\nwrote {RESULTS / 'bench.json'}")
+        write_results(section, report[section])  # after every section, so a run that fails late keeps the rest
     return 0
-
-
-def save(report: dict[str, Any]) -> None:
-    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

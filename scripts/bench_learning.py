@@ -59,10 +59,10 @@ from scripts.benchlib import (
     lodbrok_contender,
     sklearn_contender,
     word_char_svc,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
 RETRAIN_APP = ROOT / "functions" / "retrain" / "app.py"
 DOMAIN_TARGET_F1 = 0.90  # mean held-out-video spam F1 the learning loop aims for
 DOMAIN_SMS_DROP_LIMIT = 0.01  # with SMS spam F1 dropping no more than this
@@ -599,9 +599,7 @@ def main(argv: list[str]) -> int:
     arguments = parser.parse_args(argv)
     report: dict[str, Any] = {}
     run(report, youtube=arguments.youtube)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "learning.json").write_text(json.dumps(report["learning"], indent=2))
-    print(f"\nwrote {RESULTS / 'learning.json'}")
+    write_results("learning", report["learning"])
     return 0
 
 

@@ -33,16 +33,7 @@ from lodbrok.model.evaluation import compute_metrics
 from lodbrok.model.explanation import Occlusion, explain
 from lodbrok.model.predictor import Predictor
 from lodbrok.training.trainer import TrainingConfig, export_bundle, fit_base_model
-from scripts.benchlib import (
-    FOLDS,
-    LABELS,
-    POSITIVE,
-    REPEATS,
-    RESULTS,
-    parse_no_arguments,
-    time_calls,
-    write_results,
-)
+from scripts.benchlib import FOLDS, LABELS, POSITIVE, REPEATS, parse_no_arguments, time_calls, write_results
 
 BANDS = [(0.4, 0.6), (0.3, 0.7), (0.2, 0.8), (0.1, 0.9), (0.05, 0.95), (0.02, 0.98)]
 TOP_KS = (1, 3, 5)
@@ -212,7 +203,7 @@ def main() -> int:
     parse_no_arguments(__doc__)
     report: dict[str, Any] = {}
     run(report)
-    write_results(RESULTS / "moderation.json", report["moderation"])
+    write_results("moderation", report["moderation"])
     return 0
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from devstack.gateway import LambdaContext
 from devstack.seed import default_seed_model, ensure_seed_model
-from scripts.benchlib import parse_no_arguments, time_calls
+from scripts.benchlib import parse_no_arguments, time_calls, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE_REPEATS = 300
@@ -314,6 +314,6 @@ def _print_table(results: dict[str, Any]) -> None:
 if __name__ == "__main__":
     parse_no_arguments(__doc__)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    results: dict[str, Any] = {}
-    run(results)
-    print(json.dumps(results, indent=2))
+    report: dict[str, Any] = {}
+    run(report)
+    write_results("predict_api", report["predict_api"])

@@ -48,7 +48,6 @@ from scripts.benchlib import (
     LABELS,
     POSITIVE,
     REPEATS,
-    RESULTS,
     Contender,
     char_svc,
     lodbrok_contender,
@@ -210,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     report: dict[str, Any] = {}
     run(report, youtube=arguments.youtube, with_variants=not arguments.no_variants)
-    write_results(RESULTS / "quality.json", report["quality"])
+    write_results("quality", report["quality"])
     return 0
 
 

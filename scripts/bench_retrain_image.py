@@ -24,7 +24,7 @@ from typing import Any
 
 from devstack.template import Template
 from lodbrok.model.data import load_demo_dataset
-from scripts.benchlib import parse_no_arguments
+from scripts.benchlib import parse_no_arguments, write_results
 from scripts.samlocal.engine import EngineUnavailable, ensure_base_image, ensure_engine
 from scripts.samlocal.retrain_image import ensure_retrain_image
 from scripts.samlocal.stack import RETRAIN_FUNCTION, emulate_aws, start_moto
@@ -170,4 +170,6 @@ def _run(command: list[str], environment: dict[str, str] | None) -> subprocess.C
 
 if __name__ == "__main__":
     parse_no_arguments(__doc__)
-    run({})
+    report: dict[str, Any] = {}
+    run(report)
+    write_results("retrain_image", report["retrain_image"])

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lodbrok.clock import utc_iso
 from lodbrok.model.data import LabelledItem
 from lodbrok.model.decision import DecisionRule, choose_labels, fit_rule
 from lodbrok.training.trainer import TrainingConfig, fit_base_model, keras_probabilities
@@ -127,13 +131,57 @@ def time_calls(call: Callable[[], Any], repeats: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def write_results(path: Path, data: Any) -> None:
-    """One benchmark section's raw numbers as JSON, in bench-results/ beside the others."""
+def write_results(section: str, data: Any) -> Path:
+    """One benchmark section's raw numbers as `bench-results/<section>.json`, with the run they come from.
+
+    The docs render every quoted figure from these files, so each carries its date, commit and machine: a
+    reader sees beside each table which run measured it.
+    """
+    path = RESULTS / f"{section}.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
+    path.write_text(json.dumps({"run": run_metadata(), "results": data}, indent=2) + "\n")
     print(f"\nwrote {path}")
+    return path
 
 
 def parse_no_arguments(description: str | None) -> None:
     """A bench script's command line: `--help` prints its description (and runs nothing); it takes no argument."""
     argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+
+
+def run_metadata() -> dict[str, Any]:
+    """When, from which commit and on what machine a section was measured; the load average as the section ends
+    says how busy the machine was while it ran."""
+    return {
+        "date": utc_iso(precision="seconds"),
+        "commit": _commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(),
+            "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.machine()}",
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        },
+    }
+
+
+def _commit() -> str:
+    """The checked-out commit, `-dirty` when the worktree has uncommitted changes (so a number is never
+    credited to a commit that did not produce it)."""
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The root filesystem of lodbrok-local/lambda-python:3.13, a stand-in for public.ecr.aws/lambda/python:3.13
-# where no image registry is reachable (DESIGN.md section 4). engine.py caches its tarball under a hash of
+# where no image registry is reachable (docs/local-development.md, "make sam-local"). engine.py caches its tarball under a hash of
 # this file, so any change here rebuilds the image.
 #
 #   build-rootfs.sh ROOTFS MIRROR PIP...    (PIP: the pip command that cross-installs the cp313 wheels)

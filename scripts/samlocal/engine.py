@@ -1,9 +1,9 @@
 """The Docker engine and the local Lambda base image that `sam local` runs the predict function in.
 
 No image registry is reachable here, so the engine is Debian's docker.io, started as root with the vfs storage
-driver, and the base image is built from Debian packages by build-rootfs.sh (DESIGN.md section 4). The image is a
-test fixture, not product code: its root filesystem is cached as a tarball under .cache/samlocal, keyed by the hash
-of build-rootfs.sh, so only the first run pays for debootstrap.
+driver, and the base image is built from Debian packages by build-rootfs.sh (docs/local-development.md, "make
+sam-local"). The image is a test fixture, not product code: its root filesystem is cached as a tarball under
+.cache/samlocal, keyed by the hash of build-rootfs.sh, so only the first run pays for debootstrap.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The retrain function's image, built offline here from the unchanged functions/retrain/Dockerfile.
 
-Containers cannot reach the package registries, the host can (DESIGN.md section 4). So the wheels the image needs
-(functions/retrain/requirements.txt, complete and hashed) are downloaded on the host into .cache/samlocal/wheels,
-served over HTTP on the Docker bridge only while the image builds, and the Dockerfile is given BASE_IMAGE (the local
-Lambda-like base image) and WHEELHOUSE (its address). The address is the same on every build (a fixed port), so
-Docker's layer cache keeps the large dependency layer across runs; builds take a file lock, so two at once queue.
-The image is tagged by a hash of everything that goes into it and not rebuilt while that is unchanged.
+Containers cannot reach the package registries, the host can (docs/operations.md, "The retrain image"). So the
+wheels the image needs (functions/retrain/requirements.txt, complete and hashed) are downloaded on the host into
+.cache/samlocal/wheels, served over HTTP on the Docker bridge only while the image builds, and the Dockerfile is
+given BASE_IMAGE (the local Lambda-like base image) and WHEELHOUSE (its address). The address is the same on every
+build (a fixed port), so Docker's layer cache keeps the large dependency layer across runs; builds take a file lock,
+so two at once queue. The image is tagged by a hash of everything that goes into it and not rebuilt while that is
+unchanged.
 """
 
 from __future__ import annotations
