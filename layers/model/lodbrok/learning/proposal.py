@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -29,7 +30,16 @@ from lodbrok.model.decision import DecisionRule, choose_labels
 from lodbrok.model.evaluation import Metrics
 from lodbrok.model.features import canonical_key
 from lodbrok.model.predictor import Predictor
-from lodbrok.training.trainer import FinetuneConfig, Finetuner, Progress, evaluate, keras_probabilities
+from lodbrok.training.trainer import (
+    FinetuneConfig,
+    Finetuner,
+    Learner,
+    Progress,
+    RetrainConfig,
+    Retrainer,
+    evaluate,
+    keras_probabilities,
+)
 
 MIN_VERDICTS_TO_LEARN = 2
 
@@ -46,7 +56,9 @@ class LearningConfig:
     max_clock_skew_seconds: float = 60.0  # how far ahead an attested verdict time may be before it is clamped
     probe_folds: int = 2
     near_items: int = 5  # per learned verdict: its nearest trusted items (rehearsal + gate) form the near slice
+    method: Literal["retrain", "finetune"] = "retrain"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
 
 
@@ -86,10 +98,10 @@ def propose(
     if len(learn) < MIN_VERDICTS_TO_LEARN:
         return Proposal(screening, seconds=time.perf_counter() - started)
 
-    finetuner = Finetuner(parent, config.finetune, progress)
-    verdict_scores = out_of_fold_scores(finetuner, learn, config.probe_folds)
-    candidate, candidate_gate = finetuner.export(
-        finetuner.fit(learn),
+    learner = make_learner(parent, config, progress)
+    verdict_scores = out_of_fold_scores(learner, learn, config.probe_folds)
+    candidate, candidate_gate = learner.export(
+        learner.fit(learn),
         learn,
         verdict_scores=verdict_scores,
         keep_within=config.gate_tolerance,
@@ -136,13 +148,20 @@ class Screener:
         return screen(self.predictor, self.trusted, latest, config, reviewed=reviewed)
 
 
-def out_of_fold_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
-    """Every verdict's probabilities from a probe fine-tuned on the other folds of the batch."""
-    parent = finetuner.parent
+def make_learner(parent: Bundle, config: LearningConfig, progress: Progress | None = None) -> Learner:
+    """The candidate's (and the probes') recipe: a joint retrain or a fine-tune of `parent`."""
+    if config.method == "finetune":
+        return Finetuner(parent, config.finetune, progress)
+    return Retrainer(parent, config.retrain, progress)
+
+
+def out_of_fold_scores(learner: Learner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
+    """Every verdict's probabilities from a probe that learned the other folds of the batch."""
+    parent = learner.parent
     scores: dict[str, np.ndarray] = {}
     # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
     for train, scored in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
-        probabilities = keras_probabilities(finetuner.fit(train), parent.featurizer, scored)
+        probabilities = keras_probabilities(learner.fit(train), parent.featurizer, scored)
         scores.update(zip((canonical_key(item.input) for item in scored), probabilities, strict=True))
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 
