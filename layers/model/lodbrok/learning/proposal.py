@@ -1,13 +1,19 @@
-"""From a batch of verdicts to a judged candidate: screen, probe, fine-tune, gate.
+"""From a batch of verdicts to a judged candidate: screen, probe, learn, gate.
 
 One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok finetune`:
 
 1. Screening (`lodbrok.learning.screening`) holds the verdicts that contradict well-founded knowledge.
-2. Probes: the batch is split into `probe_folds` folds and the parent is fine-tuned on all but one, to
+2. Probes: the batch is split into `probe_folds` folds and a probe learns all but one, to
    score the verdicts it did not see. Those out-of-sample scores say whether the verdicts generalise
    (the gate's out-of-fold check) and, with the gate set, choose the candidate's decision rule, so the
    threshold also fits the verdicts' domain.
-3. The candidate is fine-tuned on every learnable verdict and judged (`lodbrok.learning.gate`).
+3. The candidate learns every learnable verdict and is judged (`lodbrok.learning.gate`).
+
+Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a joint retrain, a new
+network on the parent's stored training data (the base sample plus every verdict learned since) and the
+batch, verdicts weighted (`lodbrok.training.trainer.Retrainer`); or a fine-tune of the parent (`Finetuner`).
+`make bench-learning` measures both on a new domain (docs/learning-design.md): the joint retrain learns it
+as a model trained on it does, where the fine-tune stays bound to the parent's ranking.
 
 A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
 by a probe that did not learn it.
@@ -84,7 +90,7 @@ def propose(
     screener: Screener | None = None,
     screening: Screening | None = None,
 ) -> Proposal:
-    """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
+    """Screen `verdicts` (the latest per input wins), learn a candidate from the learnable ones, judge it.
 
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
     `Screener.of(parent)`, given by a caller that already built it; `screening` is its screening of
