@@ -50,7 +50,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
 
     finetune = commands.add_parser(
         "finetune",
-        help="screen verdicts, learn them into a candidate (a joint retrain, or a fine-tune) and gate it, as the "
+        help="screen verdicts, learn them into a candidate (a fine-tune, or a joint retrain) and gate it, as the "
         "retrain function does (exit 3 when the gate would not promote it)",
     )
     finetune.add_argument("--model", required=True, help="bundle to start from")
@@ -58,10 +58,10 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--out", required=True, help="where to write the candidate bundle, if the gate passes it")
     finetune.add_argument(
         "--method",
-        choices=("retrain", "finetune"),
-        default="retrain",
-        help="retrain: a new network on the bundle's stored training data plus the verdicts (default, as the "
-        "retrain function); finetune: continue training the bundle on the verdicts",
+        choices=("finetune", "retrain"),
+        default="finetune",
+        help="finetune: continue training the bundle on the verdicts (default, as the retrain function); "
+        "retrain: a new network on the bundle's stored training data plus the verdicts",
     )
     finetune.add_argument(
         "--gate-tolerance", type=_fraction, default=0.01, help="how much worse on the gate set a candidate may be"

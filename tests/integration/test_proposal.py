@@ -75,12 +75,12 @@ def _items(verdicts: list[dict[str, Any]]) -> list[LabelledItem]:
     return [LabelledItem(verdict["text"], verdict["label"]) for verdict in verdicts]
 
 
-@pytest.mark.parametrize("method", ["retrain", "finetune"])
+@pytest.mark.parametrize("method", ["finetune", "retrain"])
 def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_bundle: Bundle, method: str) -> None:
     # Given a spam campaign the tiny model has never seen, and a lie among it
     campaign, lies = _items(zorblax_verdicts(12)), _items(flipped_template_spam(2))
 
-    # When a candidate is proposed from them, by a joint retrain (the default) or a fine-tune
+    # When a candidate is proposed from them, by a fine-tune (the default) or a joint retrain
     config = LearningConfig(method=method)  # type: ignore[arg-type]
     proposal = propose(tiny_bundle, campaign + lies, config, version="v-next", parent_version="v-base")
 

@@ -137,7 +137,7 @@ def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize(
-    ("method", "progress"), [(None, ["epoch 5/5"]), ("finetune", ["anchoring weights", "epoch 4/4"])]
+    ("method", "progress"), [(None, ["anchoring weights", "epoch 4/4"]), ("retrain", ["epoch 5/5"])]
 )
 def test_cli_finetune_writes_child_bundle_when_the_gate_would_promote_it(
     bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str | None, progress: list[str]
@@ -147,7 +147,7 @@ def test_cli_finetune_writes_child_bundle_when_the_gate_would_promote_it(
     rows = [f"spam,zorblax airdrop {word} claim your tokens" for word in ("now", "today", "friends", "free", "hurry")]
     verdicts.write_text("label,text\n" + "\n".join(rows) + "\nham,see you at the cafe later\n")
     out = tmp_path / "child.lbk"
-    # When learning them, by a joint retrain (the default) or a fine-tune
+    # When learning them, by a fine-tune (the default) or a joint retrain
     chosen = ["--method", method] if method else []
     status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out), *chosen])
     # Then the child records its parent and how it was made, the gate's reason is printed, and the phases
@@ -155,7 +155,7 @@ def test_cli_finetune_writes_child_bundle_when_the_gate_would_promote_it(
     captured = capsys.readouterr()
     assert status == 0
     child = Bundle.read(str(out)).metadata
-    assert child["parent_version"] == "v1" and child["training"]["kind"] == (method or "retrain")
+    assert child["parent_version"] == "v1" and child["training"]["kind"] == (method or "finetune")
     assert "promoted: gate-set: accuracy" in captured.out
     assert all(phase in captured.err for phase in progress)
 

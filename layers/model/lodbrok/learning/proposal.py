@@ -9,11 +9,12 @@ One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok fi
    threshold also fits the verdicts' domain.
 3. The candidate learns every learnable verdict and is judged (`lodbrok.learning.gate`).
 
-Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a joint retrain, a new
-network on the parent's stored training data (the base sample plus every verdict learned since) and the
-batch, verdicts weighted (`lodbrok.training.trainer.Retrainer`); or a fine-tune of the parent (`Finetuner`).
-`make bench-learning` measures both on a new domain (docs/learning-design.md): the joint retrain learns it
-as a model trained on it does, where the fine-tune stays bound to the parent's ranking.
+Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a fine-tune of the parent
+(`lodbrok.training.trainer.Finetuner`), or a joint retrain, a new network on the parent's stored training
+data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`).
+`make bench-learning` measures both on a new domain (docs/learning-design.md): with this network the joint
+retrain learns the new domain no better and costs the old one more precision than the gate allows, so the
+fine-tune stays the default.
 
 A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
 by a probe that did not learn it.
@@ -62,7 +63,7 @@ class LearningConfig:
     max_clock_skew_seconds: float = 60.0  # how far ahead an attested verdict time may be before it is clamped
     probe_folds: int = 2
     near_items: int = 5  # per learned verdict: its nearest trusted items (rehearsal + gate) form the near slice
-    method: Literal["retrain", "finetune"] = "retrain"
+    method: Literal["finetune", "retrain"] = "finetune"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
@@ -155,10 +156,10 @@ class Screener:
 
 
 def make_learner(parent: Bundle, config: LearningConfig, progress: Progress | None = None) -> Learner:
-    """The candidate's (and the probes') recipe: a joint retrain or a fine-tune of `parent`."""
-    if config.method == "finetune":
-        return Finetuner(parent, config.finetune, progress)
-    return Retrainer(parent, config.retrain, progress)
+    """The candidate's (and the probes') recipe: a fine-tune of `parent` or a joint retrain."""
+    if config.method == "retrain":
+        return Retrainer(parent, config.retrain, progress)
+    return Finetuner(parent, config.finetune, progress)
 
 
 def out_of_fold_scores(learner: Learner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
