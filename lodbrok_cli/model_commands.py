@@ -50,12 +50,19 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
 
     finetune = commands.add_parser(
         "finetune",
-        help="screen verdicts, fine-tune a bundle on them and gate it, as the retrain function does "
-        "(exit 3 when the gate would not promote it)",
+        help="screen verdicts, learn them into a candidate (a fine-tune, or a joint retrain) and gate it, as the "
+        "retrain function does (exit 3 when the gate would not promote it)",
     )
     finetune.add_argument("--model", required=True, help="bundle to start from")
     finetune.add_argument("--data", required=True, help="verdicts as CSV/TSV/JSONL with the model's labels")
-    finetune.add_argument("--out", required=True, help="where to write the fine-tuned bundle, if the gate passes it")
+    finetune.add_argument("--out", required=True, help="where to write the candidate bundle, if the gate passes it")
+    finetune.add_argument(
+        "--method",
+        choices=("finetune", "retrain"),
+        default="finetune",
+        help="finetune: continue training the bundle on the verdicts (default, as the retrain function); "
+        "retrain: a new network on the bundle's stored training data plus the verdicts",
+    )
     finetune.add_argument(
         "--gate-tolerance", type=_fraction, default=0.01, help="how much worse on the gate set a candidate may be"
     )
@@ -211,9 +218,9 @@ def _finetune(arguments: argparse.Namespace) -> int:
             f"{len(too_long)} verdicts (rows {too_long[:10]}) hold a text or string value longer than MAX_TEXT_CHARS "
             f"({limit} characters), the limit of POST /verdicts and of the retrain function"
         )
-    print(f"screening and fine-tuning {parent.version} on {len(verdicts)} verdicts", file=sys.stderr)
-    config = LearningConfig(gate_tolerance=arguments.gate_tolerance)
-    proposal = propose(parent, verdicts, config, progress=ProgressBar("fine-tuning"))
+    print(f"screening and learning {len(verdicts)} verdicts ({arguments.method} of {parent.version})", file=sys.stderr)
+    config = LearningConfig(gate_tolerance=arguments.gate_tolerance, method=arguments.method)
+    proposal = propose(parent, verdicts, config, progress=ProgressBar(arguments.method))
     held = [
         {"label": entry.item.label, "input": entry.item.input, "reason": entry.reason, "evidence": entry.evidence}
         for entry in proposal.screening.held

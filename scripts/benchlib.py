@@ -54,7 +54,9 @@ def sklearn_contender(make_pipeline: Callable[[], Any], *, tuned: bool) -> Conte
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     def margins(pipeline: Any, texts: list[str]) -> np.ndarray:
-        return np.asarray(pipeline.decision_function(texts), dtype=np.float64)
+        if _has_margins(pipeline):
+            return np.asarray(pipeline.decision_function(texts), dtype=np.float64)
+        return _log_odds(pipeline.predict_proba(texts))
 
     def train(items: Sequence[LabelledItem]) -> Scorer:
         texts, truth = [str(item.input) for item in items], [item.label for item in items]
@@ -62,8 +64,11 @@ def sklearn_contender(make_pipeline: Callable[[], Any], *, tuned: bool) -> Conte
         rule: DecisionRule | None = None
         if tuned:
             inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=0)
-            oof = cross_val_predict(make_pipeline(), texts, truth, cv=inner, method="decision_function")
-            rule = fit_rule(LABELS, _as_probabilities(np.asarray(oof)), truth, scores_from="inner out-of-fold")
+            fresh = make_pipeline()
+            method = "decision_function" if _has_margins(fresh) else "predict_proba"
+            oof = cross_val_predict(fresh, texts, truth, cv=inner, method=method)
+            oof_margins = np.asarray(oof, dtype=np.float64) if _has_margins(fresh) else _log_odds(oof)
+            rule = fit_rule(LABELS, _as_probabilities(oof_margins), truth, scores_from="inner out-of-fold")
 
         def score(held_out: Sequence[LabelledItem]) -> tuple[np.ndarray, list[str]]:
             probabilities = _as_probabilities(margins(pipeline, [str(item.input) for item in held_out]))
@@ -72,6 +77,17 @@ def sklearn_contender(make_pipeline: Callable[[], Any], *, tuned: bool) -> Conte
         return score
 
     return train
+
+
+def _has_margins(pipeline: Any) -> bool:
+    """A calibrated classifier answers probabilities only (no decision_function)."""
+    return hasattr(pipeline, "decision_function")
+
+
+def _log_odds(probabilities: Any) -> np.ndarray:
+    """Calibrated spam probabilities as margins, so `_as_probabilities` gives them back unchanged."""
+    spam = np.clip(np.asarray(probabilities, dtype=np.float64)[:, 1], 1e-9, 1 - 1e-9)
+    return np.log(spam / (1 - spam))
 
 
 def _as_probabilities(margins: np.ndarray) -> np.ndarray:
@@ -100,6 +116,15 @@ def word_char_svc() -> Any:
     from sklearn.svm import LinearSVC
 
     return make_pipeline(_word_char_features(), LinearSVC())
+
+
+def calibrated_word_char_svc() -> Any:
+    """The quick study's baseline (issue 30): word + char_wb TF-IDF, LinearSVC(C=1), sigmoid calibration."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    return make_pipeline(_word_char_features(), CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=5))
 
 
 def _word_char_features() -> Any:

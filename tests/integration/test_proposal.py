@@ -1,5 +1,5 @@
 """Proposals (lodbrok.learning.proposal): a candidate that only memorised its verdicts is rejected on the verdicts
-of each fine-tune.
+of each probe.
 
 Driven through `retrain.app.lambda_handler` with SQS events, against moto, like test_retrain.py; `propose` itself
 on the tiny model in memory, without AWS.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from lodbrok.learning.proposal import LearningConfig, nearest_trusted_items, propose
 from lodbrok.learning.screening import ScreeningConfig, TokenIndex
@@ -73,12 +75,14 @@ def _items(verdicts: list[dict[str, Any]]) -> list[LabelledItem]:
     return [LabelledItem(verdict["text"], verdict["label"]) for verdict in verdicts]
 
 
-def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_bundle: Bundle) -> None:
+@pytest.mark.parametrize("method", ["finetune", "retrain"])
+def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_bundle: Bundle, method: str) -> None:
     # Given a spam campaign the tiny model has never seen, and a lie among it
     campaign, lies = _items(zorblax_verdicts(12)), _items(flipped_template_spam(2))
 
-    # When a candidate is proposed from them
-    proposal = propose(tiny_bundle, campaign + lies, LearningConfig(), version="v-next", parent_version="v-base")
+    # When a candidate is proposed from them, by a fine-tune (the default) or a joint retrain
+    config = LearningConfig(method=method)  # type: ignore[arg-type]
+    proposal = propose(tiny_bundle, campaign + lies, config, version="v-next", parent_version="v-base")
 
     # Then the lie is held, the campaign learned, and the gate promotes a candidate that calls the campaign spam
     assert proposal.screening.learn == campaign and [held.item for held in proposal.screening.held] == lies
@@ -91,6 +95,7 @@ def test_propose_learns_a_new_campaign_into_a_candidate_the_gate_promotes(tiny_b
         "out-of-fold-verdicts",
     ]
     assert proposal.candidate.version == "v-next"
+    assert proposal.candidate.metadata["training"]["kind"] == method
     assert Predictor(tiny_bundle).predict([PROBE])[0].label == "ham"
     assert Predictor(proposal.candidate).predict([PROBE])[0].label == "spam"
 

@@ -136,22 +136,28 @@ def test_cli_inspect_shows_lineage(bundle_path: Path, capsys: pytest.CaptureFixt
     assert set(metadata["members"]) >= {"model.keras", "model.tflite"}
 
 
+@pytest.mark.parametrize(
+    ("method", "progress"), [(None, ["anchoring weights", "epoch 4/4"]), ("retrain", ["epoch 5/5"])]
+)
 def test_cli_finetune_writes_child_bundle_when_the_gate_would_promote_it(
-    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str | None, progress: list[str]
 ) -> None:
     # Given verdicts in CSV about a campaign the model never saw
     verdicts = tmp_path / "verdicts.csv"
     rows = [f"spam,zorblax airdrop {word} claim your tokens" for word in ("now", "today", "friends", "free", "hurry")]
     verdicts.write_text("label,text\n" + "\n".join(rows) + "\nham,see you at the cafe later\n")
     out = tmp_path / "child.lbk"
-    # When fine-tuning
-    status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out)])
-    # Then the child records its parent, the gate's reason is printed, and the phases reported their progress
+    # When learning them, by a fine-tune (the default) or a joint retrain
+    chosen = ["--method", method] if method else []
+    status = main(["finetune", "--model", str(bundle_path), "--data", str(verdicts), "--out", str(out), *chosen])
+    # Then the child records its parent and how it was made, the gate's reason is printed, and the phases
+    # reported their progress
     captured = capsys.readouterr()
     assert status == 0
-    assert Bundle.read(str(out)).metadata["parent_version"] == "v1"
+    child = Bundle.read(str(out)).metadata
+    assert child["parent_version"] == "v1" and child["training"]["kind"] == (method or "finetune")
     assert "promoted: gate-set: accuracy" in captured.out
-    assert "anchoring weights" in captured.err and "epoch 4/4" in captured.err
+    assert all(phase in captured.err for phase in progress)
 
 
 def test_cli_finetune_holds_lies_writes_nothing_and_exits_3(

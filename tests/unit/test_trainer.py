@@ -16,6 +16,8 @@ from lodbrok.training.trainer import (
     PARITY_TOLERANCE,
     FinetuneConfig,
     Finetuner,
+    RetrainConfig,
+    Retrainer,
     TrainingConfig,
     TrainingError,
     check_parity,
@@ -291,3 +293,32 @@ def test_load_keras_model_refuses_shapes_the_featurizer_disagrees_with(
     with pytest.raises(BundleError, match=r"model\.keras"):
         load_keras_model(mismatched)
     check_shapes(tiny_bundle)
+
+
+def test_retrainer_learns_a_campaign_from_scratch_and_keeps_the_base_data(tiny_bundle: Bundle) -> None:
+    # Given a campaign the tiny model calls ham, as verdicts
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    retrainer = Retrainer(tiny_bundle, RetrainConfig(verdict_weight=3.0, training=TrainingConfig(epochs=8)))
+
+    # When a new network is trained on the parent's stored training data plus the verdicts
+    candidate, metrics = retrainer.export(retrainer.fit(verdicts), verdicts, version="v2")
+
+    # Then it calls the campaign spam, still separates the gate set, and stores the verdicts after the base sample
+    assert [p.label for p in Predictor(candidate).predict(NEW_CAMPAIGN)] == ["spam"] * len(NEW_CAMPAIGN)
+    assert metrics.accuracy >= 0.95
+    training = candidate.metadata["training"]
+    assert training["kind"] == "retrain" and training["verdict_weight"] == 3.0
+    assert training["rehearsal_base_size"] == tiny_bundle.metadata["training"]["rehearsal_base_size"]
+    assert items_from_jsonl(candidate.rehearsal)[-len(verdicts) :] == verdicts
+
+
+def test_retrainer_with_threshold_folds_chooses_its_rule_on_the_joint_data(tiny_bundle: Bundle) -> None:
+    # Given a retrain whose rule comes from 3-fold out-of-fold scores of the joint data
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    retrainer = Retrainer(tiny_bundle, RetrainConfig(threshold_folds=3, training=TrainingConfig(epochs=8)))
+
+    # When the candidate is exported
+    candidate, _ = retrainer.export(retrainer.fit(verdicts), verdicts)
+
+    # Then its rule says where its scores came from: out-of-fold scores, not the gate set
+    assert "3-fold out-of-fold" in candidate.metadata["decision"]["scores_from"]

@@ -1,4 +1,4 @@
-"""The learning loop: verdicts in, archived once, screened, fine-tuned into a candidate, gated, promoted.
+"""The learning loop: verdicts in, archived once, screened, learned into a candidate, gated, promoted.
 
 It composes the parts, each in its own module:
 - `lodbrok.learning.intake`: every verdict of a queue message archived exactly once (or the message quarantined);
@@ -16,7 +16,7 @@ screening, and a sender the screening mostly holds is suspended with the rest of
 (`lodbrok.learning.holding`). Held verdicts are written under the archive's `held/` prefix before the cursor moves, so
 a crash never loses them. The candidate is promoted only if the gate passes; otherwise it is saved as a
 candidate with the reason and the active model is left alone. Promotion is a conditional write on the active
-model's ETag: if another promotion won the race the fine-tune is redone from the new parent (bounded
+model's ETag: if another promotion won the race the candidate is redone from the new parent (bounded
 attempts), so a candidate trained on a stale parent is never published.
 """
 
@@ -104,7 +104,7 @@ class RetrainOutcome(BaseModel):
 
 @dataclass(frozen=True)
 class ActiveBundle:
-    """The active model as the learning loop needs it: its bundle (to fine-tune) and S3 ref (to replace)."""
+    """The active model as the learning loop needs it: its bundle (to learn from) and S3 ref (to replace)."""
 
     ref: ModelRef
     bundle: Bundle
@@ -360,12 +360,10 @@ class LearningLoop:
         return gathered
 
     def _propose(self, gathered: Gathered) -> Proposed | RetrainOutcome:
-        """Screen the gathered verdicts (holding what the screening holds), fine-tune a candidate and judge it;
+        """Screen the gathered verdicts (holding what the screening holds), learn a candidate and judge it;
         an outcome instead when the screening left nothing to learn or a single verdict."""
         active = gathered.active
-        logger.info(
-            "screening and fine-tuning", extra={"parent": active.ref.version_id, "verdicts": len(gathered.items)}
-        )
+        logger.info("screening and learning", extra={"parent": active.ref.version_id, "verdicts": len(gathered.items)})
         screener = self._screener_of(active)
         reviewed = {canonical_key(record.verdict.input) for record in gathered.records if record.trusted}
         screening = screener.screen(gathered.items, self.config.screening, reviewed=reviewed)

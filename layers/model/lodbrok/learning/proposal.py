@@ -1,13 +1,20 @@
-"""From a batch of verdicts to a judged candidate: screen, probe, fine-tune, gate.
+"""From a batch of verdicts to a judged candidate: screen, probe, learn, gate.
 
 One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok finetune`:
 
 1. Screening (`lodbrok.learning.screening`) holds the verdicts that contradict well-founded knowledge.
-2. Probes: the batch is split into `probe_folds` folds and the parent is fine-tuned on all but one, to
+2. Probes: the batch is split into `probe_folds` folds and a probe learns all but one, to
    score the verdicts it did not see. Those out-of-sample scores say whether the verdicts generalise
    (the gate's out-of-fold check) and, with the gate set, choose the candidate's decision rule, so the
    threshold also fits the verdicts' domain.
-3. The candidate is fine-tuned on every learnable verdict and judged (`lodbrok.learning.gate`).
+3. The candidate learns every learnable verdict and is judged (`lodbrok.learning.gate`).
+
+Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a fine-tune of the parent
+(`lodbrok.training.trainer.Finetuner`), or a joint retrain, a new network on the parent's stored training
+data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`).
+`make bench-learning` measures both on a new domain (docs/learning-design.md): with this network the joint
+retrain learns the new domain no better and costs the old one more precision than the gate allows, so the
+fine-tune stays the default.
 
 A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
 by a probe that did not learn it.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -29,7 +37,16 @@ from lodbrok.model.decision import DecisionRule, choose_labels
 from lodbrok.model.evaluation import Metrics
 from lodbrok.model.features import canonical_key
 from lodbrok.model.predictor import Predictor
-from lodbrok.training.trainer import FinetuneConfig, Finetuner, Progress, evaluate, keras_probabilities
+from lodbrok.training.trainer import (
+    FinetuneConfig,
+    Finetuner,
+    Learner,
+    Progress,
+    RetrainConfig,
+    Retrainer,
+    evaluate,
+    keras_probabilities,
+)
 
 MIN_VERDICTS_TO_LEARN = 2
 
@@ -46,7 +63,9 @@ class LearningConfig:
     max_clock_skew_seconds: float = 60.0  # how far ahead an attested verdict time may be before it is clamped
     probe_folds: int = 2
     near_items: int = 5  # per learned verdict: its nearest trusted items (rehearsal + gate) form the near slice
+    method: Literal["finetune", "retrain"] = "finetune"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
 
 
@@ -72,7 +91,7 @@ def propose(
     screener: Screener | None = None,
     screening: Screening | None = None,
 ) -> Proposal:
-    """Screen `verdicts` (the latest per input wins), fine-tune a candidate on the learnable ones, judge it.
+    """Screen `verdicts` (the latest per input wins), learn a candidate from the learnable ones, judge it.
 
     `reviewed` holds canonical keys of verdicts a reviewer accepted: they are never held. `screener` is
     `Screener.of(parent)`, given by a caller that already built it; `screening` is its screening of
@@ -86,10 +105,10 @@ def propose(
     if len(learn) < MIN_VERDICTS_TO_LEARN:
         return Proposal(screening, seconds=time.perf_counter() - started)
 
-    finetuner = Finetuner(parent, config.finetune, progress)
-    verdict_scores = out_of_fold_scores(finetuner, learn, config.probe_folds)
-    candidate, candidate_gate = finetuner.export(
-        finetuner.fit(learn),
+    learner = make_learner(parent, config, progress)
+    verdict_scores = out_of_fold_scores(learner, learn, config.probe_folds)
+    candidate, candidate_gate = learner.export(
+        learner.fit(learn),
         learn,
         verdict_scores=verdict_scores,
         keep_within=config.gate_tolerance,
@@ -136,13 +155,20 @@ class Screener:
         return screen(self.predictor, self.trusted, latest, config, reviewed=reviewed)
 
 
-def out_of_fold_scores(finetuner: Finetuner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
-    """Every verdict's probabilities from a probe fine-tuned on the other folds of the batch."""
-    parent = finetuner.parent
+def make_learner(parent: Bundle, config: LearningConfig, progress: Progress | None = None) -> Learner:
+    """The candidate's (and the probes') recipe: a fine-tune of `parent` or a joint retrain."""
+    if config.method == "retrain":
+        return Retrainer(parent, config.retrain, progress)
+    return Finetuner(parent, config.finetune, progress)
+
+
+def out_of_fold_scores(learner: Learner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
+    """Every verdict's probabilities from a probe that learned the other folds of the batch."""
+    parent = learner.parent
     scores: dict[str, np.ndarray] = {}
     # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
     for train, scored in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
-        probabilities = keras_probabilities(finetuner.fit(train), parent.featurizer, scored)
+        probabilities = keras_probabilities(learner.fit(train), parent.featurizer, scored)
         scores.update(zip((canonical_key(item.input) for item in scored), probabilities, strict=True))
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 

@@ -18,7 +18,7 @@ import random
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,6 +98,23 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    """A new network on the parent's stored training data plus the verdicts, with the parent's featurizer
+    and network; the recipe is the base one (`TrainingConfig`'s epochs, batch and learning rate).
+
+    Every verdict (the new ones and those earlier fine-tunes or retrains added to the rehearsal data) weighs
+    `verdict_weight` base items. `threshold_folds` >= 2 chooses the decision rule on out-of-fold scores of
+    the joint data, as `train_bundle` does; 0 chooses it as a fine-tune does (the probes' scores of the
+    verdicts, keeping the gate set within tolerance).
+    """
+
+    verdict_weight: float = 1.0
+    threshold_folds: int = 0
+    rehearsal_limit: int = 50_000
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+@dataclass(frozen=True)
 class TrainResult:
     bundle: Bundle
     metrics: Metrics
@@ -156,35 +173,132 @@ def fit_base_model(
 
 
 def _train_network(
-    items: Sequence[LabelledItem], labels: list[str], config: TrainingConfig, seed: int, progress: Progress | None
+    items: Sequence[LabelledItem],
+    labels: list[str],
+    config: TrainingConfig,
+    seed: int,
+    progress: Progress | None,
+    sample_weights: np.ndarray | None = None,
 ) -> keras.Model:
     """A new network trained on `items` with `config`, from `seed`."""
     _seed_everything(seed)
     model = build_network(config.featurizer, labels, config.network)
-    _fit(model, config.featurizer, labels, items, config.epochs, config.batch_size, config.learning_rate, progress)
+    _fit(
+        model,
+        config.featurizer,
+        labels,
+        items,
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        progress,
+        sample_weights=sample_weights,
+    )
     return model
 
 
-class Finetuner:
-    """Continues training one parent bundle on verdicts, rehearsing a sample of its stored training data.
+class Learner:
+    """What fine-tuning and retraining share: one parent bundle, its stored training data (the rehearsal
+    sample: the base sample, then the verdicts learned since), and the export of a candidate. Both are
+    prepared once per parent, so the learning loop can fit several models from one parent (probes on
+    parts of a batch, then the candidate)."""
 
-    The parent's rehearsal data and the importance of its weights (the anchor) are prepared once, so the
-    learning loop can fit several models from one parent (probes on parts of a batch, then the candidate).
-    """
+    kind = ""
 
-    def __init__(self, parent: Bundle, config: FinetuneConfig | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, parent: Bundle, progress: Progress | None = None) -> None:
         self.parent = parent
-        self.config = config or FinetuneConfig()
         self.progress = progress
         self.rehearsal = items_from_jsonl(parent.rehearsal)
+        self.base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(self.rehearsal)))
+
+    def fit(self, verdicts: Sequence[LabelledItem]) -> keras.Model:
+        raise NotImplementedError
+
+    def export(
+        self,
+        model: keras.Model,
+        verdicts: Sequence[LabelledItem],
+        *,
+        verdict_scores: np.ndarray | None = None,
+        keep_within: float | None = None,
+        version: str | None = None,
+        parent_version: str | None = None,
+    ) -> tuple[Bundle, Metrics]:
+        """The candidate bundle: `verdicts` join its rehearsal data, its rule is chosen by `_decision_rule`."""
+        parent = self.parent
+        verdicts = self._checked(verdicts)
+        rehearsal = self._rehearsal_without(verdicts)
+        gate_items = items_from_jsonl(parent.gate)
+        decision = self._decision_rule(model, gate_items, verdicts, verdict_scores, keep_within)
+        kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), self.base_size, self._rehearsal_limit())
+        metadata = {
+            "version": version or next_version_label(parent.version),
+            "parent_version": parent_version or parent.version,
+            "created_at": utc_iso(precision="seconds"),
+            "training": {
+                "kind": self.kind,
+                "data_fingerprint": dataset_fingerprint(verdicts),
+                "verdict_count": len(verdicts),
+                **self._recipe(len(verdicts)),
+                "rehearsal_base_size": min(self.base_size, len(kept_rehearsal)),
+            },
+            "network": parent.metadata.get("network", {}),
+            "decision": decision.to_dict() if decision else None,
+        }
+        return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+
+    def _decision_rule(
+        self,
+        model: keras.Model,
+        gate_items: Sequence[LabelledItem],
+        verdicts: Sequence[LabelledItem],
+        verdict_scores: np.ndarray | None,
+        keep_within: float | None,
+    ) -> DecisionRule | None:
+        """With `verdict_scores` (out-of-sample probabilities of the verdicts, from models that did not see
+        them) the threshold is the best for the verdicts that keeps the gate set within `keep_within`."""
+        return _fine_tuned_decision_rule(model, self.parent, gate_items, verdicts, verdict_scores, keep_within)
+
+    def _recipe(self, verdict_count: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _rehearsal_limit(self) -> int:
+        raise NotImplementedError
+
+    def _rehearsal_without(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
+        """The stored training data less the inputs the verdicts (re)label."""
+        verdict_keys = {canonical_key(item.input) for item in verdicts}
+        return [item for item in self.rehearsal if canonical_key(item.input) not in verdict_keys]
+
+    def _checked(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
+        """One item per input (the latest verdict wins), in the given order (so `verdict_scores` rows stay
+        aligned with their verdicts), every label one of the model's."""
+        unique, _ = deduplicate(reversed(verdicts))
+        unique.reverse()
+        if not unique:
+            raise TrainingError("learning needs at least one verdict")
+        unknown = sorted({item.label for item in unique} - set(self.parent.labels))
+        if unknown:
+            raise TrainingError(f"verdict labels {unknown} are not labels of the model ({self.parent.labels})")
+        return unique
+
+
+class Finetuner(Learner):
+    """Continues training the parent on verdicts, rehearsing a sample of its stored training data, with the
+    weights that data depends on anchored."""
+
+    kind = "finetune"
+
+    def __init__(self, parent: Bundle, config: FinetuneConfig | None = None, progress: Progress | None = None) -> None:
+        super().__init__(parent, progress)
+        self.config = config or FinetuneConfig()
         self._importance: list[np.ndarray] | None = None
 
     def fit(self, verdicts: Sequence[LabelledItem]) -> keras.Model:
         """A Keras model: the parent trained on `verdicts` mixed with rehearsed earlier data."""
         config = self.config
         verdicts = self._checked(verdicts)
-        verdict_keys = {canonical_key(item.input) for item in verdicts}
-        rehearsal = [item for item in self.rehearsal if canonical_key(item.input) not in verdict_keys]
+        rehearsal = self._rehearsal_without(verdicts)
         rng = random.Random(config.seed)
         sample_size = min(len(rehearsal), max(config.min_rehearsal, config.rehearsal_per_verdict * len(verdicts)))
         mixture = list(verdicts) * self._repeats(len(verdicts)) + rng.sample(rehearsal, sample_size)
@@ -205,64 +319,22 @@ class Finetuner:
         )
         return model
 
-    def export(
-        self,
-        model: keras.Model,
-        verdicts: Sequence[LabelledItem],
-        *,
-        verdict_scores: np.ndarray | None = None,
-        keep_within: float | None = None,
-        version: str | None = None,
-        parent_version: str | None = None,
-    ) -> tuple[Bundle, Metrics]:
-        """The fine-tuned bundle: `verdicts` join its rehearsal data, its rule is chosen on the gate set.
-
-        With `verdict_scores` (out-of-sample probabilities of the verdicts, from models that did not see
-        them) the threshold is the best for the verdicts that keeps the gate set within `keep_within`.
-        """
-        parent, config = self.parent, self.config
-        verdicts = self._checked(verdicts)
-        verdict_keys = {canonical_key(item.input) for item in verdicts}
-        rehearsal = [item for item in self.rehearsal if canonical_key(item.input) not in verdict_keys]
-        gate_items = items_from_jsonl(parent.gate)
-        decision = _fine_tuned_decision_rule(model, parent, gate_items, verdicts, verdict_scores, keep_within)
-        base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(rehearsal)))
-        kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), base_size, config.rehearsal_limit)
-        metadata = {
-            "version": version or next_version_label(parent.version),
-            "parent_version": parent_version or parent.version,
-            "created_at": utc_iso(precision="seconds"),
-            "training": {
-                "kind": "finetune",
-                "data_fingerprint": dataset_fingerprint(verdicts),
-                "verdict_count": len(verdicts),
-                "verdict_repeats": self._repeats(len(verdicts)),
-                "anchor_strength": config.anchor_strength,
-                "epochs": config.epochs,
-                "learning_rate": config.learning_rate,
-                "seed": config.seed,
-                "rehearsal_base_size": min(base_size, len(kept_rehearsal)),
-            },
-            "network": parent.metadata.get("network", {}),
-            "decision": decision.to_dict() if decision else None,
+    def _recipe(self, verdict_count: int) -> dict[str, Any]:
+        config = self.config
+        return {
+            "verdict_repeats": self._repeats(verdict_count),
+            "anchor_strength": config.anchor_strength,
+            "epochs": config.epochs,
+            "learning_rate": config.learning_rate,
+            "seed": config.seed,
         }
-        return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+
+    def _rehearsal_limit(self) -> int:
+        return self.config.rehearsal_limit
 
     def _repeats(self, verdict_count: int) -> int:
         """How often each verdict appears in the mixture: `verdict_repeats`, fewer for big batches."""
         return max(1, min(self.config.verdict_repeats, self.config.max_verdict_rows // verdict_count))
-
-    def _checked(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
-        """One item per input (the latest verdict wins), in the given order (so `verdict_scores` rows stay
-        aligned with their verdicts), every label one of the model's."""
-        unique, _ = deduplicate(reversed(verdicts))
-        unique.reverse()
-        if not unique:
-            raise TrainingError("fine-tuning needs at least one verdict")
-        unknown = sorted({item.label for item in unique} - set(self.parent.labels))
-        if unknown:
-            raise TrainingError(f"verdict labels {unknown} are not labels of the model ({self.parent.labels})")
-        return unique
 
     def _anchor_importance(self, model: keras.Model) -> list[np.ndarray]:
         if self._importance is None:
@@ -270,6 +342,72 @@ class Finetuner:
             token_ids = Featurizer(self.parent.featurizer).transform([item.input for item in sample])
             self._importance = fisher_information(model, token_ids, self.progress)
         return self._importance
+
+
+class Retrainer(Learner):
+    """A joint retrain: a new network, with the parent's featurizer and network, trained from scratch on the
+    parent's stored training data plus the verdicts (`RetrainConfig`). It learns a new domain as a model
+    trained on it does, where a fine-tune ranks it as the parent's features allow; nothing to anchor,
+    because the old data is in the training set itself."""
+
+    kind = "retrain"
+
+    def __init__(self, parent: Bundle, config: RetrainConfig | None = None, progress: Progress | None = None) -> None:
+        super().__init__(parent, progress)
+        self.config = config or RetrainConfig()
+        self.training = replace(
+            self.config.training,
+            featurizer=parent.featurizer,
+            network=NetworkConfig.from_dict(parent.metadata.get("network", {})),
+            threshold_folds=self.config.threshold_folds,
+        )
+
+    def fit(self, verdicts: Sequence[LabelledItem]) -> keras.Model:
+        """A new Keras model trained on the stored training data and `verdicts`, verdicts weighted."""
+        items, weights = self._joint(self._checked(verdicts))
+        return _train_network(
+            items, self.parent.labels, self.training, self.training.seed, self.progress, sample_weights=weights
+        )
+
+    def _joint(self, verdicts: list[LabelledItem]) -> tuple[list[LabelledItem], np.ndarray]:
+        """The stored training data then the verdicts; every verdict (new, or learned since the base sample)
+        weighs `verdict_weight`, scaled so the mean weight is 1 and the learning rate keeps its meaning."""
+        base_keys = {canonical_key(item.input) for item in self.rehearsal[: self.base_size]}
+        items = self._rehearsal_without(verdicts) + verdicts
+        weights = np.array(
+            [1.0 if canonical_key(item.input) in base_keys else self.config.verdict_weight for item in items],
+            dtype=np.float32,
+        )
+        return items, weights * (len(weights) / weights.sum())
+
+    def _decision_rule(
+        self,
+        model: keras.Model,
+        gate_items: Sequence[LabelledItem],
+        verdicts: Sequence[LabelledItem],
+        verdict_scores: np.ndarray | None,
+        keep_within: float | None,
+    ) -> DecisionRule | None:
+        """With `threshold_folds`, the rule of the base recipe on the joint data, weighted alike; otherwise a
+        fine-tune's (`Learner._decision_rule`)."""
+        if self.config.threshold_folds < 2:
+            return super()._decision_rule(model, gate_items, verdicts, verdict_scores, keep_within)
+        items, weights = self._joint(list(verdicts))
+        weight_of = dict(zip((canonical_key(item.input) for item in items), weights, strict=True))
+        return choose_decision_rule(items, self.parent.labels, self.training, self.progress, weight_of=weight_of)
+
+    def _recipe(self, verdict_count: int) -> dict[str, Any]:
+        training = self.training
+        return {
+            "verdict_weight": self.config.verdict_weight,
+            "threshold_folds": self.config.threshold_folds,
+            "epochs": training.epochs,
+            "learning_rate": training.learning_rate,
+            "seed": training.seed,
+        }
+
+    def _rehearsal_limit(self) -> int:
+        return self.config.rehearsal_limit
 
 
 def finetune_bundle(
@@ -287,7 +425,12 @@ def finetune_bundle(
 
 
 def choose_decision_rule(
-    items: Sequence[LabelledItem], labels: list[str], config: TrainingConfig, progress: Progress | None = None
+    items: Sequence[LabelledItem],
+    labels: list[str],
+    config: TrainingConfig,
+    progress: Progress | None = None,
+    *,
+    weight_of: dict[str, float] | None = None,
 ) -> DecisionRule | None:
     """The decision rule from out-of-fold probabilities: each fold's model scores items it never saw.
 
@@ -301,7 +444,12 @@ def choose_decision_rule(
     out_of_fold_labels: list[str] = []
     scores = []
     for number, (fold_train, fold_scored) in enumerate(stratified_folds(items, folds), 1):
-        model = _train_network(fold_train, labels, config, config.seed + number, None)
+        weights = (
+            np.array([weight_of[canonical_key(item.input)] for item in fold_train], dtype=np.float32)
+            if weight_of
+            else None
+        )
+        model = _train_network(fold_train, labels, config, config.seed + number, None, sample_weights=weights)
         scores.append(keras_probabilities(model, config.featurizer, fold_scored))
         out_of_fold_labels.extend(item.label for item in fold_scored)
         if progress:
