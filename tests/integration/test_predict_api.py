@@ -201,7 +201,7 @@ def test_predict_bad_input_event_names_each_offending_item(api: Api, published_m
     # And in plain words: the unknown field with the fields allowed there, no pydantic prefix anywhere
     assert by_field["colour"]["message"] == (
         "'colour' is not a field of this object; the fields allowed here are "
-        "text, texts, items, skip_cache, echo_input, explain"
+        "text, texts, items, skip_cache, echo_input, explain, review"
     )
     assert not [detail for detail in error["details"] if detail["message"].startswith(("Value error", "Extra inputs"))]
 
