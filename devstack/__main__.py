@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from devstack.seed import default_seed_model, publish_seed_model
-from devstack.template import FAST_LOOP, REGION, QueueTrigger, Template, queue_url
+from devstack.template import FAST_LOOP, LOCAL_DEFAULTS, REGION, QueueTrigger, Template, queue_url
 from lodbrok_cli.quiet import quiet_tensorflow
 
 
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     api_url = f"http://{arguments.host}:{arguments.port}"
     exports = cli_environment(api_url, api_key, endpoint, predict_env, keys.usage_plan_id)
-    print(banner(exports, seed_ref, trigger), flush=True)
+    rollback = predict_env.get("API_ROLLBACK") == "true"
+    print(banner(exports, seed_ref, trigger, api_rollback=rollback), flush=True)
     if arguments.ready_file:
         ready = {
             "api_url": api_url,
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parameter_overrides(arguments: argparse.Namespace) -> dict[str, str]:
-    """The template parameters to override: --fast's, then --parameter-overrides (which win)."""
-    chosen = [*(FAST_LOOP if arguments.fast else ()), *arguments.parameter_overrides]
+    """The template parameters to override: the local defaults, --fast's, then --parameter-overrides (which win)."""
+    chosen = [*LOCAL_DEFAULTS, *(FAST_LOOP if arguments.fast else ()), *arguments.parameter_overrides]
     return dict(item.split("=", 1) for item in chosen)
 
 
@@ -189,15 +190,16 @@ def cli_environment(
     }
 
 
-def banner(exports: dict[str, str], seed: str, trigger: QueueTrigger) -> str:
+def banner(exports: dict[str, str], seed: str, trigger: QueueTrigger, *, api_rollback: bool) -> str:
     """What `make local` prints once it serves: where things are, an `export` block, and examples that use it."""
     export_block = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in exports.items())
     url = exports["LODBROK_API_URL"]
+    rollback = "an admin may roll back there (ApiRollback=true)" if api_rollback else "rollback is off (ApiRollback)"
     return f"""
 Lodbrok is running locally (Ctrl-C stops it).
   API            {url}   (API key of client "local", an admin: {exports["LODBROK_API_KEY"]})
   Swagger UI     {url}/swagger   (opens without a key; "Authorize" takes the API key)
-  Console        {url}/console   (the reviewer's console: paste the API key above)
+  Console        {url}/console   (the reviewer's console: paste the API key above; {rollback})
   AWS emulation  {exports["AWS_ENDPOINT_URL"]}   bucket {exports["MODEL_BUCKET"]}, seed model version {seed}
   retraining     up to {trigger.batch_size} verdicts per batch, gathered for up to {trigger.batching_window_seconds} s
 

@@ -26,6 +26,9 @@ ACCOUNT = "123456789012"
 # Parameter overrides for a learning loop that answers in seconds: verdicts are batched for 2 s (not 60) and a warm
 # predict function looks for a new model every 2 s (not 60). `python -m devstack --fast`, the demo and the tests.
 FAST_LOOP = ("RetrainBatchingWindowSeconds=2", "ModelRefreshSeconds=2")
+# The local stack's own defaults, which --fast and --parameter-overrides may change: the console's rollback works
+# locally (ApiRollback, off by default in template.yaml, lets the predict role sign models).
+LOCAL_DEFAULTS = ("ApiRollback=true",)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:

@@ -154,13 +154,11 @@ CODE_ACTIONS = {
         "dynamodb:PutItem",
         "dynamodb:Query",
         "sqs:SendMessage",
-        # the reviewer's console: the review queue, held verdicts judged (and accepted ones remembered), rollback
+        # the reviewer's console: the review queue, held verdicts judged (and accepted ones remembered), versions
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
-        "s3:PutObject",
-        "s3:PutObjectTagging",
+        "s3:PutObject",  # held verdicts only; under models/ only with API_ROLLBACK_ACTIONS
         "s3:GetBucketVersioning",
-        "kms:Sign",
     },
     "RetrainFunctionRole": {
         "s3:ListBucket",
@@ -179,6 +177,9 @@ CODE_ACTIONS = {
         "dynamodb:DeleteItem",
     },
 }
+# What the predict role gains, on the model signing key and models/ only, where the stack's ApiRollback is "true":
+# an admin's rollback through the API signs and writes the active model (template.yaml, RollbackSign/RollbackWrite).
+API_ROLLBACK_ACTIONS = {"kms:Sign", "s3:PutObject", "s3:PutObjectTagging"}
 _ACTION_OF_OPERATION = {
     "s3:HeadObject": "s3:GetObject",
     "s3:HeadBucket": "s3:ListBucket",

@@ -245,6 +245,8 @@ def model_versions() -> ModelVersions:
 @app.post(
     "/model/rollback",
     summary="Make an earlier version active again (as `lodbrok rollback --to`); admin only",
+    description='Only where the stack\'s ApiRollback parameter is "true"; else 403 `api_rollback_off` and nothing '
+    "is written (`lodbrok rollback` is the way). GET /model/versions tells which (`rollback`).",
     **documented(RolledBack, 200, 400, 404, 409, 413, 415, 422, 503),
 )
 def model_rollback(request: RollbackRequest) -> RolledBack:

@@ -28,7 +28,7 @@ from lodbrok.observability import MetricUnit, error_fields, logger, metrics
 from lodbrok.registry.store import ModelStoreError, UnknownVersion
 from lodbrok.serving.call_log import CallLogDisabled
 from lodbrok.serving.model_provider import ModelUnavailable
-from lodbrok.serving.review_desk import HeldVerdictNotFound, ReviewQueueDisabled
+from lodbrok.serving.review_desk import ApiRollbackOff, HeldVerdictNotFound, ReviewQueueDisabled
 from lodbrok.serving.review_queue import ReviewItemNotFound
 from lodbrok.serving.schemas import (
     BodyTooLarge,
@@ -124,8 +124,9 @@ def _no_call_log(error: CallLogDisabled) -> Response:
     return error_response(HTTPStatus.NOT_FOUND, "call_log_disabled", str(error))
 
 
-# The reviewer's console: what it asked for is gone, or was decided first by someone else.
+# The reviewer's console: what it asked for is gone, was decided first by someone else, or is off on this stack.
 _REVIEW_ERRORS: dict[type[Exception], tuple[HTTPStatus, str]] = {
+    ApiRollbackOff: (HTTPStatus.FORBIDDEN, "api_rollback_off"),
     ReviewQueueDisabled: (HTTPStatus.NOT_FOUND, "review_queue_disabled"),
     ReviewItemNotFound: (HTTPStatus.NOT_FOUND, "review_item_not_found"),
     HeldVerdictNotFound: (HTTPStatus.NOT_FOUND, "held_verdict_not_found"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import boto3
 import pytest
 from playwright.sync_api import Page, expect
 
-from devstack.demo import PROBE, StackInfo
+from devstack.demo import PROBE, REVIEW_BAND, StackInfo, local_stack
 from devstack.seed import default_seed_model
+from devstack.template import FAST_LOOP
 from lodbrok.access.api_keys import ClientKeys
 from lodbrok.access.roles import ClientRoles, Role
 from lodbrok.model.bundle import Bundle
@@ -181,8 +183,8 @@ def test_console_refuses_a_predict_key_the_reviewer_views_in_plain_words(page: P
     _shot(page, "refused")
 
 
-def test_console_admin_rolls_back_after_confirming(page: Page, stack: StackInfo) -> None:
-    # Given a second version published over the seed model
+def _second_version(stack: StackInfo) -> ModelStore:
+    """The stack's model store, with the seed model published again over itself as the next version."""
     store = ModelStore(
         stack.model_bucket,
         stack.model_name,
@@ -191,6 +193,12 @@ def test_console_admin_rolls_back_after_confirming(page: Page, stack: StackInfo)
     )
     bundle = Bundle.read(str(default_seed_model()))
     store.publish(bundle.with_metadata(version=store.next_version_label()), expected=store.head())
+    return store
+
+
+def test_console_admin_rolls_back_after_confirming(page: Page, stack: StackInfo) -> None:
+    # Given a second version published over the seed model
+    store = _second_version(stack)
     stored = len(store.versions())
     _open(page, stack)
 
@@ -207,3 +215,34 @@ def test_console_admin_rolls_back_after_confirming(page: Page, stack: StackInfo)
     expect(page.locator("#model-versions tbody tr")).to_have_count(stored + 1)
     _shot(page, "model")
     assert store.versions()[0].restored_from == stack.seed_version_id
+
+
+@pytest.fixture(scope="module")
+def stack_without_api_rollback() -> Iterator[StackInfo]:
+    """A local stack deployed as the template's default: ApiRollback=false."""
+    with local_stack(overrides=(*FAST_LOOP, REVIEW_BAND, "ApiRollback=false")) as running:
+        yield running
+
+
+def test_console_model_view_offers_no_rollback_where_the_stack_turns_it_off(
+    page: Page, stack_without_api_rollback: StackInfo
+) -> None:
+    # Given a stack with ApiRollback off, and a second version published over the seed model
+    stack = stack_without_api_rollback
+    store = _second_version(stack)
+    _open(page, stack)
+
+    # When the admin opens the Model view, and the page asks the API for a rollback all the same
+    page.keyboard.press("Alt+4")
+    expect(page.locator("#model-versions tbody tr")).to_have_count(len(store.versions()))
+    refused = page.evaluate(
+        "([to]) => api('POST', 'model/rollback', { to }).then(() => 'rolled back', (failure) => failure.message)",
+        [stack.seed_version_id],
+    )
+
+    # Then the view has no rollback button and says how to roll back; the API's refusal reads in plain words
+    expect(page.locator("#status")).to_contain_text("Rolling back through the API is off on this stack")
+    expect(page.get_by_role("button", name="Roll back to v1")).to_have_count(0)
+    assert "ApiRollback" in refused and "lodbrok rollback" in refused and "HTTP 403" in refused
+    assert "refused the key" not in refused
+    assert store.versions()[0].action != "rollback"

@@ -41,7 +41,7 @@ PREDICT_EVENTS = {
     "review_skip_post.json": 404,
     "review_held_post.json": 404,
     "model_versions_get.json": 200,
-    "model_rollback_post.json": 404,
+    "model_rollback_post.json": 403,  # rollback through the API is off by default (template parameter ApiRollback)
     "console_get.json": 200,
     "console_script_get.json": 200,
     "console_style_get.json": 200,

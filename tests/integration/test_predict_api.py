@@ -29,6 +29,7 @@ from lodbrok.verdicts.archive import VerdictArchive
 from lodbrok.verdicts.verdict import parse_message_body
 from predict import app as predict_app
 from support import (
+    API_ROLLBACK_ACTIONS,
     CODE_ACTIONS,
     EVENT_KEY_ID,
     assert_error,
@@ -268,6 +269,9 @@ def test_openapi_get_event_serves_the_spec(api: Api) -> None:
         "/model/rollback",
     }
     assert set(spec["paths"]["/predict"]) == {"get", "post"}
+    # And the rollback says when it is refused: a stack deployed with ApiRollback off answers 403 api_rollback_off
+    rollback = spec["paths"]["/model/rollback"]["post"]
+    assert "403" in rollback["responses"] and "api_rollback_off" in rollback["description"]
     assert "202" in spec["paths"]["/verdicts"]["post"]["responses"]
     error_ref = spec["paths"]["/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert error_ref == {"$ref": "#/components/schemas/ErrorResponse"}
@@ -695,9 +699,10 @@ def test_predict_function_calls_exactly_what_its_role_allows(
     # Given a held verdict, and a review band every answer falls in
     held_key = hold_verdict(VerdictArchive(model_bucket, s3=boto3.client("s3")), "held for review", "spam")
     monkeypatch.setenv("REVIEW_BAND", '{"spam": [0.0, 1.0]}')
-    # When a fresh container (its clients created inside the recording) goes through every route: no model
-    # yet, a model, a repeated request, model info, verdicts, the call log, the reviewer's routes (an item
-    # queued, listed and labelled; a held verdict accepted; the versions, a rollback), then a pinned version
+    # When a fresh container (its clients created inside the recording) of a stack deployed with ApiRollback off
+    # goes through every route: no model yet, a model, a repeated request, model info, verdicts, the call log, the
+    # reviewer's routes (an item queued, listed and labelled; a held verdict accepted; the versions, a refused
+    # rollback), then a pinned version
     with recorded_aws_actions() as used:
         api.rebuild()
         assert api.call(load_event("predict_single.json")).status == 503
@@ -709,8 +714,7 @@ def test_predict_function_calls_exactly_what_its_role_allows(
         assert api.call(load_event("calls_recent_get.json")).status == 200
         _review_every_way(api, held_key)
         second = model_store.publish(tiny_bundle, expected=model_store.head())
-        assert api.call(load_event("model_rollback_post.json"), body={"to": ref.version_id}).status == 200
-        assert second.version_id != ref.version_id
+        assert api.call(load_event("model_rollback_post.json"), body={"to": ref.version_id}).status == 403
         monkeypatch.setenv("MODEL_VERSION", ref.version_id)
         api.rebuild()
         assert api.call(load_event("predict_single.json")).status == 200
@@ -719,6 +723,16 @@ def test_predict_function_calls_exactly_what_its_role_allows(
     # And it listed key names under models/ and verdicts/held/ only, as the role's s3:prefix conditions allow
     assert used.list_prefixes
     assert all(str(prefix).startswith(("models/", "verdicts/held/")) for prefix in used.list_prefixes)
+
+    # When the stack is deployed with ApiRollback=true and an admin rolls back
+    monkeypatch.setenv("API_ROLLBACK", "true")
+    monkeypatch.delenv("MODEL_VERSION")
+    with recorded_aws_actions() as rolling:
+        api.rebuild()
+        assert api.call(load_event("model_rollback_post.json"), body={"to": ref.version_id}).status == 200
+    # Then it needed the actions the switch grants, and none beyond the role's
+    assert second.version_id != ref.version_id
+    assert API_ROLLBACK_ACTIONS <= rolling <= CODE_ACTIONS["PredictFunctionRole"] | API_ROLLBACK_ACTIONS
 
 
 def _review_every_way(api: Api, held_key: str) -> None:

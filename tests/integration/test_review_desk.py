@@ -131,13 +131,20 @@ def test_review_held_accepts_and_rejects_as_lodbrok_held_does(reviewing: Any, mo
 
 
 def test_model_versions_and_an_admins_rollback(
-    reviewing: Any, model_store: ModelStore, tiny_bundle: Bundle, published_model: ModelRef, clients_table: str
+    reviewing: Any,
+    model_store: ModelStore,
+    tiny_bundle: Bundle,
+    published_model: ModelRef,
+    clients_table: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a second version published over the first
+    # Given a stack that rolls back through the API, and a second version published over the first
+    monkeypatch.setenv("API_ROLLBACK", "true")
+    reviewing.rebuild()
     model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=model_store.head())
     versions = reviewing.call(load_event("model_versions_get.json"))
     assert versions.status == 200
-    assert [v["is_active"] for v in versions.body["versions"]] == [True, False]
+    assert [v["is_active"] for v in versions.body["versions"]] == [True, False] and versions.body["rollback"] is True
 
     # When a reviewer tries to roll back, then an admin does
     rollback = load_event("model_rollback_post.json")
@@ -153,6 +160,27 @@ def test_model_versions_and_an_admins_rollback(
     assert head["version_id"] == done.body["version_id"] and head["restored_from"] == published_model.version_id
     unknown = reviewing.call(rollback, body={"to": "no-such-version"})
     assert unknown.status == 404 and unknown.error["code"] == "unknown_version"
+
+
+def test_model_rollback_is_refused_where_the_stacks_api_rollback_is_off(
+    reviewing: Any, model_store: ModelStore, tiny_bundle: Bundle, published_model: ModelRef
+) -> None:
+    # Given a stack deployed with ApiRollback off (the default), and a second version published over the first
+    second = model_store.publish(tiny_bundle.with_metadata(version="v2"), expected=model_store.head())
+
+    # When an admin lists the versions and asks to roll back to the first
+    versions = reviewing.call(load_event("model_versions_get.json"))
+    refused = reviewing.call(load_event("model_rollback_post.json"), body={"to": published_model.version_id})
+
+    # Then the listing says so, and the rollback is a JSON 403 naming the parameter and the CLI, not a 500
+    assert versions.status == 200 and versions.body["rollback"] is False
+    assert refused.status == 403, refused.body
+    assert refused.error["code"] == "api_rollback_off"
+    assert "ApiRollback" in refused.error["message"] and "lodbrok rollback" in refused.error["message"]
+    # And nothing was written: the second version is still the active one, and the history is unchanged
+    head = model_store.head()
+    assert head is not None and head.version_id == second.version_id
+    assert [v.version_id for v in model_store.versions()] == [second.version_id, published_model.version_id]
 
 
 @pytest.mark.parametrize(

@@ -58,9 +58,12 @@ def _set_role(key_id: str, role: Role) -> None:
 
 
 @pytest.mark.parametrize("role", list(Role))
-def test_roles_matrix_every_route_answers_403_json_or_serves(api: Api, published_model: ModelRef, role: Role) -> None:
-    # Given the events' key has `role`
+def test_roles_matrix_every_route_answers_403_json_or_serves(
+    api: Api, published_model: ModelRef, role: Role, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the events' key has `role`, on a stack that rolls back through the API (ApiRollback=true)
     _set_role(EVENT_KEY_ID, role)
+    monkeypatch.setenv("API_ROLLBACK", "true")
     api.rebuild()
     for event, required in ROUTES.items():
         # When each route is called

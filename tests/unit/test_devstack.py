@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from devstack.__main__ import banner, build_parser, cli_environment, parameter_overrides
-from devstack.template import FAST_LOOP, Template
+from devstack.template import FAST_LOOP, LOCAL_DEFAULTS, Template
 from lodbrok.settings import Settings
 
 
@@ -14,14 +14,27 @@ def test_parameter_overrides_fast_batches_verdicts_for_seconds_and_explicit_ones
     fast = build_parser().parse_args(["--fast"])
     both = build_parser().parse_args(["--fast", "--parameter-overrides", "RetrainBatchingWindowSeconds=7"])
     # Then --fast sets the fast loop's parameters, which the template accepts, and an explicit value wins
-    assert parameter_overrides(fast) == dict(item.split("=", 1) for item in FAST_LOOP)
+    assert parameter_overrides(fast) == dict(item.split("=", 1) for item in (*LOCAL_DEFAULTS, *FAST_LOOP))
     assert (
         Template(parameter_overrides=parameter_overrides(fast)).queue_trigger("RetrainFunction").batching_window_seconds
         == 2
     )
     assert parameter_overrides(both)["RetrainBatchingWindowSeconds"] == "7"
-    # And without it the template's defaults stand
-    assert parameter_overrides(build_parser().parse_args([])) == {}
+    # And without it only the local stack's own defaults change the template's
+    assert parameter_overrides(build_parser().parse_args([])) == dict(item.split("=", 1) for item in LOCAL_DEFAULTS)
+
+
+def test_parameter_overrides_turn_the_api_rollback_on_locally_unless_told_otherwise() -> None:
+    # Given the local stack's options without overrides, and with ApiRollback=false
+    plain = build_parser().parse_args([])
+    off = build_parser().parse_args(["--parameter-overrides", "ApiRollback=false"])
+    # When the predict function's environment is read from the template with them
+    environments = [
+        Template(parameter_overrides=parameter_overrides(args)).environment("PredictFunction") for args in (plain, off)
+    ]
+    # Then the local stack rolls back through the API (the template's default is off), unless told otherwise
+    assert Template().environment("PredictFunction")["API_ROLLBACK"] == "false"
+    assert [Settings.from_env(env).api_rollback for env in environments] == [True, False]
 
 
 FUNCTION_ENV = {
@@ -56,7 +69,7 @@ def test_cli_environment_gives_the_cli_every_name_it_reads_from_settings() -> No
 def test_banner_export_block_sets_every_variable_as_a_shell_reads_it_and_the_examples_use_them() -> None:
     # Given the banner of a stack whose API key has characters a shell would expand
     exports = _exports()
-    text = banner(exports, "seed-version", Template().queue_trigger("RetrainFunction"))
+    text = banner(exports, "seed-version", Template().queue_trigger("RetrainFunction"), api_rollback=True)
     # When its export lines are run by a shell
     lines = [line for line in text.splitlines() if line.startswith("export ")]
     script = "\n".join([*lines, 'printf "%s\\n" "$LODBROK_API_KEY" "$MODEL_BUCKET" "$USAGE_PLAN_ID"'])

@@ -29,7 +29,7 @@ from lodbrok.registry.store import EXPIRABLE_TAG
 from lodbrok.serving import call_log, prediction_cache
 from lodbrok.settings import Settings
 from lodbrok.verdicts import memory
-from support import CODE_ACTIONS, PLATFORM_ACTIONS
+from support import API_ROLLBACK_ACTIONS, CODE_ACTIONS, PLATFORM_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -530,15 +530,19 @@ def translated(template: dict[str, Any]) -> dict[str, Any]:
         return dict(transform(document, {}, NoManagedPolicies()))
 
 
-def role_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
+def role_statements(translated: dict[str, Any], role: str, *, api_rollback: bool = False) -> list[dict[str, Any]]:
+    """The role's statements as deployed with ApiRollback `api_rollback` (other conditions: as when they hold)."""
     body = translated["Resources"][role]["Properties"]
     assert not body.get("ManagedPolicyArns"), f"{role} attaches managed policies, which grant on every resource"
+    conditions = {"ApiRollbackOn": api_rollback}
     statements = []
     for policy in body["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if isinstance(statement, dict) and "Fn::If" in statement:
-                statement = statement["Fn::If"][1]  # the statement as deployed when the condition holds
-            statements.append(statement)
+                condition, when_true, when_false = statement["Fn::If"]
+                statement = when_true if conditions.get(condition, True) else when_false
+            if statement != {"Ref": "AWS::NoValue"}:
+                statements.append(statement)
     return statements
 
 
@@ -556,14 +560,16 @@ def test_translated_template_gives_functions_only_their_own_roles(translated: di
     ]
 
 
+@pytest.mark.parametrize("api_rollback", [False, True])
 @pytest.mark.parametrize("role", sorted(CODE_ACTIONS))
 def test_translated_roles_grant_exactly_the_used_actions_on_named_resources(
-    translated: dict[str, Any], role: str
+    translated: dict[str, Any], role: str, api_rollback: bool
 ) -> None:
-    statements = role_statements(translated, role)
+    statements = role_statements(translated, role, api_rollback=api_rollback)
     granted = {action for statement in statements for action in statement["Action"]}
     # Then no action is granted that the code or the platform does not use, and none is missing
-    assert granted == CODE_ACTIONS[role] | PLATFORM_ACTIONS[role]
+    rollback = API_ROLLBACK_ACTIONS if api_rollback and role == "PredictFunctionRole" else set()
+    assert granted == CODE_ACTIONS[role] | PLATFORM_ACTIONS[role] | rollback
     # And no statement names every resource, except X-Ray's, which has no resource-level permissions
     for statement in statements:
         assert statement["Effect"] == "Allow" and "*" not in str(statement["Action"])
@@ -581,6 +587,30 @@ def test_translated_roles_keep_verdicts_from_predict_and_history_from_both(trans
     assert predict["VerifyModels"]["Action"] == ["kms:Verify"] and "kms:Sign" in retrain["SignModels"]["Action"]
     # And retrain polls the verdict queue only
     assert retrain["ReceiveVerdicts"]["Resource"] == {"Fn::GetAtt": ["VerdictQueue", "Arn"]}
+
+
+def test_translated_predict_role_signs_and_writes_models_only_with_api_rollback(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    # Given the predict role as deployed with ApiRollback off (the default) and on
+    off, on = (role_statements(translated, "PredictFunctionRole", api_rollback=value) for value in (False, True))
+    models = {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
+
+    def writes_models(statement: dict[str, Any]) -> bool:
+        return "s3:PutObject" in statement["Action"] and statement["Resource"] == models
+
+    # Then off, it may not sign anything nor write under models/: what it serves was signed by retrain or an operator
+    assert template["Parameters"]["ApiRollback"]["Default"] == "false"
+    assert not [statement for statement in off if "kms:Sign" in statement["Action"] or writes_models(statement)]
+    # And on, it signs with the model signing key only and writes under models/ only, and its code is told so
+    signing = [statement for statement in on if "kms:Sign" in statement["Action"]]
+    assert [statement["Sid"] for statement in signing] == ["RollbackSign"]
+    assert signing[0]["Resource"] == {
+        "Fn::If": ["UseStackSigningKey", {"Fn::GetAtt": ["ModelSigningKey", "Arn"]}, {"Ref": "SigningKeyArn"}]
+    }
+    assert [statement["Sid"] for statement in on if writes_models(statement)] == ["RollbackWrite"]
+    assert template["Conditions"]["ApiRollbackOn"] == {"Fn::Equals": [{"Ref": "ApiRollback"}, "true"]}
+    assert environment(template, "PredictFunction")["API_ROLLBACK"] == {"Ref": "ApiRollback"}
 
 
 def test_translated_roles_let_predict_attest_verdicts_and_retrain_only_verify(

@@ -34,7 +34,10 @@ function plainError(status, body) {
     return `Your key may not do this: it needs the role "${needed.required_role}", and your key has ` +
       `"${needed.role}". Ask an admin for a key with that role.`;
   }
-  if (status === 403) return "The API refused the key: it is missing, mistyped or revoked. Enter a valid key above.";
+  // API Gateway's own 403 (no or unknown key) has no `error`; the function's other 403s explain themselves below.
+  if (status === 403 && !error) {
+    return "The API refused the key: it is missing, mistyped or revoked. Enter a valid key above.";
+  }
   if (status === 429) return "Too many requests for this key right now. Wait a moment and try again.";
   if (error) {
     const details = (error.details || []).map((d) => d.message || d.field).filter(Boolean);
@@ -282,18 +285,19 @@ async function openModel() {
     }
     row.cells[1].title = version.version_id;
     const actions = el("td");
-    if (!version.is_active) {
+    if (!version.is_active && listing.rollback) {
       const button = el("button", `Roll back to ${version.label}`);
       button.type = "button";
       button.addEventListener("click", () => run(() => rollback(version)));
       actions.append(button);
-    } else {
+    } else if (version.is_active) {
       actions.append(el("span", "active", "muted"));
     }
     row.append(actions);
     body.append(row);
   }
-  say("Rolling back needs an admin's key.", "ok");
+  say(listing.rollback ? "Rolling back needs an admin's key." : "Rolling back through the API is off on this stack " +
+    "(its ApiRollback parameter): an operator rolls back with `lodbrok rollback --to VERSION_ID`.", "ok");
 }
 
 function confirmed(question) {

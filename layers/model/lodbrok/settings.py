@@ -63,6 +63,8 @@ class Settings(BaseModel):
     # Items answered `review` that a request asked people to label (lodbrok.serving.review_queue); empty: none.
     review_queue_table: str = Field("", alias="REVIEW_QUEUE_TABLE")
     review_queue_ttl_seconds: int = Field(14 * 86_400, ge=60, alias="REVIEW_QUEUE_TTL_SECONDS")
+    # POST /model/rollback may roll the model back (the stack's ApiRollback): only then may the role sign models.
+    api_rollback: bool = Field(False, alias="API_ROLLBACK")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
     verdict_archive_prefix: str = Field("verdicts/", alias="VERDICT_ARCHIVE_PREFIX")
     min_verdicts_to_train: int = Field(1, ge=1, alias="MIN_VERDICTS_TO_TRAIN")

@@ -5,8 +5,10 @@ Every decision takes an existing path rather than a new one: a label becomes a t
 `POST /verdicts`' own code (`PredictService.submit_verdicts`, with the reviewer's key, so it is attested as a
 reviewer's and answers every client once the retrain function takes it in); a held verdict is judged by
 `lodbrok.verdicts.review.review_held`, the code of `lodbrok held accept|reject`; a rollback is
-`ModelStore.rollback`, the code of `lodbrok rollback`. Held verdicts are listed from the archive beside the queue
-(`kind` tells them apart), so one console shows both. Logs and metrics carry counts only, never an input.
+`ModelStore.rollback`, the code of `lodbrok rollback`, and only where the stack's `ApiRollback` parameter is on
+(else the predict role may not sign models, and the desk refuses before any write). Held verdicts are listed from
+the archive beside the queue (`kind` tells them apart), so one console shows both. Logs and metrics carry counts
+only, never an input.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ class HeldVerdictNotFound(LookupError):
     """No held verdict has this key."""
 
 
+class ApiRollbackOff(PermissionError):
+    """This stack does not roll back through the API (its ApiRollback parameter is off)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            'rollback through the API is off on this stack (its ApiRollback parameter is "false"): roll back with '
+            "`lodbrok rollback --to VERSION_ID`, or deploy with ApiRollback=true"
+        )
+
+
 class ReviewDesk:
     def __init__(
         self,
@@ -60,6 +72,7 @@ class ReviewDesk:
         models: ModelProvider,
         submit: Callable[[VerdictsRequest, Origin], VerdictsAccepted],
         explain_max_items: int,
+        api_rollback: bool = False,
     ) -> None:
         self._queue = queue
         self.archive = archive
@@ -67,6 +80,7 @@ class ReviewDesk:
         self.models = models
         self.submit = submit
         self.explain_max_items = explain_max_items
+        self.api_rollback = api_rollback
 
     @property
     def queue(self) -> ReviewQueue:
@@ -137,10 +151,13 @@ class ReviewDesk:
 
     def versions(self) -> ModelVersions:
         infos = self.models.store.versions()
-        return ModelVersions(versions=[ModelVersion.model_validate(asdict(info)) for info in infos])
+        versions = [ModelVersion.model_validate(asdict(info)) for info in infos]
+        return ModelVersions(versions=versions, rollback=self.api_rollback)
 
     def rollback(self, version_id: str) -> RolledBack:
         """Restore an earlier version as `lodbrok rollback --to` does; warm instances follow within the refresh."""
+        if not self.api_rollback:
+            raise ApiRollbackOff()
         ref = self.models.store.rollback(version_id)
         logger.info("model rolled back through the API", extra={"version": ref.version_id})
         return RolledBack(restored=version_id, version_id=ref.version_id)

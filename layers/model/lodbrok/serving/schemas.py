@@ -440,6 +440,9 @@ class ModelVersion(BaseModel):
 
 class ModelVersions(BaseModel):
     versions: list[ModelVersion] = Field(description="newest first; parent and restored_from give the lineage")
+    rollback: bool = Field(
+        False, description="whether POST /model/rollback may roll back on this stack (its ApiRollback parameter)"
+    )
 
 
 class RollbackRequest(BaseModel):

@@ -219,6 +219,7 @@ class PredictService:
             models=self.models,
             submit=self.submit_verdicts,
             explain_max_items=self.settings.explain_max_items,
+            api_rollback=self.settings.api_rollback,
         )
 
     # --- the prediction core ---------------------------------------------------------------------------------
