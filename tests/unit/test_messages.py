@@ -24,7 +24,7 @@ def test_plain_message_names_the_fields_allowed_where_an_unknown_one_was_sent() 
     # Then each message names the fields of the object it was found in
     assert plain_message(top, PredictRequest) == (
         "'colour' is not a field of this object; the fields allowed here are "
-        "text, texts, items, skip_cache, echo_input, explain"
+        "text, texts, items, skip_cache, echo_input, explain, review"
     )
     assert plain_message(nested, PredictRequest).endswith("the fields allowed here are id, text, fields")
     # And without the model validated, it still says the field is unknown
