@@ -1,4 +1,8 @@
-"""Create the template's buckets, tables, queues and keys in an AWS emulation (a moto server or mock_aws)."""
+"""Create the template's buckets, tables, queues and keys in an AWS emulation (a moto server or mock_aws).
+
+Without a session, the clients come from `lodbrok.aws.session()`, the process's one session for its AWS
+configuration: a new session per call would load botocore's service models again each time.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import boto3
 
 from devstack.template import Template
+from lodbrok import aws
 
 
 def create_resources(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
@@ -17,7 +22,7 @@ def create_resources(template: Template, session: boto3.session.Session | None =
     the `!GetAtt Key.Arn` of the functions' environment. An API's usage plan gets the logical id SAM
     gives it (`<Api>UsagePlan`); its keys, one per client, are added by `lodbrok.access.api_keys`.
     """
-    session = session or boto3.session.Session()
+    session = session or aws.session()
     created: dict[str, str] = {}
     kms = session.client("kms")
     for logical_id, spec in template.resources_of_type("AWS::KMS::Key").items():
@@ -51,7 +56,7 @@ def create_resources(template: Template, session: boto3.session.Session | None =
 
 def create_queues(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
     """Create every SQS queue of the template (attributes, redrive policy); return logical -> physical."""
-    sqs = (session or boto3.session.Session()).client("sqs")
+    sqs = (session or aws.session()).client("sqs")
     queues = template.resources_of_type("AWS::SQS::Queue")
     created = {}
     # Dead-letter queues first: a redrive policy must point at an existing queue.
@@ -69,7 +74,7 @@ def create_table(
     """Create one DynamoDB table of the template (keys, indexes, on-demand billing, TTL) under `name` or its own."""
     properties = template.resolve(template.resources[logical_id].get("Properties", {}))
     name = name or template.physical_name(logical_id)
-    dynamodb = (session or boto3.session.Session()).client("dynamodb")
+    dynamodb = (session or aws.session()).client("dynamodb")
     indexes = [
         {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
         for index in properties.get("GlobalSecondaryIndexes", [])

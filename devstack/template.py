@@ -6,6 +6,7 @@ template, so the local stack and the tests cannot drift from what `sam deploy` c
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -33,8 +34,17 @@ LOCAL_DEFAULTS = ("ApiRollback=true",)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """A SAM template as plain JSON values: short-form intrinsics (!Ref) become their long form ({"Ref": ...})."""
-    # Round-tripped through JSON because the loader returns str and dict subclasses that carry line numbers.
-    return json.loads(json.dumps(cfn_yaml.load(str(path))))
+    return json.loads(_template_json(Path(path), Path(path).stat().st_mtime_ns))
+
+
+@functools.cache
+def _template_json(path: Path, modified_ns: int) -> str:
+    """Parsed once per file version (the YAML parse is slow, and the tests build a Template per resource).
+
+    Round-tripped through JSON because the loader returns str and dict subclasses that carry line numbers; each
+    caller gets its own copy to change.
+    """
+    return json.dumps(cfn_yaml.load(str(path)))
 
 
 @dataclass(frozen=True)
