@@ -141,7 +141,9 @@ def local_stack(
                 time.sleep(0.5)
             yield StackInfo(**json.loads(ready_file.read_text()))
         finally:
-            stop_gracefully(process, signal.SIGINT)
+            # Everything the stack holds is in its memory and this temporary folder: a retrain still running is
+            # given a few seconds, not the whole of its training, before the process is killed.
+            stop_gracefully(process, signal.SIGINT, timeout=5)
             log.close()
 
 
