@@ -28,6 +28,14 @@ def tiny_bundle() -> Bundle:
 
 
 @pytest.fixture(scope="session")
+def demo_bundle() -> Bundle:
+    """The local stack's seed model: `train_bundle` on the demo data, trained once per version of its code, cached."""
+    from devstack.seed import default_seed_model, ensure_seed_model
+
+    return Bundle.read(str(ensure_seed_model(default_seed_model())))
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle_bytes(tiny_bundle: Bundle) -> bytes:
     return tiny_bundle.to_bytes()
 

@@ -352,14 +352,6 @@ def base_ref(store: ModelStore, tiny_bundle: Bundle) -> ModelRef:
     return store.publish(tiny_bundle, expected=None)
 
 
-@pytest.fixture(scope="session")
-def demo_bundle() -> Bundle:
-    """The local stack's seed model: trained once from the demo data and cached (as `make local` does)."""
-    from devstack.seed import default_seed_model, ensure_seed_model
-
-    return Bundle.read(str(ensure_seed_model(default_seed_model())))
-
-
 @pytest.fixture
 def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda event: retrain_app.lambda_handler(event, lambda_context)
