@@ -31,8 +31,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Several workers: much of the suite waits on containers, local stacks and a browser, so on 2 cores 3 workers
+# beat 2 and 1. Tests that share an engine, a browser or a stack keep to one worker (their `xdist_group`).
+TEST_WORKERS ?= 3
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The docs site on http://127.0.0.1:8000, rebuilt on every change (tests/unit/test_docs_site.py builds it --strict).
 docs: install

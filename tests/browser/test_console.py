@@ -28,7 +28,8 @@ from lodbrok.registry.store import ModelStore
 from lodbrok.verdicts.archive import VerdictArchive
 from support import hold_verdict
 
-pytestmark = pytest.mark.browser
+# Every browser test on one worker (`make test` spreads the rest): one Chromium and one local stack.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 EXPLAINED = "FREE entry to win a holiday! Text CLAIM to 80085 now"

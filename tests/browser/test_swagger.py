@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 
 from devstack.demo import StackInfo
 
-pytestmark = pytest.mark.browser
+# Every browser test on one worker (`make test` spreads the rest): one Chromium and one local stack.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 def test_swagger_opens_without_a_key_and_try_it_out_predicts_with_one(page: Page, stack: StackInfo) -> None:

@@ -23,6 +23,8 @@ import pytest
 
 from devstack.template import Template
 
+# On the worker that runs tests/samlocal (`make test` spreads the rest): the layer's builds share its source tree.
+pytestmark = pytest.mark.xdist_group("docker")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKER = ROOT / "scripts" / "check_artifacts.py"
 RUNTIME_GLIBC = (2, 34)

@@ -22,6 +22,8 @@ import pytest
 
 from devstack.demo import StackInfo, local_stack
 
+# Every example on one worker (`make test` spreads the rest), in page order, against one stack.
+pytestmark = pytest.mark.xdist_group("docs-examples")
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUNNABLE = re.compile(r"<!-- runnable -->\n```(?:sh|bash)\n(.*?)\n```", re.DOTALL)

@@ -36,7 +36,8 @@ from devstack.process import stop_gracefully
 from scripts.lock_retrain import read_lock
 from support import EVENTS_DIR
 
-pytestmark = pytest.mark.samlocal
+# One worker runs every test of the group (`make test` spreads the rest): one Docker engine, one `make build`.
+pytestmark = [pytest.mark.samlocal, pytest.mark.xdist_group("docker")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_UNAVAILABLE = 3  # exit status of `python -m scripts.samlocal` when no Docker engine can be had
