@@ -312,6 +312,34 @@ def test_retrainer_learns_a_campaign_from_scratch_and_keeps_the_base_data(tiny_b
     assert items_from_jsonl(candidate.rehearsal)[-len(verdicts) :] == verdicts
 
 
+def test_retrainer_builds_the_network_its_config_asks_for_and_learning_from_the_candidate_keeps_it(
+    tiny_bundle: Bundle,
+) -> None:
+    # Given a retrain into the linear network (L2-normalised bag, squared hinge) with room for more tokens
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    linear = NetworkConfig(length_power=0.5, loss="squared_hinge")
+    wider = dataclasses.replace(tiny_bundle.featurizer, max_tokens=tiny_bundle.featurizer.max_tokens * 2)
+    retrainer = Retrainer(
+        tiny_bundle, RetrainConfig(network=linear, featurizer=wider, training=TrainingConfig(epochs=8))
+    )
+
+    # When the candidate is exported, and a fine-tune and a plain retrain learn from it in turn
+    candidate, metrics = retrainer.export(retrainer.fit(verdicts), verdicts, version="v2")
+    finetuned, _ = finetune_bundle(candidate, [LabelledItem(NEW_CAMPAIGN[0], "spam")], FinetuneConfig(epochs=1))
+    successor = Retrainer(candidate, RetrainConfig(training=TrainingConfig(epochs=1)))
+
+    # Then the candidate stores and serves that network and featurizer (LiteRT agreeing with Keras), calls the
+    # campaign spam, and what learns from it keeps both
+    assert NetworkConfig.from_dict(candidate.metadata["network"]) == linear
+    assert candidate.featurizer == wider
+    check_shapes(candidate)
+    assert candidate.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
+    assert [p.label for p in Predictor(candidate).predict(NEW_CAMPAIGN)] == ["spam"] * len(NEW_CAMPAIGN)
+    assert metrics.accuracy >= 0.95
+    assert NetworkConfig.from_dict(finetuned.metadata["network"]) == linear and finetuned.featurizer == wider
+    assert successor.network == linear and successor.featurizer == wider
+
+
 def test_retrainer_with_threshold_folds_chooses_its_rule_on_the_joint_data(tiny_bundle: Bundle) -> None:
     # Given a retrain whose rule comes from 3-fold out-of-fold scores of the joint data
     verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]

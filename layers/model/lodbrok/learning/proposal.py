@@ -164,11 +164,10 @@ def make_learner(parent: Bundle, config: LearningConfig, progress: Progress | No
 
 def out_of_fold_scores(learner: Learner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
     """Every verdict's probabilities from a probe that learned the other folds of the batch."""
-    parent = learner.parent
     scores: dict[str, np.ndarray] = {}
     # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
     for train, scored in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
-        probabilities = keras_probabilities(learner.fit(train), parent.featurizer, scored)
+        probabilities = keras_probabilities(learner.fit(train), learner.featurizer, scored)
         scores.update(zip((canonical_key(item.input) for item in scored), probabilities, strict=True))
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 
