@@ -98,6 +98,7 @@ HANDLER_VERDICTS = 100
 
 
 LINEAR_NETWORK = NetworkConfig(length_power=0.5, loss="squared_hinge")
+LINEAR_TRAINING = TrainingConfig(optimizer="adagrad", learning_rate=0.2)
 # The learning designs measured on the domain shift, each through `propose` (the production path). The last
 # is LearningConfig()'s default: what the retrain function and `lodbrok finetune` run.
 DESIGNS: dict[str, LearningConfig] = {
@@ -117,6 +118,16 @@ DESIGNS: dict[str, LearningConfig] = {
     ),
     "Lodbrok joint retrain, linear (L2-normalised bag, squared hinge), 1,024 tokens": LearningConfig(
         method="retrain", retrain=RetrainConfig(network=LINEAR_NETWORK, featurizer=FeaturizerConfig(max_tokens=1024))
+    ),
+    # The same two trained with Adagrad (TrainingConfig.optimizer) instead of Adam.
+    "Lodbrok joint retrain, linear, Adagrad": LearningConfig(
+        method="retrain", retrain=RetrainConfig(network=LINEAR_NETWORK, training=LINEAR_TRAINING)
+    ),
+    "Lodbrok joint retrain, linear, Adagrad, 1,024 tokens": LearningConfig(
+        method="retrain",
+        retrain=RetrainConfig(
+            network=LINEAR_NETWORK, featurizer=FeaturizerConfig(max_tokens=1024), training=LINEAR_TRAINING
+        ),
     ),
     "Lodbrok fine-tune (the default)": LearningConfig(),
 }

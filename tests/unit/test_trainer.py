@@ -315,13 +315,12 @@ def test_retrainer_learns_a_campaign_from_scratch_and_keeps_the_base_data(tiny_b
 def test_retrainer_builds_the_network_its_config_asks_for_and_learning_from_the_candidate_keeps_it(
     tiny_bundle: Bundle,
 ) -> None:
-    # Given a retrain into the linear network (L2-normalised bag, squared hinge) with room for more tokens
+    # Given a retrain into the linear network (L2-normalised bag, squared hinge, Adagrad) with room for more tokens
     verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
     linear = NetworkConfig(length_power=0.5, loss="squared_hinge")
     wider = dataclasses.replace(tiny_bundle.featurizer, max_tokens=tiny_bundle.featurizer.max_tokens * 2)
-    retrainer = Retrainer(
-        tiny_bundle, RetrainConfig(network=linear, featurizer=wider, training=TrainingConfig(epochs=8))
-    )
+    training = TrainingConfig(epochs=8, optimizer="adagrad", learning_rate=0.2)
+    retrainer = Retrainer(tiny_bundle, RetrainConfig(network=linear, featurizer=wider, training=training))
 
     # When the candidate is exported, and a fine-tune and a plain retrain learn from it in turn
     candidate, metrics = retrainer.export(retrainer.fit(verdicts), verdicts, version="v2")
@@ -331,6 +330,7 @@ def test_retrainer_builds_the_network_its_config_asks_for_and_learning_from_the_
     # Then the candidate stores and serves that network and featurizer (LiteRT agreeing with Keras), calls the
     # campaign spam, and what learns from it keeps both
     assert NetworkConfig.from_dict(candidate.metadata["network"]) == linear
+    assert candidate.metadata["training"]["optimizer"] == "adagrad"
     assert candidate.featurizer == wider
     check_shapes(candidate)
     assert candidate.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
