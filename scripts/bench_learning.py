@@ -55,7 +55,6 @@ from lodbrok.model.data import LabelledItem, deduplicate, items_from_jsonl, load
 from lodbrok.model.evaluation import Metrics, compute_metrics
 from lodbrok.model.features import FeaturizerConfig, canonical_key
 from lodbrok.model.predictor import Predictor
-from lodbrok.training.network import NetworkConfig
 from lodbrok.training.trainer import (
     FinetuneConfig,
     RetrainConfig,
@@ -65,6 +64,8 @@ from lodbrok.training.trainer import (
 )
 from scripts.benchlib import (
     DEFAULT_YOUTUBE,
+    LINEAR_NETWORK,
+    LINEAR_TRAINING,
     Contender,
     calibrated_word_char_svc,
     char_svc,
@@ -97,8 +98,6 @@ COST_SIZES = {"finetune": (100, 1_000, 5_000), "retrain": (100, 1_000, 5_000)}
 HANDLER_VERDICTS = 100
 
 
-LINEAR_NETWORK = NetworkConfig(length_power=0.5, loss="squared_hinge")
-LINEAR_TRAINING = TrainingConfig(optimizer="adagrad", learning_rate=0.2)
 # The learning designs measured on the domain shift, each through `propose` (the production path). The last
 # is LearningConfig()'s default: what the retrain function and `lodbrok finetune` run.
 DESIGNS: dict[str, LearningConfig] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,6 +339,31 @@ def test_retrainer_builds_the_network_its_config_asks_for_and_learning_from_the_
     assert metrics.accuracy >= 0.95
     assert NetworkConfig.from_dict(finetuned.metadata["network"]) == linear and finetuned.featurizer == wider
     assert successor.network == linear and successor.featurizer == wider
+
+
+BUNDLE_BEFORE_THE_LINEAR_NETWORK = Path(__file__).parent / "fixtures" / "bundle-before-the-linear-network.lbk"
+
+
+def test_bundle_saved_before_the_linear_network_loads_serves_and_learns_either_way() -> None:
+    # Given a tiny bundle written by the code before the network had a loss setting (commit bf15520)
+    old = Bundle.read(str(BUNDLE_BEFORE_THE_LINEAR_NETWORK))
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+
+    # When it is served, fine-tuned, and retrained into the linear network
+    served = Predictor(old).predict(["win a free prize now", "see you at lunch"])
+    finetuned, _ = finetune_bundle(old, verdicts, FinetuneConfig(epochs=1))
+    linear = NetworkConfig(length_power=0.5, loss="squared_hinge")
+    retrainer = Retrainer(old, RetrainConfig(network=linear, training=TrainingConfig(epochs=8)))
+    retrained, _ = retrainer.export(retrainer.fit(verdicts), verdicts)
+
+    # Then it serves with its own network (cross-entropy, as trained), the fine-tune keeps that network, and
+    # the retrain stores the linear one
+    assert old.metadata["network"] == {"embedding_dim": 16, "hidden_units": 0, "dropout": 0.0, "length_power": 0.75}
+    assert [prediction.label for prediction in served] == ["spam", "ham"]
+    check_shapes(old)
+    assert NetworkConfig.from_dict(finetuned.metadata["network"]) == NetworkConfig(length_power=0.75)
+    assert NetworkConfig.from_dict(retrained.metadata["network"]) == linear
+    assert [p.label for p in Predictor(retrained).predict(NEW_CAMPAIGN)] == ["spam"] * len(NEW_CAMPAIGN)
 
 
 def test_retrainer_with_threshold_folds_chooses_its_rule_on_the_joint_data(tiny_bundle: Bundle) -> None:
