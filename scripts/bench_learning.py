@@ -128,6 +128,15 @@ DESIGNS: dict[str, LearningConfig] = {
             network=LINEAR_NETWORK, featurizer=FeaturizerConfig(max_tokens=1024), training=LINEAR_TRAINING
         ),
     ),
+    # The last again from another training seed (shuffling, initial weights): how far chance alone moves a row.
+    "Lodbrok joint retrain, linear, Adagrad, 1,024 tokens, training seed 8": LearningConfig(
+        method="retrain",
+        retrain=RetrainConfig(
+            network=LINEAR_NETWORK,
+            featurizer=FeaturizerConfig(max_tokens=1024),
+            training=replace(LINEAR_TRAINING, seed=8),
+        ),
+    ),
     "Lodbrok fine-tune (the default)": LearningConfig(),
 }
 BASELINE = "calibrated word+char TF-IDF + LinearSVC, out-of-fold threshold, retrained on SMS + the two videos"

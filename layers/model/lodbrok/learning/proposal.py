@@ -11,10 +11,11 @@ One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok fi
 
 Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a fine-tune of the parent
 (`lodbrok.training.trainer.Finetuner`), or a joint retrain, a new network on the parent's stored training
-data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`).
-`make bench-learning` measures both on a new domain (docs/learning-design.md): with this network the joint
-retrain learns the new domain no better and costs the old one more precision than the gate allows, so the
-fine-tune stays the default.
+data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`), which
+may build a linear network (`RetrainConfig.network`: squared hinge, L2-normalised bag, Adagrad).
+`make bench-learning` measures them on a new domain (docs/learning-design.md): the linear joint retrain
+learns the new domain best, but costs the old one a false alarm more than the gate allows in most
+batches, so the fine-tune stays the default.
 
 A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
 by a probe that did not learn it.
