@@ -16,6 +16,8 @@ precision). Then out of domain: every contender trained on all the SMS data and 
 comments file (`--youtube`, default ../shared/data/youtube-comments-3-videos.csv; skipped with a message
 when absent). Then the model variants the chosen one was compared with, on the first repeat's folds, by
 PR-AUC and spam F1 at the argmax (no rule: thresholds would cost an inner cross-validation per variant).
+`--quick PART...` runs only that last section, for the chosen configuration and the variants whose names
+contain a PART, and writes quality-quick.json: a development run on one repeat, not the published numbers.
 
 scikit-learn is a bench-only dependency (`pip install -e '.[bench]'`). `run(report)` fills
 `report["quality"]`; bench.py calls it. No result is asserted.
@@ -46,6 +48,7 @@ from scripts.benchlib import (
     DEFAULT_YOUTUBE,
     FOLDS,
     LABELS,
+    LINEAR_NETWORK,
     POSITIVE,
     REPEATS,
     Contender,
@@ -147,6 +150,20 @@ def variants() -> list[Variant]:
         Variant("sqrt-n pooling (length power 0.5)", argmax(network=NetworkConfig(length_power=0.5))),
         Variant("10 epochs", argmax(epochs=10)),
         Variant("2^18 buckets", argmax(featurizer=FeaturizerConfig(num_buckets=2**18))),
+        # The linear network of the joint-retrain designs in `make bench-learning` (issue 30, step 3).
+        Variant(
+            "linear: L2-normalised bag, squared hinge, Adagrad 0.2",
+            argmax(network=LINEAR_NETWORK, optimizer="adagrad", learning_rate=0.2),
+        ),
+        Variant(
+            "linear: L2-normalised bag, squared hinge, Adagrad 0.2, 1,024 tokens",
+            argmax(
+                network=LINEAR_NETWORK,
+                optimizer="adagrad",
+                learning_rate=0.2,
+                featurizer=FeaturizerConfig(max_tokens=1024),
+            ),
+        ),
     ]
 
 
@@ -172,6 +189,17 @@ def run(report: dict[str, Any], *, youtube: Path = DEFAULT_YOUTUBE, with_variant
             "model variants on the first repeat's folds (label = argmax, no decision rule)", quality["variants"]
         )
     report["quality"] = quality
+
+
+def run_quick(report: dict[str, Any], parts: Sequence[str]) -> None:
+    """The chosen configuration and the variants named by `parts`, on the first repeat's folds only."""
+    items, _ = deduplicate(load_demo_dataset())
+    chosen = [
+        variant for index, variant in enumerate(variants()) if index == 0 or any(p in variant.name for p in parts)
+    ]
+    results = cross_validate(items, {variant.name: lodbrok_contender(variant.config) for variant in chosen}, repeats=1)
+    print_cross_validation("development run: model variants on the first repeat's folds (argmax)", results)
+    report["quality"] = {"variants": results}
 
 
 HEADER = f"{'model':<68} {'spam F1':<15} {'precision':<15} {'recall':<15} {'PR-AUC':<15} train/fold"
@@ -206,8 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--youtube", type=Path, default=DEFAULT_YOUTUBE, help="YouTube comments CSV (label,text,...)")
     parser.add_argument("--no-variants", action="store_true", help="skip the comparison of model variants")
+    parser.add_argument(
+        "--quick",
+        nargs="+",
+        metavar="PART",
+        help="development run: only the chosen configuration and the variants whose names contain a PART, "
+        "on one repeat (quality-quick.json, never the published numbers)",
+    )
     arguments = parser.parse_args(argv)
     report: dict[str, Any] = {}
+    if arguments.quick:
+        run_quick(report, arguments.quick)
+        write_results("quality-quick", report["quality"])
+        return 0
     run(report, youtube=arguments.youtube, with_variants=not arguments.no_variants)
     write_results("quality", report["quality"])
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 from lodbrok.clock import utc_iso
 from lodbrok.model.data import LabelledItem
 from lodbrok.model.decision import DecisionRule, choose_labels, fit_rule
+from lodbrok.training.network import NetworkConfig
 from lodbrok.training.trainer import TrainingConfig, fit_base_model, keras_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,10 @@ REPEATS = 2
 INNER_FOLDS = 5
 POSITIVE = "spam"
 LABELS = ["ham", "spam"]
+# The linear network (issue 30, step 3): the binary bag L2-normalised (sum / sqrt(count)), a linear SVM's
+# squared hinge loss on the softmax's log-odds, trained with Adagrad (LINEAR_TRAINING's optimizer and rate).
+LINEAR_NETWORK = NetworkConfig(length_power=0.5, loss="squared_hinge")
+LINEAR_TRAINING = TrainingConfig(optimizer="adagrad", learning_rate=0.2)
 
 # Each contender: training items -> a scorer of held-out texts returning (spam scores, decided labels).
 Scorer = Callable[[Sequence[LabelledItem]], tuple[np.ndarray, list[str]]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +314,59 @@ def test_retrainer_learns_a_campaign_from_scratch_and_keeps_the_base_data(tiny_b
     assert training["kind"] == "retrain" and training["verdict_weight"] == 3.0
     assert training["rehearsal_base_size"] == tiny_bundle.metadata["training"]["rehearsal_base_size"]
     assert items_from_jsonl(candidate.rehearsal)[-len(verdicts) :] == verdicts
+
+
+def test_retrainer_builds_the_network_its_config_asks_for_and_learning_from_the_candidate_keeps_it(
+    tiny_bundle: Bundle,
+) -> None:
+    # Given a retrain into the linear network (L2-normalised bag, squared hinge, Adagrad) with room for more tokens
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+    linear = NetworkConfig(length_power=0.5, loss="squared_hinge")
+    wider = dataclasses.replace(tiny_bundle.featurizer, max_tokens=tiny_bundle.featurizer.max_tokens * 2)
+    training = TrainingConfig(epochs=8, optimizer="adagrad", learning_rate=0.2)
+    retrainer = Retrainer(tiny_bundle, RetrainConfig(network=linear, featurizer=wider, training=training))
+
+    # When the candidate is exported, and a fine-tune and a plain retrain learn from it in turn
+    candidate, metrics = retrainer.export(retrainer.fit(verdicts), verdicts, version="v2")
+    finetuned, _ = finetune_bundle(candidate, [LabelledItem(NEW_CAMPAIGN[0], "spam")], FinetuneConfig(epochs=1))
+    successor = Retrainer(candidate, RetrainConfig(training=TrainingConfig(epochs=1)))
+
+    # Then the candidate stores and serves that network and featurizer (LiteRT agreeing with Keras), calls the
+    # campaign spam, and what learns from it keeps both
+    assert NetworkConfig.from_dict(candidate.metadata["network"]) == linear
+    assert candidate.metadata["training"]["optimizer"] == "adagrad"
+    assert candidate.featurizer == wider
+    check_shapes(candidate)
+    assert candidate.metadata["parity_max_abs_diff"] <= PARITY_TOLERANCE
+    assert [p.label for p in Predictor(candidate).predict(NEW_CAMPAIGN)] == ["spam"] * len(NEW_CAMPAIGN)
+    assert metrics.accuracy >= 0.95
+    assert NetworkConfig.from_dict(finetuned.metadata["network"]) == linear and finetuned.featurizer == wider
+    assert successor.network == linear and successor.featurizer == wider
+
+
+BUNDLE_BEFORE_THE_LINEAR_NETWORK = Path(__file__).parent / "fixtures" / "bundle-before-the-linear-network.lbk"
+
+
+def test_bundle_saved_before_the_linear_network_loads_serves_and_learns_either_way() -> None:
+    # Given a tiny bundle written by the code before the network had a loss setting (commit bf15520)
+    old = Bundle.read(str(BUNDLE_BEFORE_THE_LINEAR_NETWORK))
+    verdicts = [LabelledItem(text, "spam") for text in NEW_CAMPAIGN]
+
+    # When it is served, fine-tuned, and retrained into the linear network
+    served = Predictor(old).predict(["win a free prize now", "see you at lunch"])
+    finetuned, _ = finetune_bundle(old, verdicts, FinetuneConfig(epochs=1))
+    linear = NetworkConfig(length_power=0.5, loss="squared_hinge")
+    retrainer = Retrainer(old, RetrainConfig(network=linear, training=TrainingConfig(epochs=8)))
+    retrained, _ = retrainer.export(retrainer.fit(verdicts), verdicts)
+
+    # Then it serves with its own network (cross-entropy, as trained), the fine-tune keeps that network, and
+    # the retrain stores the linear one
+    assert old.metadata["network"] == {"embedding_dim": 16, "hidden_units": 0, "dropout": 0.0, "length_power": 0.75}
+    assert [prediction.label for prediction in served] == ["spam", "ham"]
+    check_shapes(old)
+    assert NetworkConfig.from_dict(finetuned.metadata["network"]) == NetworkConfig(length_power=0.75)
+    assert NetworkConfig.from_dict(retrained.metadata["network"]) == linear
+    assert [p.label for p in Predictor(retrained).predict(NEW_CAMPAIGN)] == ["spam"] * len(NEW_CAMPAIGN)
 
 
 def test_retrainer_with_threshold_folds_chooses_its_rule_on_the_joint_data(tiny_bundle: Bundle) -> None:

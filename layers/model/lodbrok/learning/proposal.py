@@ -11,10 +11,11 @@ One code path for the retrain function (`lodbrok.learning.loop`) and `lodbrok fi
 
 Probes and candidate learn by the same recipe (`LearningConfig.method`): by default a fine-tune of the parent
 (`lodbrok.training.trainer.Finetuner`), or a joint retrain, a new network on the parent's stored training
-data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`).
-`make bench-learning` measures both on a new domain (docs/learning-design.md): with this network the joint
-retrain learns the new domain no better and costs the old one more precision than the gate allows, so the
-fine-tune stays the default.
+data (the base sample plus every verdict learned since) and the batch, verdicts weighted (`Retrainer`), which
+may build a linear network (`RetrainConfig.network`: squared hinge, L2-normalised bag, Adagrad).
+`make bench-learning` measures them on a new domain (docs/learning-design.md): the linear joint retrain
+learns the new domain best, but costs the old one a false alarm more than the gate allows in most
+batches, so the fine-tune stays the default.
 
 A candidate needs at least `MIN_VERDICTS_TO_LEARN` learnable verdicts, so that each can be scored
 by a probe that did not learn it.
@@ -164,11 +165,10 @@ def make_learner(parent: Bundle, config: LearningConfig, progress: Progress | No
 
 def out_of_fold_scores(learner: Learner, verdicts: Sequence[LabelledItem], folds: int) -> np.ndarray:
     """Every verdict's probabilities from a probe that learned the other folds of the batch."""
-    parent = learner.parent
     scores: dict[str, np.ndarray] = {}
     # Dealt round-robin, so with folds <= len(verdicts) every fold has items to train on and to score.
     for train, scored in stratified_folds(verdicts, min(folds, len(verdicts)), salt="lodbrok-probes"):
-        probabilities = keras_probabilities(learner.fit(train), parent.featurizer, scored)
+        probabilities = keras_probabilities(learner.fit(train), learner.featurizer, scored)
         scores.update(zip((canonical_key(item.input) for item in scored), probabilities, strict=True))
     return np.array([scores[canonical_key(item.input)] for item in verdicts])
 

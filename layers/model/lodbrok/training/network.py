@@ -5,6 +5,12 @@ dilutes a long text's evidence by its length and a plain sum (power 0) lets long
 in between won on repeated k-fold of the demo data (`make bench-quality`). Bundles from before it was
 configurable keep their mean.
 
+`loss` is the training objective only; the served graph is the same softmax either way. "squared_hinge"
+(two labels) is a linear SVM's loss on the log-odds of the softmax (the margin between the two logits), so
+with the pooled bag L2-normalised (`length_power` 0.5: tokens count once, so sum / sqrt(count) is the L2
+norm of the binary bag) the network is a LinearSVC over hashed tokens, the evidence the issue-30 study's
+linear baselines used; `make bench-learning` measures it as a joint-retrain design.
+
 Only builtin LiteRT ops (gather, mul, sum, div, sqrt, fully connected, softmax) are used, so the
 graph converts without Select TF ops. Embeddings start at zero so buckets that no training text
 ever hit stay exactly zero: they compress to nothing in the bundle, and a token first seen during
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import keras
@@ -31,10 +37,13 @@ class NetworkConfig:
     hidden_units: int = 0
     dropout: float = 0.0
     length_power: float = 0.75
+    loss: Literal["crossentropy", "squared_hinge"] = "crossentropy"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.length_power <= 1.0:
             raise ValueError(f"length_power must be between 0 and 1, got {self.length_power}")
+        if self.loss not in ("crossentropy", "squared_hinge"):
+            raise ValueError(f"loss must be crossentropy or squared_hinge, got {self.loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +77,24 @@ def build_network(featurizer: FeaturizerConfig, labels: list[str], config: Netwo
         pooled = keras.layers.Dense(config.hidden_units, activation="relu", name="hidden")(pooled)
     probabilities = keras.layers.Dense(len(labels), activation="softmax", name="label_probabilities")(pooled)
     return keras.Model(token_ids, probabilities, name="lodbrok_hashed_bag")
+
+
+def training_loss(config: NetworkConfig, labels: list[str]) -> Any:
+    """The Keras loss for `config`: targets are label indices, the model's outputs softmax probabilities."""
+    if config.loss == "crossentropy":
+        return "sparse_categorical_crossentropy"
+    if len(labels) != 2:
+        raise ValueError(f"the squared hinge loss needs two labels, the model has {len(labels)}")
+    import keras
+
+    def squared_hinge(targets: Any, probabilities: Any) -> Any:
+        # Log-odds of the second label; clipped so that a saturated softmax still has a finite margin.
+        clipped = keras.ops.clip(probabilities, 1e-7, 1.0)
+        margin = keras.ops.log(clipped[:, 1]) - keras.ops.log(clipped[:, 0])
+        sign = keras.ops.cast(keras.ops.reshape(targets, (-1,)), margin.dtype) * 2.0 - 1.0
+        return keras.ops.square(keras.ops.relu(1.0 - sign * margin))
+
+    return squared_hinge
 
 
 @cache

@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -39,7 +39,13 @@ from lodbrok.model.decision import DecisionError, DecisionRule, fit_rule, fit_ru
 from lodbrok.model.evaluation import Metrics, compute_metrics
 from lodbrok.model.features import Featurizer, FeaturizerConfig, canonical_key
 from lodbrok.model.predictor import Predictor
-from lodbrok.training.network import NetworkConfig, architecture_summary, build_network, custom_objects
+from lodbrok.training.network import (
+    NetworkConfig,
+    architecture_summary,
+    build_network,
+    custom_objects,
+    training_loss,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -62,6 +68,10 @@ class TrainingConfig:
     `threshold_folds` models are trained on parts of the training split to score the rest; the decision
     rule is chosen on those scores (0 or 1: no rule, the label is the argmax). `min_precision` asks for
     the rule with the highest recall of the rarer label whose out-of-fold precision reaches it.
+    `optimizer` "adagrad" suits the linear network (`NetworkConfig.loss` "squared_hinge"): Adam scales every
+    embedding row's step alike, so a token seen in a handful of texts moves as far as a common one and the
+    model leans on rare tokens; Adagrad's steps shrink with a row's accumulated gradients, as a linear
+    model's regularised weights do (`make bench-learning`).
     """
 
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
@@ -69,6 +79,7 @@ class TrainingConfig:
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 0.005
+    optimizer: Literal["adam", "adagrad"] = "adam"
     test_fraction: float = 0.2
     seed: int = 7
     threshold_folds: int = 5
@@ -103,7 +114,9 @@ class RetrainConfig:
     and network; the recipe is the base one (`TrainingConfig`'s epochs, batch and learning rate).
 
     Every verdict (the new ones and those earlier fine-tunes or retrains added to the rehearsal data) weighs
-    `verdict_weight` base items. `threshold_folds` >= 2 chooses the decision rule on out-of-fold scores of
+    `verdict_weight` base items. `featurizer` and `network` build the new network another way than the
+    parent (a retrain starts from nothing, so it may); the candidate bundle stores them and later learning
+    from it uses them. `threshold_folds` >= 2 chooses the decision rule on out-of-fold scores of
     the joint data, as `train_bundle` does; 0 chooses it as a fine-tune does (the probes' scores of the
     verdicts, keeping the gate set within tolerance).
     """
@@ -111,6 +124,8 @@ class RetrainConfig:
     verdict_weight: float = 1.0
     threshold_folds: int = 0
     rehearsal_limit: int = 50_000
+    featurizer: FeaturizerConfig | None = None  # None: the parent's
+    network: NetworkConfig | None = None  # None: the parent's
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
@@ -192,6 +207,8 @@ def _train_network(
         config.batch_size,
         config.learning_rate,
         progress,
+        loss=training_loss(config.network, labels),
+        optimizer=config.optimizer,
         sample_weights=sample_weights,
     )
     return model
@@ -210,6 +227,9 @@ class Learner:
         self.progress = progress
         self.rehearsal = items_from_jsonl(parent.rehearsal)
         self.base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(self.rehearsal)))
+        # What the candidate is made of: the parent's, unless a retrain builds its network another way.
+        self.featurizer = parent.featurizer
+        self.network = NetworkConfig.from_dict(parent.metadata.get("network", {}))
 
     def fit(self, verdicts: Sequence[LabelledItem]) -> keras.Model:
         raise NotImplementedError
@@ -242,10 +262,10 @@ class Learner:
                 **self._recipe(len(verdicts)),
                 "rehearsal_base_size": min(self.base_size, len(kept_rehearsal)),
             },
-            "network": parent.metadata.get("network", {}),
+            "network": self.network.to_dict(),
             "decision": decision.to_dict() if decision else None,
         }
-        return export_bundle(model, parent.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
+        return export_bundle(model, self.featurizer, parent.labels, kept_rehearsal, gate_items, metadata)
 
     def _decision_rule(
         self,
@@ -257,7 +277,9 @@ class Learner:
     ) -> DecisionRule | None:
         """With `verdict_scores` (out-of-sample probabilities of the verdicts, from models that did not see
         them) the threshold is the best for the verdicts that keeps the gate set within `keep_within`."""
-        return _fine_tuned_decision_rule(model, self.parent, gate_items, verdicts, verdict_scores, keep_within)
+        return _fine_tuned_decision_rule(
+            model, self.parent, self.featurizer, gate_items, verdicts, verdict_scores, keep_within
+        )
 
     def _recipe(self, verdict_count: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -315,6 +337,7 @@ class Finetuner(Learner):
             config.batch_size,
             config.learning_rate,
             self.progress,
+            loss=training_loss(self.network, self.parent.labels),
             sample_weights=label_balance_weights(mixture, rehearsal + list(verdicts)),
         )
         return model
@@ -355,10 +378,12 @@ class Retrainer(Learner):
     def __init__(self, parent: Bundle, config: RetrainConfig | None = None, progress: Progress | None = None) -> None:
         super().__init__(parent, progress)
         self.config = config or RetrainConfig()
+        self.featurizer = self.config.featurizer or self.featurizer
+        self.network = self.config.network or self.network
         self.training = replace(
             self.config.training,
-            featurizer=parent.featurizer,
-            network=NetworkConfig.from_dict(parent.metadata.get("network", {})),
+            featurizer=self.featurizer,
+            network=self.network,
             threshold_folds=self.config.threshold_folds,
         )
 
@@ -403,6 +428,7 @@ class Retrainer(Learner):
             "threshold_folds": self.config.threshold_folds,
             "epochs": training.epochs,
             "learning_rate": training.learning_rate,
+            "optimizer": training.optimizer,
             "seed": training.seed,
         }
 
@@ -466,6 +492,7 @@ def choose_decision_rule(
 def _fine_tuned_decision_rule(
     model: keras.Model,
     parent: Bundle,
+    featurizer: FeaturizerConfig,
     gate: Sequence[LabelledItem],
     verdicts: Sequence[LabelledItem],
     verdict_scores: np.ndarray | None,
@@ -481,7 +508,7 @@ def _fine_tuned_decision_rule(
     parent_rule = DecisionRule.from_metadata(parent.metadata, parent.labels)
     if {item.label for item in gate} != set(parent.labels):
         return parent_rule
-    gate_scores = keras_probabilities(model, parent.featurizer, gate)
+    gate_scores = keras_probabilities(model, featurizer, gate)
     gate_truth = [item.label for item in gate]
     if (
         verdict_scores is not None
@@ -704,6 +731,9 @@ def _fit(
     batch_size: int,
     learning_rate: float,
     progress: Progress | None,
+    *,
+    loss: Any,
+    optimizer: str = "adam",
     sample_weights: np.ndarray | None = None,
 ) -> None:
     import keras
@@ -711,7 +741,8 @@ def _fit(
     label_index = {label: position for position, label in enumerate(labels)}
     features = Featurizer(featurizer).transform([item.input for item in items])
     targets = np.array([label_index[item.label] for item in items], dtype=np.int32)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    optimizers = {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad}
+    model.compile(optimizer=optimizers[optimizer](learning_rate), loss=loss)
     callbacks = [_progress_callback(progress, epochs)] if progress else []
     model.fit(
         features,
