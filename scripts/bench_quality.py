@@ -49,6 +49,7 @@ from scripts.benchlib import (
     FOLDS,
     LABELS,
     LINEAR_NETWORK,
+    LINEAR_TRAINING,
     POSITIVE,
     REPEATS,
     Contender,
@@ -134,6 +135,11 @@ def variants() -> list[Variant]:
     def argmax(**changes: Any) -> TrainingConfig:
         return TrainingConfig(threshold_folds=0, **changes)
 
+    def linear(**changes: Any) -> TrainingConfig:
+        """The linear network trained as the joint-retrain designs of `make bench-learning` train it."""
+        training = {"optimizer": LINEAR_TRAINING.optimizer, "learning_rate": LINEAR_TRAINING.learning_rate}
+        return argmax(network=LINEAR_NETWORK, **training, **changes)
+
     legacy_featurizer = FeaturizerConfig(version=1, max_tokens=384, char_ngram_min=3)
     return [
         Variant("chosen: featurizer v3, length power 0.75, 5 epochs", argmax()),
@@ -151,18 +157,10 @@ def variants() -> list[Variant]:
         Variant("10 epochs", argmax(epochs=10)),
         Variant("2^18 buckets", argmax(featurizer=FeaturizerConfig(num_buckets=2**18))),
         # The linear network of the joint-retrain designs in `make bench-learning` (issue 30, step 3).
-        Variant(
-            "linear: L2-normalised bag, squared hinge, Adagrad 0.2",
-            argmax(network=LINEAR_NETWORK, optimizer="adagrad", learning_rate=0.2),
-        ),
+        Variant("linear: L2-normalised bag, squared hinge, Adagrad 0.2", linear()),
         Variant(
             "linear: L2-normalised bag, squared hinge, Adagrad 0.2, 1,024 tokens",
-            argmax(
-                network=LINEAR_NETWORK,
-                optimizer="adagrad",
-                learning_rate=0.2,
-                featurizer=FeaturizerConfig(max_tokens=1024),
-            ),
+            linear(featurizer=FeaturizerConfig(max_tokens=1024)),
         ),
     ]
 

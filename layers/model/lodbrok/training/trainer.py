@@ -222,8 +222,9 @@ class Learner:
 
     kind = ""
 
-    def __init__(self, parent: Bundle, progress: Progress | None = None) -> None:
+    def __init__(self, parent: Bundle, rehearsal_limit: int, progress: Progress | None = None) -> None:
         self.parent = parent
+        self.rehearsal_limit = rehearsal_limit  # rows of stored training data a candidate keeps
         self.progress = progress
         self.rehearsal = items_from_jsonl(parent.rehearsal)
         self.base_size = int(parent.metadata.get("training", {}).get("rehearsal_base_size", len(self.rehearsal)))
@@ -250,7 +251,7 @@ class Learner:
         rehearsal = self._rehearsal_without(verdicts)
         gate_items = items_from_jsonl(parent.gate)
         decision = self._decision_rule(model, gate_items, verdicts, verdict_scores, keep_within)
-        kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), self.base_size, self._rehearsal_limit())
+        kept_rehearsal = _bounded_rehearsal(rehearsal + list(verdicts), self.base_size, self.rehearsal_limit)
         metadata = {
             "version": version or next_version_label(parent.version),
             "parent_version": parent_version or parent.version,
@@ -284,9 +285,6 @@ class Learner:
     def _recipe(self, verdict_count: int) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _rehearsal_limit(self) -> int:
-        raise NotImplementedError
-
     def _rehearsal_without(self, verdicts: Sequence[LabelledItem]) -> list[LabelledItem]:
         """The stored training data less the inputs the verdicts (re)label."""
         verdict_keys = {canonical_key(item.input) for item in verdicts}
@@ -312,8 +310,8 @@ class Finetuner(Learner):
     kind = "finetune"
 
     def __init__(self, parent: Bundle, config: FinetuneConfig | None = None, progress: Progress | None = None) -> None:
-        super().__init__(parent, progress)
         self.config = config or FinetuneConfig()
+        super().__init__(parent, self.config.rehearsal_limit, progress)
         self._importance: list[np.ndarray] | None = None
 
     def fit(self, verdicts: Sequence[LabelledItem]) -> keras.Model:
@@ -330,7 +328,7 @@ class Finetuner(Learner):
             _anchor_weights(model, self._anchor_importance(model), config.anchor_strength)
         _fit(
             model,
-            self.parent.featurizer,
+            self.featurizer,
             self.parent.labels,
             mixture,
             config.epochs,
@@ -351,9 +349,6 @@ class Finetuner(Learner):
             "learning_rate": config.learning_rate,
             "seed": config.seed,
         }
-
-    def _rehearsal_limit(self) -> int:
-        return self.config.rehearsal_limit
 
     def _repeats(self, verdict_count: int) -> int:
         """How often each verdict appears in the mixture: `verdict_repeats`, fewer for big batches."""
@@ -376,8 +371,8 @@ class Retrainer(Learner):
     kind = "retrain"
 
     def __init__(self, parent: Bundle, config: RetrainConfig | None = None, progress: Progress | None = None) -> None:
-        super().__init__(parent, progress)
         self.config = config or RetrainConfig()
+        super().__init__(parent, self.config.rehearsal_limit, progress)
         self.featurizer = self.config.featurizer or self.featurizer
         self.network = self.config.network or self.network
         self.training = replace(
@@ -431,9 +426,6 @@ class Retrainer(Learner):
             "optimizer": training.optimizer,
             "seed": training.seed,
         }
-
-    def _rehearsal_limit(self) -> int:
-        return self.config.rehearsal_limit
 
 
 def finetune_bundle(
